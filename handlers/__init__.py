@@ -1,0 +1,15 @@
+"""One module per capability. `build_registry` is the single list of what the bot can do."""
+
+from __future__ import annotations
+
+from bot.commands import CommandRegistry
+from handlers import coming_soon, health
+
+
+def build_registry() -> CommandRegistry:
+    registry = CommandRegistry()
+    registry.add(health.COMMAND)
+    for command in coming_soon.COMMANDS:
+        registry.add(command)
+    registry.add_action(health.RERUN)
+    return registry

@@ -1,0 +1,150 @@
+"""The Bolt AsyncApp: verify (Bolt's signature middleware), ack from the registry, then run the handler.
+
+Every slash command goes through one listener pair: `ack_command` parses the text in memory and acks within
+Slack's 3-second deadline (usage errors and "not available yet" are answered right there, ephemerally);
+`run_command` is a lazy listener that does the slow work after the ack under `BackgroundWork.guard`, so a failure
+is logged with its traceback and told to the user. Buttons work the same way through `ack_action`/`run_action`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from bot.commands import Command, CommandRegistry, UsageError
+from bot.context import ActionContext, BotContext, CommandContext, Invocation
+from bot.replies import Reply
+
+log = logging.getLogger(__name__)
+
+HELP_WORDS = {"help", "-h", "--help", "?"}
+
+
+def usage_reply(command: Command, error: UsageError) -> str:
+    lines = [f":grey_question: {error.message}"]
+    if error.suggestion:
+        lines.append(f"Did you mean `{error.suggestion}`?")
+    lines.append("Usage: " + command.usage)
+    return "\n".join(lines)
+
+
+def unknown_command_reply(name: str, registry: CommandRegistry) -> str:
+    suggestion = registry.suggest(name)
+    lines = [f":grey_question: I don't know the command `{name}`."]
+    if suggestion:
+        lines.append(f"Did you mean `{suggestion}`?")
+    lines.append(registry.help_text())
+    return "\n".join(lines)
+
+
+def not_available_reply(command: Command) -> str:
+    return f":construction: `{command.name}` is not available yet. When it is: {command.usage}"
+
+
+def acknowledge_command(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
+    """The immediate, ephemeral answer to a slash command. Pure: no I/O, so it always fits in the deadline."""
+    command = registry.get(name)
+    if command is None:
+        return unknown_command_reply(name, registry)
+    if not command.available:
+        return not_available_reply(command)
+    if text.strip().lower() in HELP_WORDS:
+        return command.usage
+    assert command.parse is not None and command.acknowledge is not None
+    try:
+        parsed = command.parse(text, bot.catalog)
+    except UsageError as error:
+        return usage_reply(command, error)
+    return command.acknowledge(parsed, bot.catalog)
+
+
+def _runnable(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> tuple[Command, Any] | None:
+    """The command and its parsed request when the ack promised post-ack work, else None."""
+    command = registry.get(name)
+    if command is None or not command.available or text.strip().lower() in HELP_WORDS:
+        return None
+    assert command.parse is not None
+    try:
+        return command, command.parse(text, bot.catalog)
+    except UsageError:
+        return None
+
+
+def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
+    settings = bot.settings
+    assert settings.slack_signing_secret is not None
+    app = AsyncApp(
+        client=bot.slack,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=False,
+        raise_error_for_unhandled_request=False,
+    )
+
+    async def ack_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+        try:
+            answer = acknowledge_command(registry, bot, body.get("command", ""), body.get("text", ""))
+        except Exception:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("acknowledging a command failed", extra={"error_id": error_id})
+            answer = f":warning: Something went wrong reading that command; the bot logged it as error `{error_id}`."
+        await ack(text=answer, response_type="ephemeral")
+
+    async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
+        found = _runnable(registry, bot, body.get("command", ""), body.get("text", ""))
+        if found is None:
+            return
+        command, parsed = found
+        invocation = Invocation(
+            command=command.name,
+            text=body.get("text", ""),
+            user_id=body["user_id"],
+            channel_id=body["channel_id"],
+            team_id=body.get("team_id"),
+            trigger_id=body.get("trigger_id"),
+        )
+        reply = Reply(bot.slack, channel_id=invocation.channel_id, user_id=invocation.user_id, respond=respond)
+        assert command.run is not None
+        await bot.background.guard(
+            command.name, command.run(parsed, CommandContext(bot, invocation, reply)), reply.ephemeral
+        )
+
+    async def ack_action(ack: AsyncAck) -> None:
+        await ack()
+
+    async def run_action(body: dict[str, Any], respond: AsyncRespond) -> None:
+        action = (body.get("actions") or [{}])[0]
+        action_id = action.get("action_id", "")
+        container = body.get("container") or {}
+        channel_id = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
+        user_id = (body.get("user") or {}).get("id", "")
+        reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id, respond=respond)
+        spec = registry.actions.get(action_id)
+        if spec is None:
+            log.warning("unknown action", extra={"action_id": action_id})
+            await reply.ephemeral("That button is no longer supported; run the command again.")
+            return
+        ctx = ActionContext(
+            bot=bot,
+            user_id=user_id,
+            channel_id=channel_id,
+            message_ts=container.get("message_ts") or (body.get("message") or {}).get("ts"),
+            action_id=action_id,
+            value=action.get("value"),
+            reply=reply,
+            payload=body,
+        )
+        await bot.background.guard(action_id, spec.run(ctx), reply.ephemeral)
+
+    app.command(re.compile(r"^/"))(ack=ack_command, lazy=[run_command])
+    app.action(re.compile(r".*"))(ack=ack_action, lazy=[run_action])
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> None:
+        log.error("unhandled error in a Bolt listener", exc_info=error)
+
+    return app

@@ -1,0 +1,96 @@
+"""Post-ack work: run it, count it, and never let its failure go unseen.
+
+Bolt's lazy listeners run after the ack and swallow exceptions (bolt-python issue #635). Every piece of post-ack
+work goes through `BackgroundWork.guard`, which logs a failure with its traceback, counts it, and tells the user in
+Slack. The in-flight count lets the console wait until the bot has finished answering, and lets a graceful
+shutdown wait for work in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+import psycopg
+import redis.exceptions
+from prometheus_client import Counter
+
+from bot.storage import StorageUnavailable
+from integrations.slack import slack_error_code
+
+log = logging.getLogger(__name__)
+
+POST_ACK_FAILURES = Counter(
+    "mira_post_ack_failures_total", "Post-ack work that raised, by command or action.", ["work"]
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, secret-free cause for the user. Unknown errors give only their class name: their text may hold
+    a URL with a password or a token."""
+    code = slack_error_code(exc)
+    if code:
+        return f"Slack answered `{code}`"
+    if isinstance(exc, StorageUnavailable | psycopg.OperationalError | psycopg.errors.AdminShutdown):
+        return "the bot's database is unavailable"
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "the bot's Redis is unavailable"
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "an upstream call timed out"
+    return f"an internal error ({type(exc).__name__})"
+
+
+class BackgroundWork:
+    """Counts post-ack work in flight and reports failures."""
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    async def guard(
+        self,
+        work: str,
+        job: Awaitable[None],
+        tell_user: Callable[[str], Awaitable[None]] | None,
+    ) -> None:
+        """Await `job`; on failure log it with traceback and tell the user through `tell_user`."""
+        self._active += 1
+        self._idle.clear()
+        try:
+            await job
+        except Exception as exc:
+            error_id = uuid.uuid4().hex[:8]
+            POST_ACK_FAILURES.labels(work).inc()
+            log.exception("post-ack work failed", extra={"work": work, "error_id": error_id})
+            if tell_user is not None:
+                message = (
+                    f":warning: `{work}` failed after it was acknowledged: {describe_error(exc)}. "
+                    f"The bot logged it as error `{error_id}`; try again, or tell the bot's operators."
+                )
+                try:
+                    await tell_user(message)
+                except Exception:
+                    log.exception("could not tell the user about a failure", extra={"error_id": error_id})
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once no post-ack work is running (after letting just-scheduled work start)."""
+        for _ in range(3):
+            await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,112 @@
+"""The command registry: one place that knows every slash command, its usage, and whether it is dangerous.
+
+`help`, "did you mean", the usage shown on bad input and the manifest's usage hints all come from here, so they
+cannot drift apart (a test compares manifest.yml with this registry). A command that is not built yet is still
+registered, without `run`, and answers "not available yet" through the same path as the real ones.
+Dangerous commands (flag changes, rollback) are marked where they are registered, as Netflix Dispatch marks its
+sensitive command group, so reading the registration tells you what can change production.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.catalog import Catalog
+    from bot.context import ActionContext, CommandContext
+
+
+class UsageError(Exception):
+    """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally."""
+
+    def __init__(self, message: str, *, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.suggestion = suggestion
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    usage: str
+    summary: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """A slash command. `parse` and `acknowledge` run before the ack and must not do I/O; `run` runs after it."""
+
+    name: str
+    description: str
+    usage_hint: str
+    subcommands: tuple[Subcommand, ...] = ()
+    examples: tuple[str, ...] = ()
+    dangerous: bool = False
+    parse: Callable[[str, Catalog], Any] | None = None
+    acknowledge: Callable[[Any, Catalog], str] | None = None
+    run: Callable[[Any, CommandContext], Awaitable[None]] | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.run is not None
+
+    @property
+    def usage(self) -> str:
+        """The usage block shown on bad input and in help."""
+        head = f"`{self.name} {self.usage_hint}`" if self.usage_hint else f"`{self.name}`"
+        lines = [f"{head} — {self.description}"]
+        lines += [f"    `{self.name} {sub.usage}` — {sub.summary}" for sub in self.subcommands]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A button or other interactive element, by `action_id`. `run` happens after the ack."""
+
+    action_id: str
+    run: Callable[[ActionContext], Awaitable[None]]
+    dangerous: bool = False
+
+
+@dataclass
+class CommandRegistry:
+    commands: dict[str, Command] = field(default_factory=dict)
+    actions: dict[str, Action] = field(default_factory=dict)
+
+    def add(self, command: Command) -> Command:
+        if command.name in self.commands:
+            raise ValueError(f"{command.name} is registered twice")
+        self.commands[command.name] = command
+        return command
+
+    def add_action(self, action: Action) -> Action:
+        if action.action_id in self.actions:
+            raise ValueError(f"action {action.action_id} is registered twice")
+        self.actions[action.action_id] = action
+        return action
+
+    def get(self, name: str) -> Command | None:
+        return self.commands.get(name.strip().lower())
+
+    def suggest(self, name: str) -> str | None:
+        match = difflib.get_close_matches(name.strip().lower(), self.commands, n=1, cutoff=0.5)
+        return match[0] if match else None
+
+    def help_text(self) -> str:
+        """Every command with its usage; what `help` and an unknown command show."""
+        lines = ["*Commands*"]
+        for command in self.commands.values():
+            suffix = "" if command.available else " _(not available yet)_"
+            lines.append(command.usage + suffix)
+        return "\n".join(lines)
+
+
+def did_you_mean(word: str, choices: list[str]) -> str | None:
+    """The closest of `choices` to `word`, for a "did you mean" line; None when nothing is close."""
+    match = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=1, cutoff=0.5)
+    if not match:
+        return None
+    return next(c for c in choices if c.lower() == match[0])

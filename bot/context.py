@@ -1,0 +1,63 @@
+"""What a handler is given: the bot's shared parts, who invoked it and where, and a way to reply.
+
+Handlers see these plain objects only; nothing here knows about HTTP, signatures or retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.background import BackgroundWork
+from bot.catalog import Catalog
+from bot.replies import Reply
+from bot.settings import Settings
+from bot.storage import Storage
+
+
+@dataclass
+class BotContext:
+    """The process-wide parts, built once at start."""
+
+    settings: Settings
+    catalog: Catalog
+    storage: Storage
+    slack: AsyncWebClient
+    http: httpx.AsyncClient
+    background: BackgroundWork = field(default_factory=BackgroundWork)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A slash command as typed: who, where, what."""
+
+    command: str
+    text: str
+    user_id: str
+    channel_id: str
+    team_id: str | None = None
+    trigger_id: str | None = None
+
+
+@dataclass
+class CommandContext:
+    bot: BotContext
+    invocation: Invocation
+    reply: Reply
+
+
+@dataclass
+class ActionContext:
+    """A button click: who clicked, which message it was on, and the action's value."""
+
+    bot: BotContext
+    user_id: str
+    channel_id: str
+    message_ts: str | None
+    action_id: str
+    value: str | None
+    reply: Reply
+    payload: dict[str, Any] = field(default_factory=dict)

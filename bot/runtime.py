@@ -1,0 +1,58 @@
+"""Assembling a running bot from settings: catalog, storage, clients, registry, Bolt app and HTTP app.
+
+`serve`, the console and the tests all start the bot through `start_runtime`, so they exercise the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx
+from slack_bolt.async_app import AsyncApp
+from starlette.types import ASGIApp
+
+from bot.app import build_bolt_app
+from bot.catalog import Catalog, load_catalog
+from bot.commands import CommandRegistry
+from bot.context import BotContext
+from bot.server import build_http_app
+from bot.settings import Settings
+from bot.storage import open_storage
+from handlers import build_registry
+from integrations.slack import build_slack_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    bot: BotContext
+    registry: CommandRegistry
+    bolt: AsyncApp
+    http_app: ASGIApp
+
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Let post-ack work finish (graceful shutdown), then release clients and storage."""
+        if not await self.bot.background.wait_idle(drain_timeout):
+            log.warning("post-ack work still running at shutdown", extra={"active": self.bot.background.active})
+        await self.bot.http.aclose()
+        await self.bot.storage.close()
+
+
+async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> Runtime:
+    settings.require_slack()
+    assert settings.slack_bot_token is not None
+    catalog = catalog or await asyncio.to_thread(load_catalog, settings.bot_catalog)
+    storage = await open_storage(settings)
+    bot = BotContext(
+        settings=settings,
+        catalog=catalog,
+        storage=storage,
+        slack=build_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
+        http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
+    )
+    registry = build_registry()
+    bolt = build_bolt_app(bot, registry)
+    return Runtime(bot=bot, registry=registry, bolt=bolt, http_app=build_http_app(bolt, storage))

@@ -1,0 +1,173 @@
+"""The HTTP server: Starlette routes around the Bolt app, served by uvicorn.
+
+`POST /slack/events` carries every Slack request (slash commands, interactivity, events) into Bolt, which verifies
+the v0 signature and the 5-minute timestamp window (401 otherwise). Bodies over 1 MiB are refused with 413 before
+anything reads them, since no genuine Slack request comes near that size. `/healthz` says the process is up,
+`/readyz` that Postgres and Redis answer, `/metrics` serves prometheus-client's registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bot.storage import Storage
+
+SLACK_BODY_LIMIT = 1024 * 1024
+
+REQUESTS = Counter("mira_http_requests_total", "HTTP requests by route and outcome (status code).", ["route", "outcome"])
+ACK_SECONDS = Histogram(
+    "mira_slack_ack_seconds",
+    "Time from receiving a Slack request to answering it (Slack's deadline is 3 s).",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0),
+)
+
+
+class BodyLimit:
+    """Read at most `limits[path]` bytes of a request body; answer 413 past it, before the app sees anything.
+
+    A pure ASGI middleware because Starlette's `Request.body()` would read an unbounded body into memory first.
+    """
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int]) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limits.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(scope, receive, send, limit)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _too_large(scope, receive, send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    REQUESTS.labels(scope.get("path", ""), "413").inc()
+    response = JSONResponse({"error": f"request body larger than {limit} bytes"}, status_code=413)
+    await response(scope, receive, send)
+
+
+def _slack_kind(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    return "json" if "json" in content_type else "form"
+
+
+def build_http_app(bolt: AsyncApp, storage: Storage) -> ASGIApp:
+    slack_handler = AsyncSlackRequestHandler(bolt)
+
+    def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
+        async def wrapper(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await endpoint(request)
+            except Exception:
+                REQUESTS.labels(route, "500").inc()
+                raise
+            REQUESTS.labels(route, str(response.status_code)).inc()
+            if route == "/slack/events":
+                ACK_SECONDS.labels(_slack_kind(request)).observe(time.perf_counter() - started)
+            return response
+
+        return wrapper
+
+    async def slack_events(request: Request) -> Response:
+        return await slack_handler.handle(request)
+
+    async def pagerduty_webhook(request: Request) -> Response:
+        return JSONResponse({"error": "PagerDuty webhooks are not handled yet"}, status_code=501)
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = await storage.ready()
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(routes=[
+        Route("/slack/events", counted("/slack/events", slack_events), methods=["POST"]),
+        Route("/pagerduty/webhook", counted("/pagerduty/webhook", pagerduty_webhook), methods=["POST"]),
+        Route("/healthz", counted("/healthz", healthz), methods=["GET"]),
+        Route("/readyz", counted("/readyz", readyz), methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ])
+    return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT})
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server running as a task in this event loop (console, tests), on an ephemeral port if asked."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the caller owns signals
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task  # raises the start-up error (port in use, …)
+            raise RuntimeError("the HTTP server stopped during start-up")
+        await asyncio.sleep(0.01)
+    return RunningServer(server=server, task=task)

@@ -1,0 +1,142 @@
+"""Storage: a psycopg 3 async pool and a redis-py asyncio client, external or embedded, with migrations applied.
+
+Postgres is the source of truth (claims, audit, outbox); Redis holds only short-lived things (locks, rate budgets)
+that may be lost. Migrations are numbered SQL files under `bot/migrations/`, applied at start under an advisory
+lock so two replicas starting together apply each exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import redis.asyncio as redis
+from psycopg_pool import AsyncConnectionPool
+
+from bot.embedded import EmbeddedServers
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class StorageUnavailable(Exception):
+    """Postgres or Redis did not answer; `str()` says which, without the URL (it may hold a password)."""
+
+
+@dataclass
+class Storage:
+    pool: AsyncConnectionPool
+    redis: redis.Redis
+    embedded: EmbeddedServers | None = None
+
+    async def ready(self, timeout: float = 2.0) -> dict[str, str]:
+        """What /readyz reports: 'ok' or a short reason per dependency."""
+        return {"postgres": await self._check_postgres(timeout), "redis": await self._check_redis(timeout)}
+
+    async def _check_postgres(self, timeout: float) -> str:
+        try:
+            async with asyncio.timeout(timeout), self.pool.connection(timeout=timeout) as conn:
+                await conn.execute("SELECT 1")
+            return "ok"
+        except Exception as exc:
+            return f"unavailable ({type(exc).__name__})"
+
+    async def _check_redis(self, timeout: float) -> str:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.redis.ping()
+            return "ok"
+        except Exception as exc:
+            return f"unavailable ({type(exc).__name__})"
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.redis.aclose()
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every bundled migration, in order."""
+    found = []
+    for entry in resources.files("bot").joinpath("migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def apply_migrations(pool: AsyncConnectionPool) -> list[str]:
+    """Apply pending migrations once, even when several replicas start together; return the names applied.
+
+    The advisory lock is keyed on the current schema, so test schemas migrate independently.
+    """
+    applied: list[str] = []
+    async with pool.connection() as conn:
+        await conn.set_autocommit(True)
+        await conn.execute("SELECT pg_advisory_lock(hashtext('mira-bot:migrations:' || current_schema()))")
+        try:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            cursor = await conn.execute("SELECT version FROM schema_migrations")
+            done = {row[0] for row in await cursor.fetchall()}
+            for version, name, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+                applied.append(name)
+                log.info("migration applied", extra={"migration": name})
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext('mira-bot:migrations:' || current_schema()))")
+        await conn.set_autocommit(False)
+    return applied
+
+
+async def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
+    """Connect to Postgres and Redis (starting embedded servers for whichever URL is unset) and migrate."""
+    embedded: EmbeddedServers | None = None
+    database_url = settings.database_url.get_secret_value() if settings.database_url else None
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    if database_url is None or redis_url is None:
+        embedded = EmbeddedServers(settings.state_dir)
+        try:
+            if database_url is None:
+                database_url = await asyncio.to_thread(embedded.start_postgres)
+            if redis_url is None:
+                redis_url = await asyncio.to_thread(embedded.start_redis)
+        except Exception:
+            await asyncio.to_thread(embedded.stop)
+            raise
+
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=10, open=False, name="mira-bot")
+    client = redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
+    storage = Storage(pool=pool, redis=client, embedded=embedded)
+    try:
+        try:
+            await pool.open(wait=True, timeout=10.0)
+        except Exception as exc:
+            raise StorageUnavailable(f"Postgres did not answer at DATABASE_URL ({type(exc).__name__})") from exc
+        try:
+            await client.ping()
+        except Exception as exc:
+            raise StorageUnavailable(f"Redis did not answer at REDIS_URL ({type(exc).__name__})") from exc
+        if migrate:
+            await apply_migrations(pool)
+    except BaseException:
+        await storage.close()
+        raise
+    return storage
+

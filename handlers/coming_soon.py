@@ -1,0 +1,47 @@
+"""Commands that are registered but not built yet: they answer "not available yet" through the same registry,
+usage and error path as /health, and the manifest already lists them so the Slack app need not change later."""
+
+from __future__ import annotations
+
+from bot.commands import Command, Subcommand
+
+FLAG = Command(
+    name="/flag",
+    description="List, read and change feature flags (owners only; risky flags need confirmation)",
+    usage_hint="list [service] | get FLAG | set FLAG VALUE | on FLAG | off FLAG | unset FLAG",
+    subcommands=(
+        Subcommand("list", "list [service]", "every flag with its value, default and last change"),
+        Subcommand("get", "get FLAG", "one flag's value"),
+        Subcommand("set", "set FLAG VALUE", "change a flag"),
+        Subcommand("on", "on FLAG", "set a boolean flag to true"),
+        Subcommand("off", "off FLAG", "set a boolean flag to false"),
+        Subcommand("unset", "unset FLAG", "back to the default"),
+    ),
+    dangerous=True,
+)
+LATENCY = Command(
+    name="/latency",
+    description="p50/p95/p99 against the service's SLOs",
+    usage_hint="[service] [5m|1h|24h|7d] [kind]",
+)
+ROLLBACK = Command(
+    name="/rollback",
+    description="Show a service's rollback plan and run it after a second person confirms",
+    usage_hint="SERVICE [reason] | status [SERVICE] | plans SERVICE",
+    subcommands=(
+        Subcommand("status", "status [SERVICE]", "the running or last rollback"),
+        Subcommand("plans", "plans SERVICE", "the service's rollback plans"),
+    ),
+    dangerous=True,
+)
+ONCALL = Command(
+    name="/oncall",
+    description="Who is on call now, and the weekly handoff checklist",
+    usage_hint="[handoff | checklist]",
+    subcommands=(
+        Subcommand("handoff", "handoff", "post this week's handoff checklist now"),
+        Subcommand("checklist", "checklist", "the status of this week's checklist"),
+    ),
+)
+
+COMMANDS = (FLAG, LATENCY, ROLLBACK, ONCALL)
