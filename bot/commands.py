@@ -99,8 +99,11 @@ class CommandRegistry:
         """Every command with its usage; what `help` and an unknown command show."""
         lines = ["*Commands*"]
         for command in self.commands.values():
-            suffix = "" if command.available else " _(not available yet)_"
-            lines.append(command.usage + suffix)
+            if command.available:
+                lines.append(command.usage)
+            else:
+                head = command.usage.splitlines()[0]
+                lines.append(f"{head} _(not available yet)_")
         return "\n".join(lines)
 
 

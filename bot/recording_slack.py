@@ -90,6 +90,7 @@ class SlackCall:
     headers: dict[str, str]
     at: float
     status: int = 200
+    response: dict[str, Any] | None = None  # the JSON we answered, e.g. the ts Slack gave a posted message
 
     @property
     def channel(self) -> Any:
@@ -244,6 +245,7 @@ class RecordingSlackServer:
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.info": self._conversations_info,
+            "conversations.join": self._conversations_info,  # same answer: the channel, now with the bot in it
             "views.open": self._views_open,
             "views.update": self._views_open,
             "views.push": self._views_open,
@@ -632,7 +634,9 @@ class RecordingSlackServer:
             handler = self._handlers.get(method)
             payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
             response = JSONResponse(payload)
-        await self._record(SlackCall(method, body, token, headers, now, response.status_code))
+        else:
+            payload = None
+        await self._record(SlackCall(method, body, token, headers, now, response.status_code, payload))
         return response
 
     async def _upload_endpoint(self, request: Request) -> Response:

@@ -61,7 +61,12 @@ def render_health(
 ) -> tuple[str, list[dict[str, Any]]]:
     text = summary_text(report)
     if report.detailed:
-        text = f"{report.services[0].service.display_name} " + text[0].lower() + text[1:]
+        health = report.services[0]
+        counts = ", ".join(
+            f"{sum(p.status.value == status for p in health.probes)} {status}"
+            for status in _ORDER if any(p.status.value == status for p in health.probes)
+        )
+        text = f"{health.service.display_name}: {health.status.value} ({len(health.probes)} probes: {counts})"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     for health in report.services:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _service_text(health, report.detailed)}})

@@ -1,0 +1,96 @@
+"""`mira-bot`: serve Slack, or chat with the bot locally.
+
+With no subcommand the bot picks for you: the server when SLACK_BOT_TOKEN is set, the console otherwise, so the
+README's one command works on a fresh clone and in production alike. Configuration problems end the process with
+one line naming the setting (exit status 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot.catalog import CatalogError, load_catalog
+from bot.embedded import EmbeddedError
+from bot.logs import configure_logging
+from bot.settings import Settings, SettingsError, load_settings
+from bot.storage import StorageUnavailable
+
+log = logging.getLogger("mira-bot")
+
+
+async def serve(settings: Settings) -> int:
+    """Run the HTTP server (and Socket Mode when SLACK_APP_TOKEN is set) until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from bot.runtime import start_runtime
+
+    runtime = await start_runtime(settings)
+    socket_mode = None
+    if settings.slack_app_token is not None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        socket_mode = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token.get_secret_value())
+        await socket_mode.connect_async()
+        log.info("Socket Mode connected")
+    config = uvicorn.Config(
+        runtime.http_app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    log.info("serving", extra={"host": settings.host, "port": settings.port, "socket_mode": socket_mode is not None})
+    try:
+        await server.serve()
+    finally:
+        if socket_mode is not None:
+            await socket_mode.close_async()
+        await runtime.close()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mira-bot", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve Slack over HTTP (and Socket Mode when SLACK_APP_TOKEN is set)")
+    console = sub.add_parser("console", help="chat with the bot in this terminal; no Slack workspace needed")
+    console.add_argument("--script", type=Path, help="run the lines of FILE and print the transcript")
+    sub.add_parser("check-catalog", help="validate the service catalog (BOT_CATALOG or the bundled one)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        command = args.command or ("serve" if settings.slack_bot_token else "console")
+        if command == "console":
+            settings = settings.model_copy(update={"log_level": "WARNING"}) if settings.log_level == "INFO" else settings
+        configure_logging(settings)
+        if command == "check-catalog":
+            catalog = load_catalog(settings.bot_catalog)
+            print(f"ok: {len(catalog.services)} services ({', '.join(catalog.names())})")
+            return 0
+        if command == "serve":
+            settings.require_slack()
+            return asyncio.run(serve(settings))
+        from bot.console import run_console
+
+        script = getattr(args, "script", None)
+        if script is not None:
+            with script.open(encoding="utf-8") as lines:
+                return asyncio.run(run_console(settings, lines))
+        return asyncio.run(run_console(settings))
+    except (SettingsError, CatalogError, EmbeddedError, StorageUnavailable) as exc:
+        print(f"mira-bot: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mira-bot: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""`mira-bot console`: chat with the real bot in a terminal, no Slack workspace needed.
+
+The console starts the same runtime as `serve` (catalog, storage, Bolt app, HTTP server on a loopback port) and an
+in-process recording Slack server as the Web API. What you type becomes a request signed exactly as Slack signs
+it and sent to `/slack/events`; what the bot posts to the Web API is rendered as text with channel, thread
+structure and numbered buttons you can press. `--script FILE` runs lines non-interactively and prints the
+transcript (the README's transcript is produced this way and checked by a test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shlex
+import sys
+import time
+import uuid
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+import httpx
+from pydantic import SecretStr
+
+from bot.console_render import Button, ConsoleRenderer
+from bot.recording_slack import TEAM_ID, RecordingSlackServer
+from bot.runtime import Runtime, start_runtime
+from bot.server import RunningServer, start_server
+from bot.settings import Settings
+from bot.signing import sign_slack_request
+
+CONSOLE_USER = "U0CONSOLE"
+CONSOLE_CHANNEL = "#ops"
+
+CONSOLE_HELP = """\
+*Console*
+  `/command args`   run a slash command as the current user, in the current channel
+  `press N`         press button N (a dialog that asks for confirmation is confirmed)
+  `as U0ALICE`      act as another Slack user ID from now on
+  `in #channel`     type in another channel from now on
+  `help`, `quit`"""
+
+
+class Console:
+    """One console session: who you are, where you type, and what the bot has shown so far."""
+
+    def __init__(
+        self, runtime: Runtime, slack: RecordingSlackServer, server: RunningServer, signing_secret: str, out: TextIO
+    ) -> None:
+        self.runtime = runtime
+        self.slack = slack
+        self.server = server
+        self.signing_secret = signing_secret
+        self.out = out
+        self.user_id = CONSOLE_USER
+        self.channel = CONSOLE_CHANNEL
+        self.renderer = ConsoleRenderer(slack)
+        self._seen = 0
+        self._client = httpx.AsyncClient(base_url=server.url, trust_env=False, timeout=10.0)
+
+    def say(self, *lines: str) -> None:
+        for line in lines:
+            print(line, file=self.out)
+        self.out.flush()
+
+    @property
+    def prompt(self) -> str:
+        return f"{self.user_id} in {self.channel}> "
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def handle(self, line: str) -> bool:
+        """Run one line; False when the session should end."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        word, _, rest = line.partition(" ")
+        lowered = word.lower()
+        if lowered in ("quit", "exit"):
+            return False
+        if lowered == "help":
+            self.say(*self.renderer.blocks_to_lines(None, self.runtime.registry.help_text(), None, None))
+            self.say(*self.renderer.blocks_to_lines(None, CONSOLE_HELP, None, None))
+        elif lowered == "as" and rest.strip():
+            self.user_id = rest.strip().upper()
+            self.say(f"(you are now {self.user_id})")
+        elif lowered == "in" and rest.strip():
+            self.channel = "#" + rest.strip().lstrip("#")
+            self.say(f"(you are now typing in {self.channel})")
+        elif lowered in ("press", "click") and rest.strip().isdigit():
+            await self.press(int(rest.strip()))
+        elif word.startswith("/"):
+            await self.slash_command(word, rest)
+        else:
+            self.say(f"(the console doesn't understand {shlex.quote(line)}; type help)")
+        return True
+
+    async def _send(self, body: bytes, content_type: str) -> httpx.Response:
+        headers = {"Content-Type": content_type, **sign_slack_request(self.signing_secret, body)}
+        return await self._client.post("/slack/events", content=body, headers=headers)
+
+    async def slash_command(self, command: str, text: str) -> None:
+        channel_id = self.slack.channel_id(self.channel)
+        form = {
+            "token": "console",
+            "team_id": TEAM_ID,
+            "team_domain": "console",
+            "channel_id": channel_id,
+            "channel_name": self.channel.lstrip("#"),
+            "user_id": self.user_id,
+            "user_name": self.user_id.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0CONSOLE",
+            "response_url": self.slack.response_url(uuid.uuid4().hex),
+            "trigger_id": f"{int(time.time())}.console.{uuid.uuid4().hex[:8]}",
+        }
+        response = await self._send(urlencode(form).encode(), "application/x-www-form-urlencoded")
+        await self._show_answer(response)
+
+    async def press(self, number: int) -> None:
+        button = self.renderer.buttons.get(number)
+        if button is None:
+            self.say(f"(there is no button {number})")
+            return
+        if button.confirm:
+            title = (button.confirm.get("title") or {}).get("text", "Are you sure?")
+            text = (button.confirm.get("text") or {}).get("text", "")
+            self.say(f"(dialog) {title} — {text} → confirmed")
+        response = await self._send(
+            urlencode({"payload": json.dumps(self._block_actions(button))}).encode(),
+            "application/x-www-form-urlencoded",
+        )
+        await self._show_answer(response)
+
+    def _block_actions(self, button: Button) -> dict[str, Any]:
+        channel_id = button.channel or self.slack.channel_id(self.channel)
+        message = self.slack.message(channel_id, button.message_ts) if button.message_ts else None
+        return {
+            "type": "block_actions",
+            "team": {"id": TEAM_ID, "domain": "console"},
+            "user": {"id": self.user_id, "username": self.user_id.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0CONSOLE",
+            "token": "console",
+            "container": {"type": "message", "message_ts": button.message_ts, "channel_id": channel_id,
+                          "is_ephemeral": button.message_ts is None},
+            "trigger_id": f"{int(time.time())}.console.{uuid.uuid4().hex[:8]}",
+            "channel": {"id": channel_id, "name": self.slack.channel_name(channel_id).lstrip("#")},
+            "message": {"ts": button.message_ts, "text": message.text if message else "",
+                        "blocks": message.blocks if message else []},
+            "response_url": self.slack.response_url(uuid.uuid4().hex),
+            "actions": [{
+                "type": "button",
+                "action_id": button.action_id,
+                "block_id": button.block_id,
+                "value": button.value,
+                "text": {"type": "plain_text", "text": button.label},
+                "action_ts": f"{time.time():.6f}",
+            }],
+        }
+
+    async def _show_answer(self, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            self.say(f"(the bot answered HTTP {response.status_code})")
+        elif response.content:
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = {"text": response.text}
+            self.say(*self.renderer.render_ack(payload))
+        await self.runtime.bot.background.wait_idle()
+        calls = self.slack.calls
+        for call in calls[self._seen:]:
+            self.say(*self.renderer.render_call(call))
+        self._seen = len(calls)
+
+
+def console_settings(settings: Settings, slack: RecordingSlackServer) -> tuple[Settings, str]:
+    """The operator's settings with Slack pointed at the in-process recording server and a fresh signing secret."""
+    signing_secret = secrets.token_hex(16)
+    return settings.model_copy(update={
+        "slack_bot_token": SecretStr("xoxb-console-" + secrets.token_hex(8)),
+        "slack_signing_secret": SecretStr(signing_secret),
+        "slack_app_token": None,
+        "slack_api_url": slack.api_url,
+    }), signing_secret
+
+
+async def run_console(settings: Settings, script: TextIO | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    async with RecordingSlackServer() as slack:
+        bot_settings, signing_secret = console_settings(settings, slack)
+        runtime = await start_runtime(bot_settings)
+        server = await start_server(runtime.http_app)
+        console = Console(runtime, slack, server, signing_secret, out)
+        try:
+            if script is not None:
+                for line in script:
+                    if line.strip() and not line.lstrip().startswith("#"):
+                        console.say(console.prompt + line.rstrip("\n"))
+                    if not await console.handle(line):
+                        break
+            else:
+                console.say("mira-bot console: a local Slack workspace. Type help, or try /health.")
+                loop = asyncio.get_running_loop()
+                while True:
+                    try:
+                        line = await loop.run_in_executor(None, input, console.prompt)
+                    except (EOFError, KeyboardInterrupt):
+                        console.say("")
+                        break
+                    if not await console.handle(line):
+                        break
+        finally:
+            await console.close()
+            await server.stop()
+            await runtime.close()
+    return 0
