@@ -107,7 +107,9 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             team_id=body.get("team_id"),
             trigger_id=body.get("trigger_id"),
         )
-        reply = Reply(bot.slack, channel_id=invocation.channel_id, user_id=invocation.user_id, respond=respond)
+        reply = Reply(
+            bot.slack, channel_id=invocation.channel_id, user_id=invocation.user_id, respond=respond
+        )
         assert command.run is not None
         await bot.background.guard(
             command.name, command.run(parsed, CommandContext(bot, invocation, reply)), reply.ephemeral

@@ -113,9 +113,13 @@ class RunbookRef(_Model):
 
 
 class _ProbeBase(_Model):
+    """`critical`: the probe stands for the whole service (its front door), so when it is down the service is down
+    even if its dependencies answer (FA runbook, P0: "Health check endpoint returning 503")."""
+
     name: str
     description: str = ""
     timeout: float = Field(default=2.0, gt=0, le=30)
+    critical: bool = False
 
 
 class HttpProbe(_ProbeBase):
@@ -221,7 +225,11 @@ class Flag(_Model):
             assert self.allowed is not None
             return None if value in self.allowed else "expected one of " + ", ".join(self.allowed)
         if self.type == "url":
-            return None if isinstance(value, str) and re.match(r"^https?://[^\s/]+", value) else "expected an http(s) URL"
+            return (
+                None
+                if isinstance(value, str) and re.match(r"^https?://[^\s/]+", value)
+                else "expected an http(s) URL"
+            )
         return None if isinstance(value, str) else "expected text"
 
 
@@ -399,7 +407,9 @@ class Service(_Model):
         for plan in self.rollback_plans:
             for step in plan.steps:
                 if step.rollout_stage and (not self.rollout or step.rollout_stage not in self.rollout.stages):
-                    raise ValueError(f"rollback plan {plan.name} names unknown rollout stage {step.rollout_stage}")
+                    raise ValueError(
+                        f"rollback plan {plan.name} names unknown rollout stage {step.rollout_stage}"
+                    )
         return self
 
     @property
@@ -471,12 +481,21 @@ def _location(loc: tuple[Any, ...], data: Any) -> str:
     for item in loc:
         if isinstance(item, int):
             label = str(item)
-            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict) and "name" in node[item]:
+            if (
+                isinstance(node, list)
+                and item < len(node)
+                and isinstance(node[item], dict)
+                and "name" in node[item]
+            ):
                 label = str(node[item]["name"])
             parts.append(f"[{label}]")
             node = node[item] if isinstance(node, list) and item < len(node) else None
         else:
-            if item in ("http", "postgres", "redis", "tcp") and isinstance(node, dict) and node.get("kind") == item:
+            if (
+                item in ("http", "postgres", "redis", "tcp")
+                and isinstance(node, dict)
+                and node.get("kind") == item
+            ):
                 continue  # the discriminator tag pydantic adds is not a path in the file
             parts.append(f".{item}" if parts else str(item))
             node = node.get(item) if isinstance(node, dict) else None

@@ -27,6 +27,7 @@ async def serve(settings: Settings) -> int:
     import uvicorn
 
     from bot.runtime import start_runtime
+    from bot.server import BotServer
 
     runtime = await start_runtime(settings)
     socket_mode = None
@@ -37,10 +38,18 @@ async def serve(settings: Settings) -> int:
         await socket_mode.connect_async()
         log.info("Socket Mode connected")
     config = uvicorn.Config(
-        runtime.http_app, host=settings.host, port=settings.port, log_config=None, access_log=False, lifespan="off"
+        runtime.http_app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
     )
-    server = uvicorn.Server(config)
-    log.info("serving", extra={"host": settings.host, "port": settings.port, "socket_mode": socket_mode is not None})
+    server = BotServer(config)
+    log.info(
+        "serving",
+        extra={"host": settings.host, "port": settings.port, "socket_mode": socket_mode is not None},
+    )
     try:
         await server.serve()
     finally:
@@ -56,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="serve Slack over HTTP (and Socket Mode when SLACK_APP_TOKEN is set)")
     console = sub.add_parser("console", help="chat with the bot in this terminal; no Slack workspace needed")
     console.add_argument("--script", type=Path, help="run the lines of FILE and print the transcript")
+    console.add_argument(
+        "--demo",
+        action="store_true",
+        help="start local stand-ins for the four services so /health has something to probe",
+    )
     sub.add_parser("check-catalog", help="validate the service catalog (BOT_CATALOG or the bundled one)")
     return parser
 
@@ -66,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         command = args.command or ("serve" if settings.slack_bot_token else "console")
         if command == "console":
-            settings = settings.model_copy(update={"log_level": "WARNING"}) if settings.log_level == "INFO" else settings
+            settings = (
+                settings.model_copy(update={"log_level": "WARNING"})
+                if settings.log_level == "INFO"
+                else settings
+            )
         configure_logging(settings)
         if command == "check-catalog":
             catalog = load_catalog(settings.bot_catalog)
@@ -78,15 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         from bot.console import run_console
 
         script = getattr(args, "script", None)
+        demo = bool(getattr(args, "demo", False))
         if script is not None:
             with script.open(encoding="utf-8") as lines:
-                return asyncio.run(run_console(settings, lines))
-        return asyncio.run(run_console(settings))
+                return asyncio.run(run_console(settings, lines, demo=demo))
+        return asyncio.run(run_console(settings, demo=demo))
     except (SettingsError, CatalogError, EmbeddedError, StorageUnavailable) as exc:
         print(f"mira-bot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"mira-bot: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        print(
+            f"mira-bot: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

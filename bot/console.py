@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shlex
 import sys
@@ -22,7 +23,9 @@ from urllib.parse import urlencode
 import httpx
 from pydantic import SecretStr
 
+from bot.catalog import load_catalog
 from bot.console_render import Button, ConsoleRenderer
+from bot.demo import start_demo
 from bot.recording_slack import TEAM_ID, RecordingSlackServer
 from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
@@ -45,7 +48,12 @@ class Console:
     """One console session: who you are, where you type, and what the bot has shown so far."""
 
     def __init__(
-        self, runtime: Runtime, slack: RecordingSlackServer, server: RunningServer, signing_secret: str, out: TextIO
+        self,
+        runtime: Runtime,
+        slack: RecordingSlackServer,
+        server: RunningServer,
+        signing_secret: str,
+        out: TextIO,
     ) -> None:
         self.runtime = runtime
         self.slack = slack
@@ -143,21 +151,30 @@ class Console:
             "user": {"id": self.user_id, "username": self.user_id.lower(), "team_id": TEAM_ID},
             "api_app_id": "A0CONSOLE",
             "token": "console",
-            "container": {"type": "message", "message_ts": button.message_ts, "channel_id": channel_id,
-                          "is_ephemeral": button.message_ts is None},
+            "container": {
+                "type": "message",
+                "message_ts": button.message_ts,
+                "channel_id": channel_id,
+                "is_ephemeral": button.message_ts is None,
+            },
             "trigger_id": f"{int(time.time())}.console.{uuid.uuid4().hex[:8]}",
             "channel": {"id": channel_id, "name": self.slack.channel_name(channel_id).lstrip("#")},
-            "message": {"ts": button.message_ts, "text": message.text if message else "",
-                        "blocks": message.blocks if message else []},
+            "message": {
+                "ts": button.message_ts,
+                "text": message.text if message else "",
+                "blocks": message.blocks if message else [],
+            },
             "response_url": self.slack.response_url(uuid.uuid4().hex),
-            "actions": [{
-                "type": "button",
-                "action_id": button.action_id,
-                "block_id": button.block_id,
-                "value": button.value,
-                "text": {"type": "plain_text", "text": button.label},
-                "action_ts": f"{time.time():.6f}",
-            }],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button.action_id,
+                    "block_id": button.block_id,
+                    "value": button.value,
+                    "text": {"type": "plain_text", "text": button.label},
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
         }
 
     async def _show_answer(self, response: httpx.Response) -> None:
@@ -171,7 +188,7 @@ class Console:
             self.say(*self.renderer.render_ack(payload))
         await self.runtime.bot.background.wait_idle()
         calls = self.slack.calls
-        for call in calls[self._seen:]:
+        for call in calls[self._seen :]:
             self.say(*self.renderer.render_call(call))
         self._seen = len(calls)
 
@@ -179,21 +196,33 @@ class Console:
 def console_settings(settings: Settings, slack: RecordingSlackServer) -> tuple[Settings, str]:
     """The operator's settings with Slack pointed at the in-process recording server and a fresh signing secret."""
     signing_secret = secrets.token_hex(16)
-    return settings.model_copy(update={
-        "slack_bot_token": SecretStr("xoxb-console-" + secrets.token_hex(8)),
-        "slack_signing_secret": SecretStr(signing_secret),
-        "slack_app_token": None,
-        "slack_api_url": slack.api_url,
-    }), signing_secret
+    return settings.model_copy(
+        update={
+            "slack_bot_token": SecretStr("xoxb-console-" + secrets.token_hex(8)),
+            "slack_signing_secret": SecretStr(signing_secret),
+            "slack_app_token": None,
+            "slack_api_url": slack.api_url,
+        }
+    ), signing_secret
 
 
-async def run_console(settings: Settings, script: TextIO | None = None, out: TextIO | None = None) -> int:
+async def run_console(
+    settings: Settings, script: TextIO | None = None, out: TextIO | None = None, *, demo: bool = False
+) -> int:
     out = out or sys.stdout
     async with RecordingSlackServer() as slack:
         bot_settings, signing_secret = console_settings(settings, slack)
         runtime = await start_runtime(bot_settings)
         server = await start_server(runtime.http_app)
+        demo_server = None
+        if demo:
+            demo_server, demo_env = await start_demo(runtime.bot.storage)
+            runtime.bot.catalog = await asyncio.to_thread(
+                load_catalog, settings.bot_catalog, {**os.environ, **demo_env}
+            )
         console = Console(runtime, slack, server, signing_secret, out)
+        if demo:
+            console.say("(demo: the four services are local stand-ins started by bot/demo.py)")
         try:
             if script is not None:
                 for line in script:
@@ -214,6 +243,8 @@ async def run_console(settings: Settings, script: TextIO | None = None, out: Tex
                         break
         finally:
             await console.close()
+            if demo_server is not None:
+                await demo_server.stop()
             await server.stop()
             await runtime.close()
     return 0

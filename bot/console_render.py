@@ -14,9 +14,19 @@ from typing import Any
 from bot.recording_slack import RecordingSlackServer, SlackCall
 
 EMOJI = {
-    "large_green_circle": "🟢", "large_yellow_circle": "🟡", "red_circle": "🔴", "white_circle": "⚪",
-    "warning": "⚠️", "grey_question": "❔", "construction": "🚧", "white_check_mark": "✅", "x": "❌",
-    "hourglass_flowing_sand": "⏳", "rotating_light": "🚨", "bell": "🔔", "arrows_counterclockwise": "🔄",
+    "large_green_circle": "🟢",
+    "large_yellow_circle": "🟡",
+    "red_circle": "🔴",
+    "white_circle": "⚪",
+    "warning": "⚠️",
+    "grey_question": "❔",
+    "construction": "🚧",
+    "white_check_mark": "✅",
+    "x": "❌",
+    "hourglass_flowing_sand": "⏳",
+    "rotating_light": "🚨",
+    "bell": "🔔",
+    "arrows_counterclockwise": "🔄",
 }
 
 
@@ -53,7 +63,9 @@ class ConsoleRenderer:
         self.buttons: dict[int, Button] = {}
         self._numbers: dict[tuple[str | None, str | None, str, str | None], int] = {}
 
-    def _button(self, element: dict[str, Any], block_id: str | None, channel: str | None, ts: str | None) -> Button:
+    def _button(
+        self, element: dict[str, Any], block_id: str | None, channel: str | None, ts: str | None
+    ) -> Button:
         key = (channel, ts, element.get("action_id", ""), element.get("value"))
         number = self._numbers.setdefault(key, len(self._numbers) + 1)
         button = Button(
@@ -85,7 +97,9 @@ class ConsoleRenderer:
                     lines += mrkdwn_to_text(field.get("text", "")).splitlines()
                 accessory = block.get("accessory")
                 if accessory and accessory.get("type") == "button":
-                    lines.append(self._button_label(self._button(accessory, block.get("block_id"), channel, ts)))
+                    lines.append(
+                        self._button_label(self._button(accessory, block.get("block_id"), channel, ts))
+                    )
             elif kind == "context":
                 parts = [mrkdwn_to_text(e.get("text", "")) for e in block.get("elements", []) if "text" in e]
                 lines.append("  " + " · ".join(parts))
@@ -96,7 +110,8 @@ class ConsoleRenderer:
             elif kind == "actions":
                 labels = [
                     self._button_label(self._button(e, block.get("block_id"), channel, ts))
-                    for e in block.get("elements", []) if e.get("type") == "button"
+                    for e in block.get("elements", [])
+                    if e.get("type") == "button"
                 ]
                 if labels:
                     lines.append("  ".join(labels))

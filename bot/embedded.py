@@ -73,7 +73,9 @@ class EmbeddedServers:
         import psycopg
 
         with psycopg.connect(admin_uri, autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DATABASE,)
+            ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
         self.database_url = self._postgres.get_uri(EMBEDDED_DATABASE)

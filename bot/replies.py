@@ -61,8 +61,9 @@ class Reply:
             if error == "not_in_channel" and await self._join(target):
                 return await self._post(target, text, blocks, thread_ts)
         note = "_I can't post in this channel, so only you see this. Invite me with `/invite @Mira Bot`._"
-        await self.ephemeral(text, [*(blocks or []), {"type": "context", "elements": [
-            {"type": "mrkdwn", "text": note}]}])
+        await self.ephemeral(
+            text, [*(blocks or []), {"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]
+        )
         return None
 
     async def _post(
@@ -81,7 +82,9 @@ class Reply:
             log.info("could not join channel", extra={"channel": channel, "error": exc.response.get("error")})
             return False
 
-    async def update(self, message: PostedMessage, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+    async def update(
+        self, message: PostedMessage, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
         await self.slack.chat_update(channel=message.channel, ts=message.ts, text=text, blocks=blocks)
 
     async def ephemeral(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
@@ -90,4 +93,6 @@ class Reply:
         if self._respond is not None:
             await self._respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
             return
-        await self.slack.chat_postEphemeral(channel=self.channel_id, user=self.user_id, text=text, blocks=blocks)
+        await self.slack.chat_postEphemeral(
+            channel=self.channel_id, user=self.user_id, text=text, blocks=blocks
+        )

@@ -36,7 +36,9 @@ class Runtime:
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Let post-ack work finish (graceful shutdown), then release clients and storage."""
         if not await self.bot.background.wait_idle(drain_timeout):
-            log.warning("post-ack work still running at shutdown", extra={"active": self.bot.background.active})
+            log.warning(
+                "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
+            )
         await self.bot.http.aclose()
         await self.bot.storage.close()
 
@@ -44,7 +46,8 @@ class Runtime:
 async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> Runtime:
     settings.require_slack()
     assert settings.slack_bot_token is not None
-    catalog = catalog or await asyncio.to_thread(load_catalog, settings.bot_catalog)
+    if catalog is None:
+        catalog = await asyncio.to_thread(load_catalog, settings.bot_catalog)
     storage = await open_storage(settings)
     bot = BotContext(
         settings=settings,

@@ -9,8 +9,11 @@ anything reads them, since no genuine Slack request comes near that size. `/heal
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +31,9 @@ from bot.storage import Storage
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
-REQUESTS = Counter("mira_http_requests_total", "HTTP requests by route and outcome (status code).", ["route", "outcome"])
+REQUESTS = Counter(
+    "mira_http_requests_total", "HTTP requests by route and outcome (status code).", ["route", "outcome"]
+)
 ACK_SECONDS = Histogram(
     "mira_slack_ack_seconds",
     "Time from receiving a Slack request to answering it (Slack's deadline is 3 s).",
@@ -130,14 +135,41 @@ def build_http_app(bolt: AsyncApp, storage: Storage) -> ASGIApp:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app = Starlette(routes=[
-        Route("/slack/events", counted("/slack/events", slack_events), methods=["POST"]),
-        Route("/pagerduty/webhook", counted("/pagerduty/webhook", pagerduty_webhook), methods=["POST"]),
-        Route("/healthz", counted("/healthz", healthz), methods=["GET"]),
-        Route("/readyz", counted("/readyz", readyz), methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/slack/events", counted("/slack/events", slack_events), methods=["POST"]),
+            Route("/pagerduty/webhook", counted("/pagerduty/webhook", pagerduty_webhook), methods=["POST"]),
+            Route("/healthz", counted("/healthz", healthz), methods=["GET"]),
+            Route("/readyz", counted("/readyz", readyz), methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )
     return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT})
+
+
+class BotServer(uvicorn.Server):
+    """uvicorn, but a SIGTERM/SIGINT ends `serve()` gracefully without being re-raised afterwards.
+
+    uvicorn re-raises the captured signal once it has shut down, which kills the process before the caller's
+    cleanup (draining post-ack work, stopping embedded servers) runs and turns a clean stop into status -15.
+    Outside the main thread (tests, the console) signals are left to the caller.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool = True) -> None:
+        super().__init__(config)
+        self.handle_signals = handle_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread() or not self.handle_signals:
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
 
 
 @dataclass
@@ -162,8 +194,7 @@ class RunningServer:
 
 async def start_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the caller owns signals
+    server = BotServer(config, handle_signals=False)  # the caller owns signals
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

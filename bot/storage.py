@@ -33,6 +33,7 @@ class Storage:
     pool: AsyncConnectionPool
     redis: redis.Redis
     embedded: EmbeddedServers | None = None
+    redis_url: str = ""
 
     async def ready(self, timeout: float = 2.0) -> dict[str, str]:
         """What /readyz reports: 'ok' or a short reason per dependency."""
@@ -100,7 +101,9 @@ async def apply_migrations(pool: AsyncConnectionPool) -> list[str]:
                 applied.append(name)
                 log.info("migration applied", extra={"migration": name})
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(hashtext('mira-bot:migrations:' || current_schema()))")
+            await conn.execute(
+                "SELECT pg_advisory_unlock(hashtext('mira-bot:migrations:' || current_schema()))"
+            )
         await conn.set_autocommit(False)
     return applied
 
@@ -122,13 +125,17 @@ async def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
             raise
 
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=10, open=False, name="mira-bot")
-    client = redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30)
-    storage = Storage(pool=pool, redis=client, embedded=embedded)
+    client = redis.from_url(
+        redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+    )
+    storage = Storage(pool=pool, redis=client, embedded=embedded, redis_url=redis_url)
     try:
         try:
             await pool.open(wait=True, timeout=10.0)
         except Exception as exc:
-            raise StorageUnavailable(f"Postgres did not answer at DATABASE_URL ({type(exc).__name__})") from exc
+            raise StorageUnavailable(
+                f"Postgres did not answer at DATABASE_URL ({type(exc).__name__})"
+            ) from exc
         try:
             await client.ping()
         except Exception as exc:
@@ -139,4 +146,3 @@ async def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
         await storage.close()
         raise
     return storage
-

@@ -51,6 +51,7 @@ class ProbeResult:
     status: Status
     latency_ms: float | None
     detail: str
+    critical: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,21 @@ async def run_probe(probe: Probe, bot: BotContext) -> ProbeResult:
     """One probe through its integration; an unset `${VAR}` makes it "not configured" instead of failing."""
     missing = missing_env(probe)
     if missing:
-        return ProbeResult(probe.name, probe.kind, Status.NOT_CONFIGURED, None, "set " + ", ".join(missing))
+        return ProbeResult(
+            probe.name, probe.kind, Status.NOT_CONFIGURED, None, "set " + ", ".join(missing), probe.critical
+        )
     if isinstance(probe, HttpProbe):
         job = probes.http_probe(
-            bot.http, url=probe.url, method=probe.method, json_body=probe.json_body, headers=probe.headers,
-            expect_status=probe.expect_status, json_field=probe.json_field, ok_values=probe.ok_values,
-            degraded_values=probe.degraded_values, timeout=probe.timeout,
+            bot.http,
+            url=probe.url,
+            method=probe.method,
+            json_body=probe.json_body,
+            headers=probe.headers,
+            expect_status=probe.expect_status,
+            json_field=probe.json_field,
+            ok_values=probe.ok_values,
+            degraded_values=probe.degraded_values,
+            timeout=probe.timeout,
         )
     elif isinstance(probe, PostgresProbe):
         job = probes.postgres_probe(probe.dsn, timeout=probe.timeout)
@@ -117,14 +127,23 @@ async def run_probe(probe: Probe, bot: BotContext) -> ProbeResult:
     else:  # pragma: no cover - the catalog's discriminated union admits no other kind
         raise TypeError(f"unknown probe kind {probe!r}")
     outcome = await job
-    return ProbeResult(probe.name, probe.kind, Status(outcome.status.value), outcome.latency_ms, outcome.detail)
+    return ProbeResult(
+        probe.name,
+        probe.kind,
+        Status(outcome.status.value),
+        outcome.latency_ms,
+        outcome.detail,
+        probe.critical,
+    )
 
 
 def service_status(results: tuple[ProbeResult, ...]) -> Status:
-    """ok when every configured probe is ok, down when all are down, degraded in between."""
+    """ok when every configured probe is ok; down when all are down or a critical one is; degraded in between."""
     configured = [r.status for r in results if r.status is not Status.NOT_CONFIGURED]
     if not configured:
         return Status.NOT_CONFIGURED
+    if any(r.critical and r.status is Status.DOWN for r in results):
+        return Status.DOWN
     if all(status is Status.OK for status in configured):
         return Status.OK
     if all(status is Status.DOWN for status in configured):
@@ -140,25 +159,31 @@ async def check_service(service: Service, bot: BotContext) -> ServiceHealth:
 async def check(request: HealthRequest, bot: BotContext, requested_by: str) -> HealthReport:
     services = await asyncio.gather(*(check_service(service, bot) for service in request.services))
     return HealthReport(
-        services=tuple(services), detailed=request.detailed, checked_at=datetime.now(UTC), requested_by=requested_by
+        services=tuple(services),
+        detailed=request.detailed,
+        checked_at=datetime.now(UTC),
+        requested_by=requested_by,
     )
 
 
 def _results_json(report: HealthReport) -> Jsonb:
-    return Jsonb({
-        health.service.name: {
-            "status": health.status.value,
-            "probes": [
-                {"name": p.name, "status": p.status.value, "latency_ms": p.latency_ms, "detail": p.detail}
-                for p in health.probes
-            ],
+    return Jsonb(
+        {
+            health.service.name: {
+                "status": health.status.value,
+                "probes": [
+                    {"name": p.name, "status": p.status.value, "latency_ms": p.latency_ms, "detail": p.detail}
+                    for p in health.probes
+                ],
+            }
+            for health in report.services
         }
-        for health in report.services
-    })
+    )
 
 
-async def record_run(bot: BotContext, report: HealthReport, scope: str | None, channel: str,
-                     message: PostedMessage | None) -> bool:
+async def record_run(
+    bot: BotContext, report: HealthReport, scope: str | None, channel: str, message: PostedMessage | None
+) -> bool:
     """Keep the run as evidence (the weekly handoff shows the latest). Best effort: /health must still answer
     when the bot's own database is down, so a failure here is logged and noted in the message, not raised."""
     try:
@@ -167,8 +192,15 @@ async def record_run(bot: BotContext, report: HealthReport, scope: str | None, c
                 """INSERT INTO health_runs (requested_by, scope, channel, message_channel, message_ts,
                                             started_at, finished_at, results)
                    VALUES (%s, %s, %s, %s, %s, %s, now(), %s)""",
-                (report.requested_by, scope, channel, message.channel if message else None,
-                 message.ts if message else None, report.checked_at, _results_json(report)),
+                (
+                    report.requested_by,
+                    scope,
+                    channel,
+                    message.channel if message else None,
+                    message.ts if message else None,
+                    report.checked_at,
+                    _results_json(report),
+                ),
             )
         return True
     except Exception:
@@ -201,8 +233,11 @@ async def rerun(ctx: ActionContext) -> None:
     try:
         scope = ctx.value or None
         service = ctx.bot.catalog.find(scope) if scope else None
-        request = HealthRequest(services=(service,), detailed=True) if service else HealthRequest(
-            services=tuple(ctx.bot.catalog.services), detailed=False)
+        request = (
+            HealthRequest(services=(service,), detailed=True)
+            if service
+            else HealthRequest(services=tuple(ctx.bot.catalog.services), detailed=False)
+        )
         report = await check(request, ctx.bot, ctx.user_id)
         message = PostedMessage(channel=ctx.channel_id, ts=ctx.message_ts)
         recorded = await record_run(ctx.bot, report, _scope(request), ctx.channel_id, message)

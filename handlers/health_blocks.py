@@ -64,25 +64,32 @@ def render_health(
         health = report.services[0]
         counts = ", ".join(
             f"{sum(p.status.value == status for p in health.probes)} {status}"
-            for status in _ORDER if any(p.status.value == status for p in health.probes)
+            for status in _ORDER
+            if any(p.status.value == status for p in health.probes)
         )
         text = f"{health.service.display_name}: {health.status.value} ({len(health.probes)} probes: {counts})"
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     for health in report.services:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _service_text(health, report.detailed)}})
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": _service_text(health, report.detailed)}}
+        )
     context = f"Checked {report.checked_at:%H:%M:%S} UTC for <@{report.requested_by}>"
     if not report.detailed:
         context += " · `/health <service>` shows every probe"
     if not recorded:
         context += " · :warning: the bot's database is unavailable, so this run was not recorded"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]})
-    blocks.append({
-        "type": "actions",
-        "elements": [{
-            "type": "button",
-            "action_id": "health_rerun",
-            "text": {"type": "plain_text", "text": "Run again"},
-            "value": scope or "",
-        }],
-    })
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "health_rerun",
+                    "text": {"type": "plain_text", "text": "Run again"},
+                    "value": scope or "",
+                }
+            ],
+        }
+    )
     return text, blocks

@@ -134,7 +134,9 @@ def settings(database_url: str, redis_url: str, slack: RecordingSlackServer, tmp
 
 
 @pytest.fixture
-async def bot(settings: Settings, catalog: Catalog, slack: RecordingSlackServer) -> AsyncIterator[BotUnderTest]:
+async def bot(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> AsyncIterator[BotUnderTest]:
     """The real runtime behind a real uvicorn server on a loopback port."""
     runtime: Runtime = await start_runtime(settings, catalog)
     server: RunningServer = await start_server(runtime.http_app)

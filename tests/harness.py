@@ -46,33 +46,52 @@ class BotUnderTest:
         await self.client.aclose()
 
     async def post_signed(
-        self, body: bytes, content_type: str = "application/x-www-form-urlencoded", timestamp: int | None = None
+        self,
+        body: bytes,
+        content_type: str = "application/x-www-form-urlencoded",
+        timestamp: int | None = None,
     ) -> httpx.Response:
         headers = {"Content-Type": content_type, **sign_slack_request(SIGNING_SECRET, body, timestamp)}
         return await self.client.post("/slack/events", content=body, headers=headers)
 
-    def command_body(self, command: str, text: str = "", *, user: str = USER, channel: str = CHANNEL,
-                     response_key: str | None = None) -> bytes:
-        return urlencode({
-            "token": "legacy-verification-token",
-            "team_id": TEAM_ID,
-            "team_domain": "test",
-            "channel_id": channel,
-            "channel_name": "ops",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": "A0TEST",
-            "response_url": self.slack.response_url(response_key or uuid.uuid4().hex),
-            "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
-        }).encode()
+    def command_body(
+        self,
+        command: str,
+        text: str = "",
+        *,
+        user: str = USER,
+        channel: str = CHANNEL,
+        response_key: str | None = None,
+    ) -> bytes:
+        return urlencode(
+            {
+                "token": "legacy-verification-token",
+                "team_id": TEAM_ID,
+                "team_domain": "test",
+                "channel_id": channel,
+                "channel_name": "ops",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": command,
+                "text": text,
+                "api_app_id": "A0TEST",
+                "response_url": self.slack.response_url(response_key or uuid.uuid4().hex),
+                "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
+            }
+        ).encode()
 
     async def command(self, command: str, text: str = "", **kwargs: Any) -> httpx.Response:
         return await self.post_signed(self.command_body(command, text, **kwargs))
 
-    async def click(self, message_channel: str, message_ts: str, action_id: str, value: str | None = None,
-                    *, user: str = USER) -> httpx.Response:
+    async def click(
+        self,
+        message_channel: str,
+        message_ts: str,
+        action_id: str,
+        value: str | None = None,
+        *,
+        user: str = USER,
+    ) -> httpx.Response:
         payload = {
             "type": "block_actions",
             "team": {"id": TEAM_ID, "domain": "test"},
@@ -84,8 +103,15 @@ class BotUnderTest:
             "channel": {"id": message_channel, "name": "ops"},
             "message": {"ts": message_ts, "text": ""},
             "response_url": self.slack.response_url(uuid.uuid4().hex),
-            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value,
-                         "action_ts": f"{time.time():.6f}"}],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
         }
         return await self.post_signed(urlencode({"payload": json.dumps(payload)}).encode())
 
@@ -113,7 +139,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 @asynccontextmanager
 async def fake_service(routes: dict[str, Handler]) -> AsyncIterator[str]:
     """A real HTTP service on a loopback port answering `routes` (path → handler); yields its base URL."""
-    app = Starlette(routes=[Route(path, handler, methods=["GET", "POST"]) for path, handler in routes.items()])
+    app = Starlette(
+        routes=[Route(path, handler, methods=["GET", "POST"]) for path, handler in routes.items()]
+    )
     server = await start_server(app)
     try:
         yield server.url

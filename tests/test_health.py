@@ -53,8 +53,10 @@ def catalog_env(upstreams: dict[str, str]) -> dict[str, str]:
 
 async def _health_runs(database_url: str) -> list[tuple]:
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cursor = await conn.execute("SELECT requested_by, scope, channel, message_channel, message_ts, results "
-                                    "FROM health_runs ORDER BY id")
+        cursor = await conn.execute(
+            "SELECT requested_by, scope, channel, message_channel, message_ts, results "
+            "FROM health_runs ORDER BY id"
+        )
         return await cursor.fetchall()
 
 
@@ -103,8 +105,9 @@ async def test_health_for_one_service_shows_every_probe(bot: BotUnderTest) -> No
     assert post.blocks[-1]["elements"][0]["value"] == "mira-copilot"
 
 
-async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(bot: BotUnderTest,
-                                                                           database_url: str) -> None:
+async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(
+    bot: BotUnderTest, database_url: str
+) -> None:
     response = await bot.command("/health", "mira-copilt")
     assert response.status_code == 200
     reply = response.json()
@@ -120,7 +123,11 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(bot:
 @pytest.mark.parametrize(
     ("command", "text", "expected"),
     [
-        ("/helth", "", ["I don't know the command `/helth`", "Did you mean `/health`?", "`/health [service]`"]),
+        (
+            "/helth",
+            "",
+            ["I don't know the command `/helth`", "Did you mean `/health`?", "`/health [service]`"],
+        ),
         ("/flag", "list", ["`/flag` is not available yet", "`/flag list [service]`"]),
         ("/latency", "", ["`/latency` is not available yet"]),
         ("/rollback", "mira-copilot", ["`/rollback` is not available yet"]),
@@ -129,8 +136,9 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(bot:
         ("/health", "mira ivy", ["takes at most one service", "Usage: `/health [service]`"]),
     ],
 )
-async def test_bad_or_unbuilt_commands_answer_ephemerally(bot: BotUnderTest, command: str, text: str,
-                                                          expected: list[str]) -> None:
+async def test_bad_or_unbuilt_commands_answer_ephemerally(
+    bot: BotUnderTest, command: str, text: str, expected: list[str]
+) -> None:
     response = await bot.command(command, text)
     assert response.status_code == 200
     reply = response.json()
@@ -141,8 +149,9 @@ async def test_bad_or_unbuilt_commands_answer_ephemerally(bot: BotUnderTest, com
     assert bot.slack.calls_to("chat.postMessage") == []
 
 
-async def test_run_again_updates_the_same_message_once_for_a_double_click(bot: BotUnderTest,
-                                                                          database_url: str) -> None:
+async def test_run_again_updates_the_same_message_once_for_a_double_click(
+    bot: BotUnderTest, database_url: str
+) -> None:
     await bot.command("/health")
     [post] = await bot.slack.wait_for("chat.postMessage", timeout=10)
     await bot.settle()
@@ -163,8 +172,9 @@ async def test_run_again_updates_the_same_message_once_for_a_double_click(bot: B
     assert len(await _health_runs(database_url)) == 2
 
 
-async def test_failure_after_the_ack_is_logged_and_told_to_the_user(bot: BotUnderTest,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_failure_after_the_ack_is_logged_and_told_to_the_user(
+    bot: BotUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
     bot.slack.fail_next("chat.postMessage", status=200, error="invalid_blocks")
     with caplog.at_level(logging.ERROR):
         response = await bot.command("/health", "fa")
@@ -172,7 +182,9 @@ async def test_failure_after_the_ack_is_logged_and_told_to_the_user(bot: BotUnde
         await bot.settle()
 
     [told] = bot.slack.calls_to("response_url")
-    assert told.text.startswith(":warning: `/health` failed after it was acknowledged: Slack answered `invalid_blocks`")
+    assert told.text.startswith(
+        ":warning: `/health` failed after it was acknowledged: Slack answered `invalid_blocks`"
+    )
     failures = [r for r in caplog.records if r.getMessage() == "post-ack work failed"]
     assert len(failures) == 1 and failures[0].exc_info is not None
     assert failures[0].error_id in told.text  # type: ignore[attr-defined]
@@ -183,7 +195,10 @@ async def test_not_in_channel_joins_and_posts(bot: BotUnderTest) -> None:
     await bot.command("/health", "fa")
     await bot.settle()
     assert [c.method for c in bot.slack.calls if c.method.startswith(("chat.", "conversations."))] == [
-        "chat.postMessage", "conversations.join", "chat.postMessage"]
+        "chat.postMessage",
+        "conversations.join",
+        "chat.postMessage",
+    ]
     assert bot.slack.calls_to("conversations.join")[0].channel == CHANNEL
 
 
@@ -198,7 +213,9 @@ async def test_channel_the_bot_cannot_join_gets_a_private_answer(bot: BotUnderTe
     assert "Invite me with `/invite @Mira Bot`" in blocks_text(private.blocks)
 
 
-async def test_health_still_answers_when_the_run_cannot_be_recorded(bot: BotUnderTest, database_url: str) -> None:
+async def test_health_still_answers_when_the_run_cannot_be_recorded(
+    bot: BotUnderTest, database_url: str
+) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute("DROP TABLE health_runs")
     await bot.command("/health", "fa")

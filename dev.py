@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""The README's two commands, on a machine with nothing but Python 3.11+.
+
+    python3 dev.py run [mira-bot args…]   the bot: the console when SLACK_BOT_TOKEN is unset, the server otherwise
+    python3 dev.py test [pytest args…]    the whole test suite
+
+Both create `.venv` on first use and install the project into it (again whenever pyproject.toml changes), so
+nothing is installed into the system Python and no step is left to remember.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".mira-installed"
+USAGE = """usage: python3 dev.py run [mira-bot args…]
+       python3 dev.py test [pytest args…]"""
+
+
+def ensure_environment() -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py itself may be started by an older python3
+        sys.exit(f"mira-chatops needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print("dev.py: creating .venv", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("dev.py: installing mira-chatops and its test tools into .venv", file=sys.stderr)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    ensure_environment()
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        args = [str(BIN / "mira-bot"), *rest]
+    else:
+        args = [str(BIN / "python"), "-m", "pytest", *rest]
+    os.chdir(ROOT)
+    os.execv(args[0], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
