@@ -213,6 +213,7 @@ async def run_console(
     async with RecordingSlackServer() as slack:
         bot_settings, signing_secret = console_settings(settings, slack)
         runtime = await start_runtime(bot_settings)
+        runtime.scheduler.start()
         server = await start_server(runtime.http_app)
         demo_server = None
         if demo:

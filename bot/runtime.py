@@ -1,6 +1,7 @@
 """Assembling a running bot from settings: catalog, storage, clients, registry, Bolt app and HTTP app.
 
 `serve`, the console and the tests all start the bot through `start_runtime`, so they exercise the same wiring.
+The scheduler is built here but started by `serve` and the console; tests drive it with an injected clock.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from bot.app import build_bolt_app
 from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
+from bot.scheduler import Scheduler
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.storage import open_storage
-from handlers import build_registry
+from handlers import build_registry, scheduled_jobs
 from integrations.slack import build_slack_client
 
 log = logging.getLogger(__name__)
@@ -32,9 +34,11 @@ class Runtime:
     registry: CommandRegistry
     bolt: AsyncApp
     http_app: ASGIApp
+    scheduler: Scheduler
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Let post-ack work finish (graceful shutdown), then release clients and storage."""
+        await self.scheduler.stop()
         if not await self.bot.background.wait_idle(drain_timeout):
             log.warning(
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
@@ -58,4 +62,9 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     )
     registry = build_registry()
     bolt = build_bolt_app(bot, registry)
-    return Runtime(bot=bot, registry=registry, bolt=bolt, http_app=build_http_app(bolt, storage))
+    scheduler = Scheduler(storage.pool)
+    for job in scheduled_jobs(bot):
+        scheduler.add(job)
+    return Runtime(
+        bot=bot, registry=registry, bolt=bolt, http_app=build_http_app(bolt, storage), scheduler=scheduler
+    )

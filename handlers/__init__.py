@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from bot.commands import CommandRegistry
+from bot.context import BotContext
+from bot.scheduler import Job
 from handlers import coming_soon, health
 
 
@@ -13,3 +15,8 @@ def build_registry() -> CommandRegistry:
         registry.add(command)
     registry.add_action(health.RERUN)
     return registry
+
+
+def scheduled_jobs(bot: BotContext) -> list[Job]:
+    """Every timed job of every capability; the scheduler runs each slot once across replicas."""
+    return [health.retention_job(bot)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from psycopg.types.json import Jsonb
@@ -20,6 +20,7 @@ from bot.catalog import Catalog, HttpProbe, PostgresProbe, Probe, RedisProbe, Se
 from bot.commands import Action, Command, UsageError
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.replies import PostedMessage
+from bot.scheduler import Job
 from handlers.health_blocks import render_health
 from integrations import probes
 
@@ -257,3 +258,24 @@ COMMAND = Command(
     run=run,
 )
 RERUN = Action(action_id=RERUN_ACTION, run=rerun)
+
+
+HEALTH_RUN_RETENTION = timedelta(days=30)
+
+
+def retention_job(bot: BotContext) -> Job:
+    """Keep 30 days of /health runs: enough for the weekly handoff's evidence, bounded for a busy channel."""
+
+    async def prune(slot: datetime) -> None:
+        async with bot.storage.pool.connection() as conn:
+            await conn.execute(
+                "DELETE FROM health_runs WHERE started_at < %s", (slot - HEALTH_RUN_RETENTION,)
+            )
+
+    return Job(
+        name="health_runs.retention",
+        interval=timedelta(days=1),
+        offset=timedelta(hours=3),
+        run=prune,
+        catch_up=timedelta(days=1),
+    )
