@@ -9,11 +9,13 @@ catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference", F
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+import redis.exceptions
 from psycopg.types.json import Jsonb
 
 from bot.catalog import Catalog, HttpProbe, PostgresProbe, Probe, RedisProbe, Service, TcpProbe, missing_env
@@ -182,31 +184,33 @@ def _results_json(report: HealthReport) -> Jsonb:
     )
 
 
-async def record_run(
-    bot: BotContext, report: HealthReport, scope: str | None, channel: str, message: PostedMessage | None
-) -> bool:
-    """Keep the run as evidence (the weekly handoff shows the latest). Best effort: /health must still answer
-    when the bot's own database is down, so a failure here is logged and noted in the message, not raised."""
+async def record_run(bot: BotContext, report: HealthReport, scope: str | None, channel: str) -> int | None:
+    """Keep the run as evidence (the weekly handoff shows the latest); its id, or None when the bot's database is
+    unavailable. Best effort: /health must answer even then, so the failure is logged and noted in the message."""
+    try:
+        async with bot.storage.pool.connection(timeout=2.0) as conn:
+            cursor = await conn.execute(
+                """INSERT INTO health_runs (requested_by, scope, channel, started_at, finished_at, results)
+                   VALUES (%s, %s, %s, %s, now(), %s) RETURNING id""",
+                (report.requested_by, scope, channel, report.checked_at, _results_json(report)),
+            )
+            row = await cursor.fetchone()
+            return int(row[0]) if row else None
+    except Exception:
+        log.warning("could not record the health run", exc_info=True)
+        return None
+
+
+async def attach_message(bot: BotContext, run_id: int, message: PostedMessage) -> None:
+    """Where the run's answer is, so later features can link to it."""
     try:
         async with bot.storage.pool.connection(timeout=2.0) as conn:
             await conn.execute(
-                """INSERT INTO health_runs (requested_by, scope, channel, message_channel, message_ts,
-                                            started_at, finished_at, results)
-                   VALUES (%s, %s, %s, %s, %s, %s, now(), %s)""",
-                (
-                    report.requested_by,
-                    scope,
-                    channel,
-                    message.channel if message else None,
-                    message.ts if message else None,
-                    report.checked_at,
-                    _results_json(report),
-                ),
+                "UPDATE health_runs SET message_channel = %s, message_ts = %s WHERE id = %s",
+                (message.channel, message.ts, run_id),
             )
-        return True
     except Exception:
-        log.warning("could not record the health run", exc_info=True)
-        return False
+        log.warning("could not attach the message to its health run", exc_info=True)
 
 
 def _scope(request: HealthRequest) -> str | None:
@@ -215,25 +219,34 @@ def _scope(request: HealthRequest) -> str | None:
 
 async def run(request: HealthRequest, ctx: CommandContext) -> None:
     report = await check(request, ctx.bot, ctx.invocation.user_id)
-    text, blocks = render_health(report, scope=_scope(request))
+    run_id = await record_run(ctx.bot, report, _scope(request), ctx.invocation.channel_id)
+    text, blocks = render_health(report, scope=_scope(request), recorded=run_id is not None)
     message = await ctx.reply.post(text, blocks)
-    if not await record_run(ctx.bot, report, _scope(request), ctx.invocation.channel_id, message) and message:
-        text, blocks = render_health(report, scope=_scope(request), recorded=False)
-        await ctx.reply.update(message, text, blocks)
+    if run_id is not None and message is not None:
+        await attach_message(ctx.bot, run_id, message)
+
+
+async def _lock_message(ctx: ActionContext, key: str) -> bool:
+    """A short Redis lock per message. When Redis is down the re-check still runs: for a read-only command a
+    possible duplicate edit is better than no answer."""
+    try:
+        return bool(await ctx.bot.storage.redis.set(key, ctx.user_id, nx=True, ex=RERUN_LOCK_SECONDS))
+    except redis.exceptions.RedisError:
+        log.warning("Redis unavailable: re-checking without the double-click lock", exc_info=True)
+        return True
 
 
 async def rerun(ctx: ActionContext) -> None:
-    """The "Run again" button: re-probe and update the same message. A Redis lock per message turns a double
-    click (or two replicas receiving one click each) into one run; the second click is told it is running."""
+    """The "Run again" button: re-probe and update the same message. The lock turns a double click (or two
+    replicas receiving one click each) into one run; the second click is told it is running."""
     if ctx.message_ts is None:
         return
     lock_key = f"health:rerun:{ctx.channel_id}:{ctx.message_ts}"
-    if not await ctx.bot.storage.redis.set(lock_key, ctx.user_id, nx=True, ex=RERUN_LOCK_SECONDS):
+    if not await _lock_message(ctx, lock_key):
         await ctx.reply.ephemeral("Already re-checking that message; it will update in a moment.")
         return
     try:
-        scope = ctx.value or None
-        service = ctx.bot.catalog.find(scope) if scope else None
+        service = ctx.bot.catalog.find(ctx.value) if ctx.value else None
         request = (
             HealthRequest(services=(service,), detailed=True)
             if service
@@ -241,11 +254,14 @@ async def rerun(ctx: ActionContext) -> None:
         )
         report = await check(request, ctx.bot, ctx.user_id)
         message = PostedMessage(channel=ctx.channel_id, ts=ctx.message_ts)
-        recorded = await record_run(ctx.bot, report, _scope(request), ctx.channel_id, message)
-        text, blocks = render_health(report, scope=_scope(request), recorded=recorded)
+        run_id = await record_run(ctx.bot, report, _scope(request), ctx.channel_id)
+        if run_id is not None:
+            await attach_message(ctx.bot, run_id, message)
+        text, blocks = render_health(report, scope=_scope(request), recorded=run_id is not None)
         await ctx.reply.update(message, text, blocks)
     finally:
-        await ctx.bot.storage.redis.delete(lock_key)
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await ctx.bot.storage.redis.delete(lock_key)
 
 
 COMMAND = Command(

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
+import redis.asyncio as redis
 
 from tests.harness import (
     CHANNEL,
@@ -149,6 +150,24 @@ async def test_bad_or_unbuilt_commands_answer_ephemerally(
     assert bot.slack.calls_to("chat.postMessage") == []
 
 
+async def test_run_again_works_without_redis(bot: BotUnderTest) -> None:
+    await bot.command("/health", "fa")
+    [post] = await bot.slack.wait_for("chat.postMessage", timeout=10)
+    await bot.settle()
+    storage = bot.runtime.bot.storage
+    working = storage.redis
+    storage.redis = redis.from_url(f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=0.2)
+    try:
+        await bot.click(post.response["channel"], post.response["ts"], "health_rerun", "fa-ai-system")
+        await bot.settle()
+    finally:
+        await storage.redis.aclose()
+        storage.redis = working
+    [update] = bot.slack.calls_to("chat.update")
+    assert update.text.startswith("FA AI System: ok")
+    assert bot.slack.calls_to("response_url") == []
+
+
 async def test_run_again_updates_the_same_message_once_for_a_double_click(
     bot: BotUnderTest, database_url: str
 ) -> None:
@@ -222,8 +241,8 @@ async def test_health_still_answers_when_the_run_cannot_be_recorded(
     await bot.settle()
     [post] = bot.slack.calls_to("chat.postMessage")
     assert post.text.startswith("FA AI System: ok")
-    [update] = bot.slack.calls_to("chat.update")
-    assert "this run was not recorded" in blocks_text(update.blocks)
+    assert "this run was not recorded" in blocks_text(post.blocks)
+    assert bot.slack.calls_to("chat.update") == []
 
 
 async def test_metrics_count_requests_acks_and_slack_calls(bot: BotUnderTest) -> None:

@@ -2,8 +2,8 @@
 
 Nothing in integrations.probes is mocked: HTTP probes talk to a Starlette app served by
 uvicorn in the test's own event loop, the "never answers" case is a plain asyncio server
-that accepts and stays silent, and Postgres/Redis are the local services (tests skip
-only when those do not accept connections at all).  No test reaches beyond 127.0.0.1.
+that accepts and stays silent, and Postgres/Redis are the suite's real servers (conftest:
+TEST_*_URL, the local services, or embedded ones).  No test reaches beyond 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from psycopg.conninfo import make_conninfo
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -34,8 +35,6 @@ from integrations.probes import (
     tcp_probe,
 )
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET = "hunter2-Sup3rS3cret"
 
 # The probe must be cut at its timeout; this bound proves the cut, not speed.
@@ -179,24 +178,6 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     # trust_env=False: no proxy from the environment may route a probe off this host.
     async with httpx.AsyncClient(trust_env=False) as c:
         yield c
-
-
-def _listening(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-@pytest.fixture
-def postgres_up() -> None:
-    if not _listening(5432):
-        pytest.skip("local PostgreSQL on 127.0.0.1:5432 is not accepting connections")
-
-
-@pytest.fixture
-def redis_up() -> None:
-    if not _listening(6379):
-        pytest.skip("local Redis on 127.0.0.1:6379 is not accepting connections")
 
 
 @contextlib.contextmanager
@@ -393,9 +374,8 @@ async def test_probes_run_concurrently(client: httpx.AsyncClient, silent_port: i
 # ---------------------------------------------------------------------------- postgres
 
 
-@pytest.mark.usefixtures("postgres_up")
-async def test_postgres_ok() -> None:
-    outcome = await postgres_probe(PG_DSN)
+async def test_postgres_ok(postgres_server_url: str) -> None:
+    outcome = await postgres_probe(postgres_server_url)
     assert outcome.status is ProbeStatus.OK
     assert outcome.detail == "SELECT 1 ok"
     assert outcome.latency_ms > 0
@@ -407,9 +387,9 @@ async def test_postgres_connection_refused(closed_port: int) -> None:
     assert outcome.detail == "connection refused"
 
 
-@pytest.mark.usefixtures("postgres_up")
-async def test_postgres_wrong_database_hides_password() -> None:
-    outcome = await postgres_probe(f"postgresql://postgres:{SECRET}@127.0.0.1:5432/no_such_db_for_probes")
+async def test_postgres_wrong_database_hides_password(postgres_server_url: str) -> None:
+    dsn = make_conninfo(postgres_server_url, dbname="no_such_db_for_probes", password=SECRET)
+    outcome = await postgres_probe(dsn)
     assert outcome.status is ProbeStatus.DOWN
     assert outcome.detail == 'database "no_such_db_for_probes" does not exist'
     assert SECRET not in outcome.detail
@@ -439,9 +419,8 @@ async def test_postgres_silent_server_is_cut(silent_port: int) -> None:
 # ------------------------------------------------------------------------------- redis
 
 
-@pytest.mark.usefixtures("redis_up")
-async def test_redis_ok() -> None:
-    outcome = await redis_probe(REDIS_URL)
+async def test_redis_ok(redis_server_url: str) -> None:
+    outcome = await redis_probe(redis_server_url)
     assert outcome.status is ProbeStatus.OK
     assert outcome.detail == "PONG"
 
