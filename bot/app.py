@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 HELP_WORDS = {"help", "-h", "--help", "?"}
 
 
+class _ExpectedClientWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment itself and warns that the `client` we pass wins over it.
+    That is the point (our client carries SLACK_API_URL and the retry handlers), so the warning is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("slack_bolt.AsyncApp").addFilter(_ExpectedClientWarning())
+
+
 def usage_reply(command: Command, error: UsageError) -> str:
     lines = [f":grey_question: {error.message}"]
     if error.suggestion:
