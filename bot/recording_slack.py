@@ -222,6 +222,7 @@ class RecordingSlackServer:
         self._id_counter = itertools.count(1)
         self._channel_names: dict[str, str] = {}
         self._users_by_id: dict[str, tuple[str, str | None]] = {}
+        self._usergroups: dict[str, list[str]] = {}
         self._users_by_email: dict[str, str] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._rate_limits: dict[str, float] = {}
@@ -245,6 +246,7 @@ class RecordingSlackServer:
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "conversations.info": self._conversations_info,
+            "usergroups.users.list": self._usergroups_users_list,
             "conversations.join": self._conversations_info,  # same answer: the channel, now with the bot in it
             "views.open": self._views_open,
             "views.update": self._views_open,
@@ -349,6 +351,10 @@ class RecordingSlackServer:
         """
         self._users_by_id[user_id] = (email, name)
         self._users_by_email[email.lower()] = user_id
+
+    def add_usergroup(self, group_id: str, users: list[str]) -> None:
+        """Register a user group's members for ``usergroups.users.list`` (unknown groups have none)."""
+        self._usergroups[group_id] = list(users)
 
     def fail_next(
         self,
@@ -817,6 +823,12 @@ class RecordingSlackServer:
             return {"ok": False, "error": "users_not_found"}
         user_id = self._users_by_email.get(email.lower()) or email.split("@")[0].upper()
         return {"ok": True, "user": self._user_payload(user_id)}
+
+    def _usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        group = body.get("usergroup")
+        if not isinstance(group, str) or not group:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self._usergroups.get(group, []))}
 
     def _conversations_info(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = body.get("channel")

@@ -96,3 +96,11 @@ class Reply:
         await self.slack.chat_postEphemeral(
             channel=self.channel_id, user=self.user_id, text=text, blocks=blocks
         )
+
+    async def replace(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Replace the message a button was clicked on (an ephemeral confirmation, say) with its outcome, so
+        the buttons cannot be pressed again; without a response_url, answer ephemerally instead."""
+        if self._respond is not None:
+            await self._respond(text=text, blocks=blocks, replace_original=True)
+            return
+        await self.ephemeral(text, blocks)

@@ -5,15 +5,17 @@ from __future__ import annotations
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.scheduler import Job
-from handlers import coming_soon, health
+from handlers import coming_soon, flags, health
 
 
 def build_registry() -> CommandRegistry:
     registry = CommandRegistry()
     registry.add(health.COMMAND)
+    registry.add(flags.COMMAND)
     for command in coming_soon.COMMANDS:
         registry.add(command)
-    registry.add_action(health.RERUN)
+    for action in (health.RERUN, flags.CONFIRM, flags.CANCEL):
+        registry.add_action(action)
     return registry
 
 

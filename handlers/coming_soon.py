@@ -5,20 +5,6 @@ from __future__ import annotations
 
 from bot.commands import Command, Subcommand
 
-FLAG = Command(
-    name="/flag",
-    description="List, read and change feature flags (owners only; risky flags need confirmation)",
-    usage_hint="list [service] | get FLAG | set FLAG VALUE | on FLAG | off FLAG | unset FLAG",
-    subcommands=(
-        Subcommand("list", "list [service]", "every flag with its value, default and last change"),
-        Subcommand("get", "get FLAG", "one flag's value"),
-        Subcommand("set", "set FLAG VALUE", "change a flag"),
-        Subcommand("on", "on FLAG", "set a boolean flag to true"),
-        Subcommand("off", "off FLAG", "set a boolean flag to false"),
-        Subcommand("unset", "unset FLAG", "back to the default"),
-    ),
-    dangerous=True,
-)
 LATENCY = Command(
     name="/latency",
     description="p50/p95/p99 against the service's SLOs",
@@ -44,4 +30,4 @@ ONCALL = Command(
     ),
 )
 
-COMMANDS = (FLAG, LATENCY, ROLLBACK, ONCALL)
+COMMANDS = (LATENCY, ROLLBACK, ONCALL)

@@ -1,0 +1,467 @@
+"""Changing feature flags: read the current state, record a change, claim it once, apply it, audit it, revert it.
+
+Shared by `/flag` and, later, the rollback engine's flag steps, so every flag change — typed by a person or run by a
+rollback — goes through one audited path. A change is a row in `flag_changes`; every status move is a conditional
+UPDATE (`… WHERE status = 'pending'`), so a double click, a Slack retry or a second replica applies it once.
+Values cross this module as the strings the services read from their environment ("true", "30", "https://…").
+
+Supabase lists secrets as digests, not values, so the bot keeps the last value it set in `flag_values`; a listed
+digest that no longer matches means someone changed the flag outside the bot, and the bot says so instead of
+showing a stale value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from bot.audit import audit
+from bot.catalog import Flag, FlagValue, Service, missing_env
+from bot.context import BotContext
+from integrations.flag_backends import BackendResponse, FlagBackend, FlagBackendError, StoredFlag, digest_of
+from integrations.flag_table import PostgresFlagTable
+from integrations.supabase import SupabaseSecrets
+
+log = logging.getLogger(__name__)
+
+CONFIRM_WITHIN = timedelta(minutes=15)
+
+
+class FlagStoreNotConfigured(Exception):
+    """The backend a flag lives in cannot be reached with the current settings; `str()` says what to set."""
+
+
+def to_wire(value: FlagValue | None) -> str | None:
+    """A catalog value as the string a service reads from its environment."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def backend_for(bot: BotContext, service: Service, kind: str) -> FlagBackend:
+    settings = bot.settings
+    if kind == "supabase_secrets":
+        missing = [
+            name
+            for name, value in (
+                ("SUPABASE_ACCESS_TOKEN", settings.supabase_access_token),
+                ("SUPABASE_PROJECT_REF", settings.supabase_project_ref),
+            )
+            if not value
+        ]
+        if missing:
+            raise FlagStoreNotConfigured(
+                f"{service.display_name}'s flags live in Supabase: set {', '.join(missing)}"
+            )
+        assert settings.supabase_access_token is not None and settings.supabase_project_ref is not None
+        return SupabaseSecrets(
+            bot.http,
+            settings.supabase_api_url,
+            settings.supabase_access_token.get_secret_value(),
+            settings.supabase_project_ref,
+        )
+    store = service.flag_store
+    if store is None:
+        raise FlagStoreNotConfigured(f"{service.display_name} has no `flag_store` in the catalog")
+    missing = missing_env(store)
+    if missing:
+        raise FlagStoreNotConfigured(
+            f"{service.display_name}'s flag table is not configured: set {', '.join(missing)}"
+        )
+    return PostgresFlagTable(store.dsn, store.table)
+
+
+@dataclass(frozen=True)
+class CurrentValue:
+    """What a flag is now, as far as the bot can tell."""
+
+    flag: Flag
+    present: bool  # set in the backend (otherwise the service uses its default)
+    value: str | None  # the value, when known
+    known: bool  # False when set outside the bot and the backend shows only a digest
+    outside: bool  # the backend's state is not what the bot last set
+    last_set_by: str | None = None
+    last_set_at: datetime | None = None
+    last_change: int | None = None
+
+    @property
+    def effective(self) -> str | None:
+        """The value the service runs with: its own, or the default when unset."""
+        return self.value if self.present else to_wire(self.flag.default)
+
+    def display(self) -> str:
+        if not self.known:
+            return "unknown (changed outside the bot)"
+        if not self.present:
+            return f"{to_wire(self.flag.default)} (default)"
+        return str(self.value)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"present": self.present, "value": self.value, "known": self.known}
+
+
+async def _records(bot: BotContext, service: Service) -> dict[str, dict[str, Any]]:
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            "SELECT flag, value, set_by, set_at, change_id FROM flag_values WHERE service = %s",
+            (service.name,),
+        )
+        return {row["flag"]: row for row in await cursor.fetchall()}
+
+
+def _current(flag: Flag, stored: StoredFlag, record: dict[str, Any] | None) -> CurrentValue:
+    last = {
+        "last_set_by": record["set_by"] if record else None,
+        "last_set_at": record["set_at"] if record else None,
+        "last_change": record["change_id"] if record else None,
+    }
+    recorded_value = record["value"] if record else None
+    if stored.digest is not None or (stored.present and stored.value is None):
+        # Supabase: only a digest. Known when it matches the value the bot set.
+        if not stored.present:
+            return CurrentValue(flag, False, None, True, recorded_value is not None, **last)
+        if recorded_value is not None and stored.digest == digest_of(recorded_value):
+            return CurrentValue(flag, True, recorded_value, True, False, **last)
+        return CurrentValue(flag, True, None, False, True, **last)
+    outside = record is not None and (stored.value if stored.present else None) != recorded_value
+    return CurrentValue(flag, stored.present, stored.value if stored.present else None, True, outside, **last)
+
+
+async def current_values(bot: BotContext, service: Service, flags: Sequence[Flag]) -> dict[str, CurrentValue]:
+    """Every flag's current value, one backend read per backend."""
+    records = await _records(bot, service)
+    result: dict[str, CurrentValue] = {}
+    for kind in dict.fromkeys(flag.backend for flag in flags):
+        group = [flag for flag in flags if flag.backend == kind]
+        stored = await backend_for(bot, service, kind).read([flag.name for flag in group])
+        for flag in group:
+            result[flag.name] = _current(flag, stored[flag.name], records.get(flag.name))
+    return result
+
+
+@dataclass(frozen=True)
+class PlannedFlag:
+    flag: Flag
+    before: CurrentValue
+    after: str | None  # None: unset, back to the default
+
+    def describe(self) -> str:
+        """`IVY_MODAL_HEURISTICS true → false`, in the words of the alerts channel."""
+        before = self.before.effective if self.before.known else "?"
+        after = self.after if self.after is not None else f"{to_wire(self.flag.default)} (default)"
+        return f"{self.flag.name} {before} → {after}"
+
+
+@dataclass
+class FlagChange:
+    id: int
+    service: Service
+    kind: str
+    label: str | None
+    requested_by: str
+    status: str
+    items: list[PlannedFlag]
+    reverts: int | None = None
+    created_at: datetime | None = None
+
+    @property
+    def risky(self) -> bool:
+        return any(item.flag.risk == "high" for item in self.items)
+
+    def describe(self) -> str:
+        return ", ".join(item.describe() for item in self.items)
+
+
+async def plan(bot: BotContext, service: Service, targets: Mapping[str, str | None]) -> list[PlannedFlag]:
+    """What `targets` (flag name → new value or None to unset) would change, with each flag's current value."""
+    flags = [flag for name in targets if (flag := service.flag(name)) is not None]
+    current = await current_values(bot, service, flags)
+    return [PlannedFlag(flag, current[flag.name], targets[flag.name]) for flag in flags]
+
+
+def _items_json(items: Sequence[PlannedFlag]) -> Jsonb:
+    return Jsonb([{"flag": i.flag.name, "before": i.before.as_json(), "after": i.after} for i in items])
+
+
+async def record_change(
+    bot: BotContext,
+    service: Service,
+    *,
+    kind: str,
+    label: str | None,
+    requested_by: str,
+    requested_in: str | None,
+    items: Sequence[PlannedFlag],
+    pending: bool,
+    reverts: int | None = None,
+) -> FlagChange:
+    """Insert the change: `pending` (waits for Confirm) or already `applying` (claimed by the requester)."""
+    status = "pending" if pending else "applying"
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """INSERT INTO flag_changes (service, kind, label, requested_by, requested_in, status, changes,
+                                             reverts, decided_by, decided_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END)
+                   RETURNING id, created_at""",
+                (
+                    service.name,
+                    kind,
+                    label,
+                    requested_by,
+                    requested_in,
+                    status,
+                    _items_json(items),
+                    reverts,
+                    None if pending else requested_by,
+                    pending,
+                ),
+            )
+        ).fetchone()
+    assert row is not None
+    change = FlagChange(row[0], service, kind, label, requested_by, status, list(items), reverts, row[1])
+    await audit(
+        bot.storage.pool,
+        actor=requested_by,
+        action="flag.request",
+        outcome="pending" if pending else "requested",
+        service=service.name,
+        target=str(change.id),
+        before={i.flag.name: i.before.as_json() for i in items},
+        after={i.flag.name: i.after for i in items},
+        detail={"kind": kind, "label": label, "reverts": reverts},
+    )
+    return change
+
+
+def _items_from_json(service: Service, raw: list[dict[str, Any]]) -> list[PlannedFlag]:
+    items = []
+    for entry in raw:
+        flag = service.flag(entry["flag"])
+        if (
+            flag is None
+        ):  # the catalog lost the flag since: keep a typed stand-in so the change can still be shown
+            flag = Flag(name=entry["flag"], type="string", backend="postgres_table")
+        before = entry["before"]
+        current = CurrentValue(flag, before["present"], before["value"], before["known"], False)
+        items.append(PlannedFlag(flag, current, entry["after"]))
+    return items
+
+
+async def load_change(bot: BotContext, change_id: int) -> tuple[FlagChange, dict[str, Any]] | None:
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute("SELECT * FROM flag_changes WHERE id = %s", (change_id,))
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    service = bot.catalog.find(row["service"])
+    if service is None:
+        return None
+    change = FlagChange(
+        row["id"],
+        service,
+        row["kind"],
+        row["label"],
+        row["requested_by"],
+        row["status"],
+        _items_from_json(service, row["changes"]),
+        row["reverts"],
+        row["created_at"],
+    )
+    return change, row
+
+
+async def claim(bot: BotContext, change_id: int, actor: str) -> bool:
+    """pending → applying, once, and only within the confirmation window. True for the one caller that won."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE flag_changes SET status = 'applying', decided_by = %s, decided_at = now()
+               WHERE id = %s AND status = 'pending' AND created_at > now() - %s""",
+            (actor, change_id, CONFIRM_WITHIN),
+        )
+        return cursor.rowcount == 1
+
+
+async def cancel(bot: BotContext, change_id: int, actor: str) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE flag_changes SET status = 'cancelled', decided_by = %s, decided_at = now()
+               WHERE id = %s AND status = 'pending'""",
+            (actor, change_id),
+        )
+        won = cursor.rowcount == 1
+    if won:
+        await audit(
+            bot.storage.pool, actor=actor, action="flag.cancel", outcome="cancelled", target=str(change_id)
+        )
+    return won
+
+
+@dataclass
+class ApplyResult:
+    change: FlagChange
+    applied: list[PlannedFlag] = field(default_factory=list)
+    error: FlagBackendError | None = None
+    responses: list[BackendResponse] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _response_json(response: BackendResponse) -> dict[str, Any]:
+    limit = response.rate_limit
+    return {
+        "status": response.status,
+        "summary": response.summary,
+        "rate_limit": None if limit is None else {"limit": limit.limit, "remaining": limit.remaining},
+    }
+
+
+async def apply(bot: BotContext, change: FlagChange, actor: str) -> ApplyResult:
+    """Send a claimed (`applying`) change to its backends: one request per backend and operation (set, unset).
+
+    The stored values and the change's status follow what the backends accepted; a failure stops there, is
+    audited with the backend's words, and leaves the flags the backend refused as they were.
+    """
+    result = ApplyResult(change)
+    groups: dict[tuple[str, bool], list[PlannedFlag]] = {}
+    for item in change.items:
+        groups.setdefault((item.flag.backend, item.after is None), []).append(item)
+    for (kind, unset), items in groups.items():
+        try:
+            backend = backend_for(bot, change.service, kind)
+            if unset:
+                response = await backend.unset([i.flag.name for i in items], actor=actor)
+            else:
+                response = await backend.set({i.flag.name: str(i.after) for i in items}, actor=actor)
+        except FlagStoreNotConfigured as exc:
+            result.error = FlagBackendError(str(exc))
+        except FlagBackendError as exc:
+            result.error = exc
+        if result.error is not None:
+            await _audit_items(bot, change, items, actor, "failed", {"error": str(result.error)})
+            break
+        result.applied.extend(items)
+        result.responses.append(response)
+        await _remember(bot, change, items, actor)
+        await _audit_items(bot, change, items, actor, "ok", _response_json(response))
+    status = "applied" if result.ok else "failed"
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE flag_changes SET status = %s, applied_at = CASE WHEN %s THEN now() END, backend_response = %s
+               WHERE id = %s""",
+            (
+                status,
+                result.ok,
+                Jsonb(
+                    {
+                        "responses": [_response_json(r) for r in result.responses],
+                        "error": None if result.ok else str(result.error),
+                    }
+                ),
+                change.id,
+            ),
+        )
+    change.status = status
+    return result
+
+
+async def _remember(bot: BotContext, change: FlagChange, items: Sequence[PlannedFlag], actor: str) -> None:
+    async with bot.storage.pool.connection() as conn:
+        for item in items:
+            await conn.execute(
+                """INSERT INTO flag_values (service, flag, value, change_id, set_by, set_at)
+                   VALUES (%s, %s, %s, %s, %s, now())
+                   ON CONFLICT (service, flag) DO UPDATE SET value = EXCLUDED.value, change_id = EXCLUDED.change_id,
+                       set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at""",
+                (change.service.name, item.flag.name, item.after, change.id, actor),
+            )
+
+
+async def _audit_items(
+    bot: BotContext, change: FlagChange, items: Sequence[PlannedFlag], actor: str, outcome: str, detail: Any
+) -> None:
+    for item in items:
+        await audit(
+            bot.storage.pool,
+            actor=actor,
+            action="flag.unset" if item.after is None else "flag.set",
+            outcome=outcome,
+            service=change.service.name,
+            target=item.flag.name,
+            before=item.before.as_json(),
+            after=item.after,
+            detail={"change": change.id, "backend": detail},
+        )
+
+
+async def start_revert(
+    bot: BotContext, original: FlagChange, actor: str, channel: str | None
+) -> FlagChange | None:
+    """A change that puts back what `original` changed, claimed against a concurrent revert: None if one won.
+
+    Flags whose earlier value the bot never knew (changed outside the bot) cannot be restored and are left out.
+    """
+    targets = {
+        item.flag.name: item.before.value if item.before.present else None
+        for item in original.items
+        if item.before.known
+    }
+    items = await plan(bot, original.service, targets)
+    change = await record_change(
+        bot,
+        original.service,
+        kind="revert",
+        label=f"revert of change {original.id}",
+        requested_by=actor,
+        requested_in=channel,
+        items=items,
+        pending=False,
+        reverts=original.id,
+    )
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            "UPDATE flag_changes SET reverted_by = %s WHERE id = %s AND reverted_by IS NULL AND status = 'applied'",
+            (change.id, original.id),
+        )
+        if cursor.rowcount == 1:
+            return change
+        await conn.execute("UPDATE flag_changes SET status = 'cancelled' WHERE id = %s", (change.id,))
+    return None
+
+
+async def release_revert(bot: BotContext, revert: FlagChange) -> None:
+    """A failed revert frees its original for another attempt."""
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE flag_changes SET reverted_by = NULL WHERE id = %s AND reverted_by = %s",
+            (revert.reverts, revert.id),
+        )
+
+
+def alerts_channel(bot: BotContext, service: Service) -> str:
+    return service.channels.alerts or bot.settings.alerts_channel
+
+
+def announcement(change: FlagChange, actor: str) -> str:
+    """The one line the alerts channel gets: "<@U…> set IVY_MODAL_HEURISTICS true → false (change 42, revert:
+    /flag revert 42)"."""
+    what = {
+        "set": "set",
+        "unset": "unset",
+        "preset": f"applied preset {change.label} on {change.service.display_name}:",
+        "rollout": f"moved the {change.service.display_name} rollout to {change.label}:",
+        "revert": f"reverted change {change.reverts} on {change.service.display_name}:",
+    }[change.kind]
+    return f"<@{actor}> {what} {change.describe()} (change {change.id}, revert: `/flag revert {change.id}`)"
