@@ -405,3 +405,18 @@ async def test_gradual_rollout_stage_sets_the_catalogs_flags(
         {"name": "MIRA_ROLLOUT_PERCENT", "value": "0"},
     ]
     assert "moved the Mira Co-Pilot rollout to internal" in bot.slack.calls_to("chat.postMessage")[-1].text
+
+
+async def test_confirm_after_fifteen_minutes_is_refused(
+    bot: BotUnderTest, supabase: RecordingSupabaseServer, database_url: str
+) -> None:
+    await bot.command("/flag", "on MIRA_COPILOT_ENABLED", user=OWNER)
+    await bot.settle()
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("UPDATE flag_changes SET created_at = now() - interval '16 minutes'")
+    await bot.click("C0OPS0001", "", "flag_confirm", "1", user=OWNER)
+    await bot.settle()
+    assert supabase.calls_to("POST") == []
+    assert "Change 1 expired: risky changes must be confirmed within 15 minutes" in (
+        bot.slack.calls_to("response_url")[-1].text
+    )
