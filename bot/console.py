@@ -14,9 +14,12 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
@@ -25,8 +28,9 @@ from pydantic import SecretStr
 
 from bot.catalog import load_catalog
 from bot.console_render import Button, ConsoleRenderer
-from bot.demo import start_demo
+from bot.demo import demo_settings, start_demo
 from bot.recording_slack import TEAM_ID, RecordingSlackServer
+from bot.recording_supabase import RecordingSupabaseServer
 from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
 from bot.settings import Settings
@@ -210,8 +214,26 @@ async def run_console(
     settings: Settings, script: TextIO | None = None, out: TextIO | None = None, *, demo: bool = False
 ) -> int:
     out = out or sys.stdout
-    async with RecordingSlackServer() as slack:
+    demo_state: Path | None = None
+    if demo:
+        # A throwaway world: embedded servers in a fresh directory, never the operator's DATABASE_URL/REDIS_URL,
+        # so demo changes land nowhere real and every tour starts from the same state.
+        demo_state = Path(tempfile.mkdtemp(prefix="mira-demo-"))
+        settings = settings.model_copy(
+            update={"database_url": None, "redis_url": None, "state_dir": demo_state}
+        )
+    try:
+        return await _run_console(settings, script, out, demo)
+    finally:
+        if demo_state is not None:
+            shutil.rmtree(demo_state, ignore_errors=True)
+
+
+async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, demo: bool) -> int:
+    async with RecordingSlackServer() as slack, RecordingSupabaseServer() as supabase:
         bot_settings, signing_secret = console_settings(settings, slack)
+        if demo:
+            bot_settings = demo_settings(bot_settings, supabase, CONSOLE_USER)
         runtime = await start_runtime(bot_settings)
         runtime.scheduler.start()
         server = await start_server(runtime.http_app)

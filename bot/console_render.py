@@ -27,6 +27,8 @@ EMOJI = {
     "rotating_light": "🚨",
     "bell": "🔔",
     "arrows_counterclockwise": "🔄",
+    "lock": "🔒",
+    "eyes": "👀",
 }
 
 

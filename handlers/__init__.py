@@ -5,13 +5,14 @@ from __future__ import annotations
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.scheduler import Job
-from handlers import coming_soon, flags, health
+from handlers import coming_soon, flags, health, latency
 
 
 def build_registry() -> CommandRegistry:
     registry = CommandRegistry()
     registry.add(health.COMMAND)
     registry.add(flags.COMMAND)
+    registry.add(latency.COMMAND)
     for command in coming_soon.COMMANDS:
         registry.add(command)
     for action in (health.RERUN, flags.CONFIRM, flags.CANCEL):

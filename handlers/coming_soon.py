@@ -5,11 +5,6 @@ from __future__ import annotations
 
 from bot.commands import Command, Subcommand
 
-LATENCY = Command(
-    name="/latency",
-    description="p50/p95/p99 against the service's SLOs",
-    usage_hint="[service] [5m|1h|24h|7d] [kind]",
-)
 ROLLBACK = Command(
     name="/rollback",
     description="Show a service's rollback plan and run it after a second person confirms",
@@ -30,4 +25,4 @@ ONCALL = Command(
     ),
 )
 
-COMMANDS = (LATENCY, ROLLBACK, ONCALL)
+COMMANDS = (ROLLBACK, ONCALL)

@@ -26,13 +26,12 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 
 from integrations.flag_backends import BackendResponse, FlagBackendError, StoredFlag
+from integrations.postgres_errors import dsn_password, first_line, postgres_error_detail, scrub_credentials
 
 __all__ = ["FLAG_TABLE_DDL", "TABLE_NAME_RE", "PostgresFlagTable"]
 
@@ -52,10 +51,6 @@ TABLE_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 
 _UNREACHABLE = "the flag table's database is unreachable"
 _LOGIN_REFUSED = "the flag table's database refused the login"
-_URL_USERINFO_RE = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]*@")
-_KV_PASSWORD_RE = re.compile(r"(?P<prefix>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_PG_ATTEMPT_PREFIX_RE = re.compile(r"^.*?\bport \d+ failed:\s*", re.IGNORECASE)
-_PG_SEVERITY_RE = re.compile(r"^(?:FATAL|ERROR|PANIC):\s*")
 
 
 def _table_identifier(table: str) -> sql.Identifier:
@@ -65,23 +60,6 @@ def _table_identifier(table: str) -> sql.Identifier:
             "digits and underscores"
         )
     return sql.Identifier(*table.split("."))
-
-
-def _dsn_password(dsn: str) -> str | None:
-    with suppress(Exception):
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            return str(password)
-    with suppress(ValueError):
-        password = urlsplit(dsn).password
-        if password:
-            return unquote(password)
-    return None
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _rows(count: int, verb: str) -> str:
@@ -102,7 +80,7 @@ class PostgresFlagTable:
         self._table = _table_identifier(table)  # before anything else: a bad name never reaches SQL
         self.table = table
         self._dsn = dsn
-        self._password = _dsn_password(dsn)
+        self._password = dsn_password(dsn)
         self.timeout = timeout
 
     def __repr__(self) -> str:  # never the DSN
@@ -215,35 +193,11 @@ class PostgresFlagTable:
                 raise FlagBackendError(f"{_UNREACHABLE} ({cause})") from None
             raise FlagBackendError(self._sql_error(exc)) from None
 
-    def _scrub(self, text: str) -> str:
-        text = _URL_USERINFO_RE.sub(r"\g<prefix>***@", text)
-        text = _KV_PASSWORD_RE.sub(r"\g<prefix>***", text)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text
-
     def _connect_cause(self, exc: psycopg.Error) -> str:
-        text = str(exc)
-        lowered = text.lower()
-        if "connection refused" in lowered:
-            return "connection refused"
-        if "timeout expired" in lowered or "timed out" in lowered:
-            return "timed out"
-        if "password authentication failed" in lowered or "authentication failed" in lowered:
-            return "authentication failed"
-        if "does not exist" in lowered and ("database" in lowered or "role" in lowered):
-            return self._scrub(_PG_SEVERITY_RE.sub("", _PG_ATTEMPT_PREFIX_RE.sub("", _first_line(text))))
-        if (
-            "failed to resolve host" in lowered
-            or "could not translate host name" in lowered
-            or "name or service not known" in lowered
-        ):
-            return "DNS lookup failed"
-        line = _first_line(text, 1000).removeprefix("connection failed: ")
-        line = _PG_SEVERITY_RE.sub("", _PG_ATTEMPT_PREFIX_RE.sub("", line)).strip()
-        return self._scrub(_first_line(line, 160)) or type(exc).__name__
+        """Why connecting failed, e.g. "connection refused" or 'role "x" does not exist' (the budget is in _run)."""
+        return scrub_credentials(postgres_error_detail(exc, host=None, timeout=None), self._password)
 
     def _sql_error(self, exc: psycopg.Error) -> str:
         """The server's primary message ('relation "feature_flags" does not exist'), one line, no secrets."""
         message = exc.diag.message_primary if exc.diag is not None else None
-        return self._scrub(_first_line(message or str(exc))) or type(exc).__name__
+        return scrub_credentials(first_line(message or str(exc), 200), self._password) or type(exc).__name__

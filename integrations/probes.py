@@ -15,7 +15,8 @@ Design rules shared by every probe:
   longer than the caller asked for; the outer bound is what makes the budget real.
 * ``detail`` never contains credentials.  We avoid putting URLs or DSNs in it at all,
   and additionally scrub any password we know about from every detail string, because
-  driver error messages are not under our control.
+  driver error messages are not under our control (the scrubber, and the reading of
+  psycopg errors, live in :mod:`integrations.postgres_errors`, shared with the other clients).
 """
 
 from __future__ import annotations
@@ -32,15 +33,24 @@ from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import redis.asyncio as aioredis
 import redis.exceptions
-from psycopg.conninfo import conninfo_to_dict
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from integrations.postgres_errors import (
+    dsn_host,
+    dsn_password,
+    first_line,
+    postgres_error_detail,
+    scrub_credentials,
+    timed_out,
+    url_password,
+)
 
 __all__ = [
     "ProbeOutcome",
@@ -74,55 +84,13 @@ class ProbeOutcome:
 
 # --------------------------------------------------------------------------- helpers
 
-_MAX_DETAIL = 160
 _MAX_VALUE = 60
-# "scheme://user:password@" -> "scheme://user:***@", for anything a driver might echo back.
-_URL_USERINFO_RE = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:)[^@\s/]*@")
-# libpq key/value conninfo: password=secret or password='se cret'
-_KV_PASSWORD_RE = re.compile(r"(?P<prefix>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _SSL_PREFIX_RE = re.compile(r"^\[[A-Z_]+:\s*[A-Z0-9_]+\]\s*")
 _SSL_SUFFIX_RE = re.compile(r"\s*\(_ssl\.c:\d+\)\s*$")
-_PG_ATTEMPT_PREFIX_RE = re.compile(r"^.*?\bport \d+ failed:\s*", re.IGNORECASE)
-_PG_SEVERITY_RE = re.compile(r"^(?:FATAL|ERROR|PANIC):\s*")
 
 
 def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
-
-
-def _timed_out(timeout: float) -> str:
-    return f"timed out after {timeout:.1f} s"
-
-
-def _short(text: str, limit: int = _MAX_DETAIL) -> str:
-    """First non-empty line, trimmed: details end up in a one-line Slack message."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _url_password(url: str) -> str | None:
-    with suppress(ValueError):
-        password = urlsplit(url).password
-        if password:
-            return unquote(password)
-    return None
-
-
-def _dsn_password(dsn: str) -> str | None:
-    with suppress(Exception):
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            return str(password)
-    return _url_password(dsn)
-
-
-def _scrub(detail: str, secret: str | None) -> str:
-    """Remove credentials from a detail string, whatever the driver chose to echo."""
-    detail = _URL_USERINFO_RE.sub(r"\g<prefix>***@", detail)
-    detail = _KV_PASSWORD_RE.sub(r"\g<prefix>***", detail)
-    if secret:
-        detail = detail.replace(secret, "***")
-    return detail
 
 
 def _walk(exc: BaseException) -> Iterator[BaseException]:
@@ -168,11 +136,11 @@ def _tls_detail(exc: ssl.SSLError) -> str:
     message = _SSL_SUFFIX_RE.sub("", _SSL_PREFIX_RE.sub("", str(exc)))
     if not message and exc.reason:
         message = str(exc.reason).replace("_", " ").lower()
-    return _short(f"TLS error: {message or type(exc).__name__}", 80)
+    return first_line(f"TLS error: {message or type(exc).__name__}", 80)
 
 
 def _generic_detail(exc: BaseException) -> str:
-    message = _short(exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc), 100)
+    message = first_line(exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc), 100)
     name = type(exc).__name__
     return f"{name}: {message}" if message else name
 
@@ -183,7 +151,7 @@ def _classify(exc: BaseException, *, host: str | None, timeout: float) -> str:
     if any(
         isinstance(e, TimeoutError | httpx.TimeoutException | redis.exceptions.TimeoutError) for e in chain
     ):
-        return _timed_out(timeout)
+        return timed_out(timeout)
     for e in chain:
         if isinstance(e, ssl.SSLError):
             return _tls_detail(e)
@@ -274,7 +242,7 @@ async def http_probe(
     request + full body together.  The URL is never echoed in ``detail`` because it may
     carry credentials (``user:pass@`` or a token in the query string).
     """
-    secret = _url_password(url)
+    secret = url_password(url)
     try:
         host: str | None = httpx.URL(url).host or None
     except Exception:
@@ -300,38 +268,7 @@ async def http_probe(
             status, detail = ProbeStatus.DOWN, "invalid URL"
         else:
             status, detail = ProbeStatus.DOWN, _classify(exc, host=host, timeout=timeout)
-    return ProbeOutcome(status, _elapsed_ms(start), _scrub(detail, secret))
-
-
-def _postgres_detail(exc: psycopg.Error, *, host: str | None, timeout: float) -> str:
-    """One-line cause from a psycopg error, without the "connection to server at ..." noise."""
-    text = str(exc)
-    lowered = text.lower()
-    if "connection refused" in lowered:
-        return "connection refused"
-    if "timeout expired" in lowered or "timed out" in lowered:
-        return _timed_out(timeout)
-    if "authentication failed" in lowered:
-        return "authentication failed"
-    if (
-        "failed to resolve host" in lowered
-        or "could not translate host name" in lowered
-        or "name or service not known" in lowered
-    ):
-        return f"DNS lookup failed for {host}" if host else "DNS lookup failed"
-    line = _short(text, 1000)
-    line = line.removeprefix("connection failed: ")
-    line = _PG_ATTEMPT_PREFIX_RE.sub("", line)
-    line = _PG_SEVERITY_RE.sub("", line).strip()
-    return _short(line) or type(exc).__name__
-
-
-def _dsn_host(dsn: str) -> str | None:
-    with suppress(Exception):
-        host = conninfo_to_dict(dsn).get("host")
-        if host:
-            return str(host)
-    return None
+    return ProbeOutcome(status, _elapsed_ms(start), scrub_credentials(detail, secret))
 
 
 async def postgres_probe(dsn: str, *, timeout: float = 2.0) -> ProbeOutcome:  # noqa: ASYNC109
@@ -342,8 +279,8 @@ async def postgres_probe(dsn: str, *, timeout: float = 2.0) -> ProbeOutcome:  # 
     usually embeds a password; it is never put in ``detail`` and is scrubbed from
     server/driver messages just in case.
     """
-    secret = _dsn_password(dsn)
-    host = _dsn_host(dsn)
+    secret = dsn_password(dsn)
+    host = dsn_host(dsn)
     start = time.perf_counter()
     conn: psycopg.AsyncConnection[Any] | None = None
     latency: float | None = None
@@ -364,17 +301,17 @@ async def postgres_probe(dsn: str, *, timeout: float = 2.0) -> ProbeOutcome:  # 
         else:
             status, detail = ProbeStatus.DOWN, f"SELECT 1 returned {_format_value(row)}"
     except TimeoutError:
-        status, detail = ProbeStatus.DOWN, _timed_out(timeout)
+        status, detail = ProbeStatus.DOWN, timed_out(timeout)
     except psycopg.ProgrammingError:
         # Raised for a malformed conninfo; its message may quote the DSN, so say nothing more.
         status, detail = ProbeStatus.DOWN, "invalid DSN"
     except psycopg.Error as exc:
-        status, detail = ProbeStatus.DOWN, _postgres_detail(exc, host=host, timeout=timeout)
+        status, detail = ProbeStatus.DOWN, postgres_error_detail(exc, host=host, timeout=timeout)
     except Exception as exc:
         status, detail = ProbeStatus.DOWN, _classify(exc, host=host, timeout=timeout)
     if latency is None:
         latency = _elapsed_ms(start)
-    return ProbeOutcome(status, latency, _scrub(detail, secret))
+    return ProbeOutcome(status, latency, scrub_credentials(detail, secret))
 
 
 async def redis_probe(url: str, *, timeout: float = 2.0) -> ProbeOutcome:  # noqa: ASYNC109
@@ -384,7 +321,7 @@ async def redis_probe(url: str, *, timeout: float = 2.0) -> ProbeOutcome:  # noq
     backoff past its budget.  Redis error messages include ``host:port`` but we map the
     common ones to short phrases anyway.
     """
-    secret = _url_password(url)
+    secret = url_password(url)
     try:
         host: str | None = urlsplit(url).hostname
     except ValueError:
@@ -419,12 +356,12 @@ async def redis_probe(url: str, *, timeout: float = 2.0) -> ProbeOutcome:  # noq
         if message.startswith(("NOAUTH", "WRONGPASS")):
             status, detail = ProbeStatus.DOWN, "authentication failed"
         else:
-            status, detail = ProbeStatus.DOWN, _short(f"Redis error: {message}")
+            status, detail = ProbeStatus.DOWN, first_line(f"Redis error: {message}")
     except Exception as exc:
         status, detail = ProbeStatus.DOWN, _classify(exc, host=host, timeout=timeout)
     if latency is None:
         latency = _elapsed_ms(start)
-    return ProbeOutcome(status, latency, _scrub(detail, secret))
+    return ProbeOutcome(status, latency, scrub_credentials(detail, secret))
 
 
 async def tcp_probe(host: str, port: int, *, timeout: float = 2.0) -> ProbeOutcome:  # noqa: ASYNC109

@@ -144,4 +144,21 @@ def test_readme_transcript_reproduces_on_a_machine_with_nothing_installed(tmp_pa
     result = _run(args, _clean_env(STATE_DIR=str(tmp_path / "state")), tmp_path)
     assert result.returncode == 0, result.stderr
     assert _normalize(result.stdout) == _normalize(expected)
-    assert (tmp_path / "state" / "postgres" / "PG_VERSION").exists()  # really the embedded server
+    assert not (tmp_path / "state").exists()  # the demo is a throwaway world: the real STATE_DIR is untouched
+
+
+def test_plain_console_on_a_machine_with_nothing_installed(tmp_path: Path) -> None:
+    """`mira-bot` with no Slack token, no DATABASE_URL, no REDIS_URL: the console on embedded servers."""
+    result = subprocess.run(
+        [*MIRA_BOT],
+        input="/health fa\nquit\n",
+        env=_clean_env(STATE_DIR=str(tmp_path / "state")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FA AI System: not configured (3 probes: 3 not configured)" in result.stdout
+    assert (tmp_path / "state" / "postgres" / "PG_VERSION").exists()  # really the embedded Postgres
+    assert list((tmp_path / "state" / "valkey").iterdir())  # and the embedded Valkey's data

@@ -129,7 +129,6 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(
             "",
             ["I don't know the command `/helth`", "Did you mean `/health`?", "`/health [service]`"],
         ),
-        ("/latency", "", ["`/latency` is not available yet"]),
         ("/rollback", "mira-copilot", ["`/rollback` is not available yet"]),
         ("/oncall", "", ["`/oncall` is not available yet"]),
         ("/health", "help", ["`/health [service]` — Probe every service"]),
