@@ -40,9 +40,10 @@ class MetricsQueryError(Exception):
 
 
 class QueryTimeout(MetricsQueryError):
-    """The statement (`connecting` False) or the connection took longer than its budget."""
+    """The statement (`connecting` False) or the connection took longer than its budget. `by_server` says that
+    Postgres' own statement_timeout cancelled the query (the normal case) rather than our client-side guard."""
 
-    def __init__(self, timeout_s: float, *, connecting: bool = False) -> None:
+    def __init__(self, timeout_s: float, *, connecting: bool = False, by_server: bool = False) -> None:
         super().__init__(
             f"cannot reach the database: no answer within {timeout_s:g} s"
             if connecting
@@ -50,6 +51,7 @@ class QueryTimeout(MetricsQueryError):
         )
         self.timeout_s = timeout_s
         self.connecting = connecting
+        self.by_server = by_server
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ async def latency_stats(
         except TimeoutError:
             raise QueryTimeout(statement_timeout) from None
     except errors.QueryCanceled:
-        raise QueryTimeout(statement_timeout) from None
+        raise QueryTimeout(statement_timeout, by_server=True) from None
     except psycopg.ProgrammingError as exc:
         if conn is None:  # a malformed conninfo; its message may quote the DSN
             raise MetricsQueryError("invalid DSN") from None

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -118,6 +119,16 @@ class BotUnderTest:
     async def settle(self) -> None:
         """Wait until post-ack work is done (the same signal the console waits on)."""
         assert await self.runtime.bot.background.wait_idle(15.0), "post-ack work did not finish"
+
+
+async def finishes(awaitable: Awaitable[Any], *, within: float, what: str) -> Any:
+    """A liveness guard, not a performance claim: fail (instead of hanging the suite) when something that a
+    timeout must cut keeps running. `within` is many times the timeout under test, so a slow machine passes."""
+    try:
+        async with asyncio.timeout(within):
+            return await awaitable
+    except TimeoutError:
+        pytest.fail(f"{what} was not cut: still running after {within} s")
 
 
 def blocks_text(blocks: list[dict[str, Any]] | None) -> str:

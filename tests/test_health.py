@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import psycopg
@@ -62,15 +61,12 @@ async def _health_runs(database_url: str) -> list[tuple]:
 
 
 async def test_health_acks_at_once_then_posts_every_service(bot: BotUnderTest, database_url: str) -> None:
-    started = time.perf_counter()
     response = await bot.command("/health")
-    acked_after = time.perf_counter() - started
 
     assert response.status_code == 200
     assert response.json() == {"text": "Checking 4 services…", "response_type": "ephemeral"}
     # The ack did not wait for the probes: the hung one is still pending, nothing is posted yet.
     assert bot.slack.calls_to("chat.postMessage") == []
-    assert acked_after < 3.0, "Slack's deadline"
 
     [post] = await bot.slack.wait_for("chat.postMessage", timeout=10)
     assert post.channel == CHANNEL

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from handlers.latency import COMMAND, Level, judge, parse, verdicts
 from handlers.latency_blocks import format_ms
 from integrations.charts import SPARK_LEVELS, sparkline
 from integrations.metrics_db import LatencyStats
-from tests.harness import CHANNEL, BotUnderTest, blocks_text, closed_port
+from tests.harness import CHANNEL, BotUnderTest, blocks_text, closed_port, finishes
 
 SECRET = "hunter2-Sup3rS3cret"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -105,7 +104,6 @@ async def test_latency_answers_the_runbook_percentiles_with_verdicts_and_a_chart
     rows += [("action_execution", 90_000, False, _ago(30))] * 10  # another event type
     await _mira_events(database_url, rows)
 
-    started = time.perf_counter()
     post = await _answer(latency_bot, "mira-copilot 5m", "Measuring Mira Co-Pilot latency over 5m…")
     [(p50, p95, p99)] = await _execute(database_url, RUNBOOK_QUERY)
     # math.isclose, not pytest.approx: the chart is being drawn in a worker thread that may be importing numpy,
@@ -140,7 +138,6 @@ async def test_latency_answers_the_runbook_percentiles_with_verdicts_and_a_chart
     )
     await latency_bot.settle()
     assert len(latency_bot.slack.calls_to("chat.postMessage")) == 1, "no sparkline when the chart is there"
-    assert time.perf_counter() - started < 10
 
 
 async def test_when_the_upload_fails_the_thread_gets_a_sparkline(
@@ -271,9 +268,11 @@ async def test_a_timeout_is_answered_in_words(
         "CREATE VIEW slow_events AS SELECT e.* FROM mira_events e CROSS JOIN (SELECT pg_sleep(10)) s",
     )
     latency_bot.runtime.bot.catalog = _with_mira_source(catalog, table="slow_events", statement_timeout_s=0.5)
-    started = time.perf_counter()
-    post = await _answer(latency_bot, "mira", "Measuring Mira Co-Pilot latency over 5m…")
-    assert time.perf_counter() - started < 5
+    post = await finishes(
+        _answer(latency_bot, "mira", "Measuring Mira Co-Pilot latency over 5m…"),
+        within=9,
+        what="the 0.5 s query",
+    )  # the view sleeps 10 s: only the statement timeout can answer before that
     assert post.text == (
         ":warning: Mira Co-Pilot latency over 5m: the query timed out after 0.5 s. On a large `slow_events` this "
         "usually means the index README → /latency describes is missing."

@@ -4,7 +4,6 @@ identifiers, READ ONLY, server-side statement timeout, no credentials in errors)
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from bot.demo_data import DEMO_COMMENT, seed_demo_mira_events
 from integrations.metrics_db import LatencyStats, MetricsQueryError, QueryTimeout, latency_stats
-from tests.harness import closed_port, silent_server
+from tests.harness import closed_port, finishes, silent_server
 
 SECRET = "hunter2-Sup3rS3cret"
 WINDOW_5M = timedelta(minutes=5)
@@ -236,13 +235,13 @@ async def test_the_statement_timeout_cancels_the_query_on_the_server(database_ur
         database_url,
         "CREATE VIEW slow_events AS SELECT e.* FROM events e CROSS JOIN (SELECT pg_sleep(10)) AS s",
     )
-    started = time.perf_counter()
     with pytest.raises(QueryTimeout) as raised:
-        await _stats(database_url, table="slow_events", statement_timeout=0.3)
-    elapsed = time.perf_counter() - started
+        await finishes(
+            _stats(database_url, table="slow_events", statement_timeout=0.3), within=9, what="the query"
+        )
     assert str(raised.value) == "the query timed out after 0.3 s"
     assert not raised.value.connecting
-    assert elapsed < 1.5, elapsed
+    assert raised.value.by_server  # Postgres cancelled it, not our client-side guard
     # The session is gone with its transaction: the sleeping query is not left running.
     running = await _execute(
         database_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mira-chatops /latency'"
@@ -267,10 +266,12 @@ async def test_an_unreachable_database_does_not_leak_the_dsn() -> None:
 
 async def test_a_database_that_never_answers_is_cut_at_the_connect_timeout() -> None:
     async with silent_server() as port:
-        started = time.perf_counter()
         with pytest.raises(QueryTimeout) as raised:
-            await _stats(f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/events", connect_timeout=0.5)
-    assert time.perf_counter() - started < 2.0
+            await finishes(
+                _stats(f"postgresql://postgres:{SECRET}@127.0.0.1:{port}/events", connect_timeout=0.5),
+                within=10,
+                what="the connection to a silent server",
+            )
     assert raised.value.connecting
     assert str(raised.value) == "cannot reach the database: no answer within 0.5 s"
 
