@@ -457,6 +457,22 @@ class Catalog(_Model):
                 return service
         return None
 
+    def for_pagerduty(self, service_id: str | None, service_name: str | None) -> Service | None:
+        """The catalog service a PagerDuty service is: by its ID in `pagerduty.service_ids`, else by name
+        (PagerDuty's service summary matching a name, display name or alias), so the bundled catalog works before
+        anyone has copied PagerDuty IDs into it."""
+        if service_id:
+            for service in self.services:
+                if service_id in service.pagerduty.service_ids:
+                    return service
+        if service_name:
+            wanted = service_name.strip().lower()
+            for service in self.services:
+                if wanted == service.display_name.lower():
+                    return service
+            return self.find(wanted)
+        return None
+
     def suggest(self, name: str) -> str | None:
         """The closest service name or alias, for "did you mean"."""
         keys = {key.lower(): s.name for s in self.services for key in [s.name, *s.aliases]}

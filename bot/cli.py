@@ -30,7 +30,7 @@ async def serve(settings: Settings) -> int:
     from bot.server import BotServer
 
     runtime = await start_runtime(settings)
-    runtime.scheduler.start()
+    runtime.start_background()
     socket_mode = None
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

@@ -235,7 +235,7 @@ async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, d
         if demo:
             bot_settings = demo_settings(bot_settings, supabase, CONSOLE_USER)
         runtime = await start_runtime(bot_settings)
-        runtime.scheduler.start()
+        runtime.start_background()
         server = await start_server(runtime.http_app)
         demo_server = None
         if demo:

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from bot.app import build_bolt_app
 from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
+from bot.delivery import DeliveryWorker
 from bot.context import BotContext
 from bot.scheduler import Scheduler
 from bot.server import build_http_app
@@ -35,10 +36,19 @@ class Runtime:
     bolt: AsyncApp
     http_app: ASGIApp
     scheduler: Scheduler
+    delivery: DeliveryWorker
+
+    def start_background(self) -> None:
+        """The scheduler and the PagerDuty delivery worker: started by `serve` and the console, driven by hand
+        (with an injected clock) in tests."""
+        self.scheduler.start()
+        self.delivery.start()
 
     async def close(self, drain_timeout: float = 10.0) -> None:
-        """Let post-ack work finish (graceful shutdown), then release clients and storage."""
+        """Let post-ack work finish (graceful shutdown), then release clients and storage. Undelivered events
+        stay in the outbox for the next start."""
         await self.scheduler.stop()
+        await self.delivery.stop()
         if not await self.bot.background.wait_idle(drain_timeout):
             log.warning(
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
@@ -65,6 +75,12 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     scheduler = Scheduler(storage.pool)
     for job in scheduled_jobs(bot):
         scheduler.add(job)
+    delivery = DeliveryWorker(bot)
     return Runtime(
-        bot=bot, registry=registry, bolt=bolt, http_app=build_http_app(bolt, storage), scheduler=scheduler
+        bot=bot,
+        registry=registry,
+        bolt=bolt,
+        http_app=build_http_app(bolt, bot, delivery.wake),
+        scheduler=scheduler,
+        delivery=delivery,
     )

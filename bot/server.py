@@ -3,7 +3,8 @@
 `POST /slack/events` carries every Slack request (slash commands, interactivity, events) into Bolt, which verifies
 the v0 signature and the 5-minute timestamp window (401 otherwise). Bodies over 1 MiB are refused with 413 before
 anything reads them, since no genuine Slack request comes near that size. `/healthz` says the process is up,
-`/readyz` that Postgres and Redis answer, `/metrics` serves prometheus-client's registry.
+`/readyz` that Postgres and Redis answer, `/metrics` serves prometheus-client's registry. `POST /pagerduty/webhook`
+stores signed PagerDuty V3 events for the delivery worker (bot/pagerduty_ingest.py), bodies over 256 KB get 413.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bot.storage import Storage
+from bot.context import BotContext
+from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, ingest
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
@@ -100,8 +102,9 @@ def _slack_kind(request: Request) -> str:
     return "json" if "json" in content_type else "form"
 
 
-def build_http_app(bolt: AsyncApp, storage: Storage) -> ASGIApp:
+def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[[], None]) -> ASGIApp:
     slack_handler = AsyncSlackRequestHandler(bolt)
+    storage = bot.storage
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -122,7 +125,7 @@ def build_http_app(bolt: AsyncApp, storage: Storage) -> ASGIApp:
         return await slack_handler.handle(request)
 
     async def pagerduty_webhook(request: Request) -> Response:
-        return JSONResponse({"error": "PagerDuty webhooks are not handled yet"}, status_code=501)
+        return await ingest(request, bot, on_webhook_stored)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -144,7 +147,7 @@ def build_http_app(bolt: AsyncApp, storage: Storage) -> ASGIApp:
             Route("/metrics", metrics, methods=["GET"]),
         ]
     )
-    return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT})
+    return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT, "/pagerduty/webhook": PAGERDUTY_BODY_LIMIT})
 
 
 class BotServer(uvicorn.Server):

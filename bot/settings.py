@@ -44,6 +44,7 @@ EXPECTATIONS: dict[str, str] = {
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
     "LOG_FORMAT": "json or console",
     "STATE_DIR": "a writable directory for the embedded servers' data",
+    "STORM_THRESHOLD": "new incidents per minute per channel above which they are grouped in a digest (0: never)",
 }
 
 
@@ -97,6 +98,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
     state_dir: Path = Path(".state")
+    storm_threshold: int = Field(default=10, ge=0)
 
     @field_validator("pagerduty_webhook_secrets", "bot_admins", mode="before")
     @classmethod

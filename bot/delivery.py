@@ -1,0 +1,180 @@
+"""The delivery worker: drains stored PagerDuty events (the outbox) into Slack, on every replica at once.
+
+Each pass claims a batch of pending events with `FOR UPDATE SKIP LOCKED` and a lease (`claimed_until`), so replicas
+share the work and an event whose worker died is picked up again when its lease ends. Events of one incident are
+handled in `occurred_at` order under a short Redis lock on the incident, so two replicas never interleave one
+thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
+backoff (the Slack client has already retried 429s and 5xx); after MAX_ATTEMPTS it is marked failed and logged.
+Then the periodic steps run: debounced root edits, storm digests, SLA timers. The clock is injected for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis.exceptions
+from prometheus_client import Counter
+
+from bot.context import BotContext
+from bot.scheduler import utc_now
+from bot.slack_budget import ChannelBudget
+from handlers import incidents
+from integrations.pagerduty_webhooks import MalformedWebhook
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 10
+INCIDENT_LOCK_MS = 30_000
+CONCURRENT_INCIDENTS = 8
+
+DELIVERIES = Counter("mira_pagerduty_deliveries_total", "Stored PagerDuty events handled, by outcome.", ["outcome"])
+
+
+def backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(300, 2 ** min(attempts, 8)))
+
+
+class DeliveryWorker:
+    def __init__(self, bot: BotContext, *, clock: Callable[[], datetime] = utc_now, poll: float = 1.0) -> None:
+        self.bot = bot
+        self.clock = clock
+        self.poll = poll
+        self.budget = ChannelBudget(bot.storage.redis)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Called by the webhook route after storing: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    async def _claim(self, now: datetime) -> list[dict[str, Any]]:
+        async with self.bot.storage.pool.connection() as conn:
+            cursor = await conn.execute(
+                """UPDATE pd_webhooks SET claimed_by = %s, claimed_until = %s, attempts = attempts + 1
+                   WHERE id IN (
+                       SELECT id FROM pd_webhooks
+                       WHERE status = 'pending' AND next_attempt_at <= %s
+                         AND (claimed_until IS NULL OR claimed_until < %s)
+                       ORDER BY occurred_at NULLS LAST, id
+                       LIMIT %s FOR UPDATE SKIP LOCKED)
+                   RETURNING id, incident_id, occurred_at, body, attempts""",
+                (incidents.OWNER, now + LEASE, now, now, BATCH),
+            )
+            columns = [c.name for c in cursor.description or []]
+            return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+
+    async def _finish(self, row: dict[str, Any], now: datetime, error: str | None, retry: bool = True) -> None:
+        if error is None:
+            status, next_at = "delivered", now
+        elif retry and row["attempts"] < MAX_ATTEMPTS:
+            status, next_at = "pending", now + backoff(row["attempts"])
+        else:
+            status, next_at = "failed", now
+            log.error("PagerDuty event given up", extra={"webhook": row["id"], "reason": error})
+        DELIVERIES.labels(status if error is None or status == "failed" else "retry").inc()
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE pd_webhooks SET status = %s, reason = %s, next_attempt_at = %s, claimed_until = NULL,
+                       delivered_at = CASE WHEN %s = 'delivered' THEN %s END
+                   WHERE id = %s""",
+                (status, error, next_at, status, now, row["id"]),
+            )
+
+    async def _release(self, rows: list[dict[str, Any]]) -> None:
+        """Give the rows back at once (another worker holds the incident): not an attempt."""
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE pd_webhooks SET claimed_until = NULL, attempts = attempts - 1 WHERE id = ANY(%s)",
+                ([row["id"] for row in rows],),
+            )
+
+    async def _incident_lock(self, incident_id: str) -> bool | None:
+        """True: held; False: another worker holds it; None: Redis unavailable (Postgres claims still protect)."""
+        try:
+            return bool(
+                await self.bot.storage.redis.set(
+                    f"incident:{incident_id}:lock", incidents.OWNER, nx=True, px=INCIDENT_LOCK_MS
+                )
+            )
+        except redis.exceptions.RedisError:
+            return None
+
+    async def _unlock(self, incident_id: str) -> None:
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await self.bot.storage.redis.delete(f"incident:{incident_id}:lock")
+
+    async def _deliver_incident(self, incident_id: str, rows: list[dict[str, Any]], now: datetime) -> None:
+        locked = await self._incident_lock(incident_id)
+        if locked is False:
+            await self._release(rows)
+            return
+        try:
+            for index, row in enumerate(rows):
+                try:
+                    await incidents.deliver(self.bot, self.budget, bytes(row["body"]), now)
+                except MalformedWebhook as exc:
+                    await self._finish(row, now, f"malformed: {exc}", retry=False)
+                    continue
+                except Exception as exc:
+                    if not isinstance(exc, incidents.RetryLater):
+                        log.warning("PagerDuty event not delivered yet", exc_info=True, extra={"webhook": row["id"]})
+                    await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
+                    if rows[index + 1 :]:
+                        await self._release(rows[index + 1 :])  # keep the thread in order behind the failure
+                    return
+                await self._finish(row, now, None)
+        finally:
+            if locked:
+                await self._unlock(incident_id)
+
+    async def run_once(self, now: datetime | None = None) -> int:
+        """One pass: deliver what is due, then the periodic steps. Returns the number of events handled."""
+        now = now or self.clock()
+        rows = await self._claim(now)
+        by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # UPDATE … RETURNING does not keep the subquery's order: sort each incident's events here.
+        for row in sorted(rows, key=lambda r: (r["occurred_at"] is None, r["occurred_at"] or now, r["id"])):
+            by_incident[row["incident_id"]].append(row)
+        limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
+
+        async def one(incident_id: str, group: list[dict[str, Any]]) -> None:
+            async with limit:
+                await self._deliver_incident(incident_id, group, now)
+
+        await asyncio.gather(*(one(incident_id, group) for incident_id, group in by_incident.items()))
+        await incidents.flush_roots(self.bot, self.budget, now)
+        await incidents.flush_digests(self.bot, self.budget, now)
+        await incidents.fire_timers(self.bot, self.budget, now)
+        return len(rows)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                log.exception("delivery pass failed; retrying")
+                handled = 0
+            if handled:
+                continue  # more may be waiting
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="pagerduty-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,82 @@
+"""A per-channel budget for Slack posts, shared by every replica through Redis.
+
+Slack allows about one chat.postMessage per second per channel. When 200 incidents trigger in a minute, posting as
+fast as the worker can would earn a wall of 429s and leave the channel minutes behind, so every post to a channel
+first takes that channel's slot: `SET slot NX PX interval` succeeds for one caller per interval across all
+replicas, and everyone else waits for the key to expire. A 429 that still happens pushes the slot out by its
+Retry-After. Without Redis the budget falls back to this process alone (logged), which keeps one replica polite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import redis.asyncio as redis
+import redis.exceptions
+
+log = logging.getLogger(__name__)
+
+
+class ChannelBudget:
+    def __init__(self, client: redis.Redis, *, per_second: float = 1.0, prefix: str = "slack:budget") -> None:
+        self.client = client
+        self.interval_ms = max(1, int(1000 / per_second))
+        self.prefix = prefix
+        self._local_next: dict[str, float] = {}
+        self._aliases: dict[str, str] = {}
+
+    def _key(self, kind: str, channel: str) -> str:
+        return f"{self.prefix}:{kind}:{channel}"
+
+    async def alias(self, name: str, channel_id: str) -> None:
+        """Remember that `#name` is `channel_id`: one channel, one budget, however a post names it."""
+        if name == channel_id or name in self._aliases:
+            return
+        self._aliases[name] = channel_id
+        with contextlib.suppress(redis.exceptions.RedisError):
+            await self.client.set(f"{self.prefix}:alias:{name}", channel_id)
+
+    async def _canonical(self, channel: str) -> str:
+        if channel in self._aliases:
+            return self._aliases[channel]
+        if not channel.startswith("#"):
+            return channel
+        try:
+            known = await self.client.get(f"{self.prefix}:alias:{channel}")
+        except redis.exceptions.RedisError:
+            return channel
+        if known:
+            self._aliases[channel] = known.decode() if isinstance(known, bytes) else str(known)
+            return self._aliases[channel]
+        return channel
+
+    async def take(self, channel: str, kind: str = "post") -> None:
+        """Wait until this caller holds the channel's next slot."""
+        key = self._key(kind, await self._canonical(channel))
+        while True:
+            try:
+                if await self.client.set(key, "1", nx=True, px=self.interval_ms):
+                    return
+                wait_ms = await self.client.pttl(key)
+            except redis.exceptions.RedisError:
+                await self._take_locally(key)
+                return
+            await asyncio.sleep(max(wait_ms, 5) / 1000)
+
+    async def _take_locally(self, key: str) -> None:
+        log.warning("Redis unavailable: Slack budget kept by this replica alone")
+        now = time.monotonic()
+        slot = max(now, self._local_next.get(key, 0.0))
+        self._local_next[key] = slot + self.interval_ms / 1000
+        await asyncio.sleep(slot - now)
+
+    async def back_off(self, channel: str, seconds: float, kind: str = "post") -> None:
+        """After a 429: nobody posts to the channel until Retry-After has passed."""
+        key = self._key(kind, await self._canonical(channel))
+        try:
+            await self.client.set(key, "1", px=max(1, int(seconds * 1000)))
+        except redis.exceptions.RedisError:
+            self._local_next[key] = time.monotonic() + seconds

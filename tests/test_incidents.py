@@ -1,0 +1,300 @@
+"""PagerDuty incidents end to end: signed V3 webhooks into the real route, the delivery worker driven with an
+injected clock, and what reached the recording Slack server (roots, thread replies, edits, nudges, digests)."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
+
+from bot.settings import Settings
+from bot.signing import pagerduty_signature, sign_pagerduty_webhook
+from tests import pd_payloads as pd
+from tests.harness import BotUnderTest, closed_port
+
+SECRET_OLD = "pd-webhook-secret-old"
+SECRET_NEW = "pd-webhook-secret-new"
+# The injected clock runs ahead of real time: rows the database stamps with its own now() are due by then.
+T0 = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+ALERTS, INCIDENTS = "#mira-copilot-alerts", "#incidents"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"pagerduty_webhook_secrets": [SecretStr(SECRET_OLD), SecretStr(SECRET_NEW)], "storm_threshold": 10}
+    )
+
+
+async def send(bot: BotUnderTest, payload: dict[str, Any], *, secret: str = SECRET_NEW,
+               headers: dict[str, str] | None = None) -> int:
+    body = pd.body(payload)
+    signed = headers if headers is not None else sign_pagerduty_webhook(secret, body)
+    response = await bot.client.post(
+        "/pagerduty/webhook",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Webhook-Id": payload["event"]["id"], **signed},
+    )
+    return response.status_code
+
+
+def lifecycle(incident_id: str = "PABC123", number: int = 1) -> list[dict[str, Any]]:
+    """triggered → acknowledged → annotated → priority_updated → escalated → resolved, a minute apart."""
+    base = pd.incident(id=incident_id, number=number, priority="P3", created_at=T0)
+    alice = ("PUSER01", "Alice Example", "alice@example.com")
+    steps = [
+        ("incident.triggered", {}, {}),
+        ("incident.acknowledged", {"status": "acknowledged"}, {"agent": alice}),
+        ("incident.annotated", {"status": "acknowledged"}, {"agent": alice, "content": "Rolled back agent-chat"}),
+        ("incident.priority_updated", {"status": "acknowledged", "priority": "P1"}, {"agent": alice}),
+        ("incident.escalated", {"status": "acknowledged", "priority": "P1",
+                                "assignees": [("PUSER02", "Bob Backend", "bob@example.com")]}, {}),
+        ("incident.resolved", {"status": "resolved", "priority": "P1"}, {"agent": alice}),
+    ]
+    events = []
+    for minute, (event_type, changes, extra) in enumerate(steps):
+        inc = dict(base)
+        if changes:
+            inc = pd.incident(id=incident_id, number=number, created_at=T0, **{
+                "priority": "P3", **{k: v for k, v in changes.items()}})
+        events.append(pd.event(event_type, inc, occurred_at=T0 + timedelta(minutes=minute),
+                               event_id=f"{incident_id}-{minute}", **extra))
+    return events
+
+
+async def drain(bot: BotUnderTest, now: datetime) -> None:
+    """Run the worker until nothing is pending, then once more after the debounce so roots are edited."""
+    worker = bot.runtime.delivery
+    for _ in range(20):
+        if await worker.run_once(now) == 0:
+            break
+    await worker.run_once(now + timedelta(seconds=10))
+    await bot.settle()
+
+
+def roots(bot: BotUnderTest, channel: str) -> list[Any]:
+    return [c for c in bot.slack.calls_to("chat.postMessage", channel=channel) if not c.thread_ts]
+
+
+def replies(bot: BotUnderTest, channel: str) -> list[Any]:
+    return [c for c in bot.slack.calls_to("chat.postMessage", channel=channel) if c.thread_ts]
+
+
+async def _count(database_url: str, sql: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        row = await (await conn.execute(sql)).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def test_an_incident_lifecycle_is_one_living_thread_per_channel(bot: BotUnderTest, database_url: str) -> None:
+    for payload in lifecycle():
+        assert await send(bot, payload) == 202
+    assert bot.slack.calls == []  # the request path never calls Slack
+    await drain(bot, T0 + timedelta(minutes=6))
+
+    for channel in (ALERTS, INCIDENTS):
+        [root] = roots(bot, channel)
+        assert root.text == "Triggered: [#1] Edge function 503s (Mira Co-Pilot, high urgency)"
+        thread = [c.text for c in replies(bot, channel)]
+        assert all(c.thread_ts == root.response["ts"] for c in replies(bot, channel))
+        assert thread[:5] == [
+            ":eyes: Acknowledged by Alice Example",
+            ":memo: Note by Alice Example: Rolled back agent-chat",
+            ":arrow_up_down: Priority P3 → P1 (by Alice Example)",
+            ":arrow_up: Escalated to Bob Backend",
+            ":white_check_mark: Resolved by Alice Example",
+        ]
+        assert thread[5] == "Post-mortem draft for [#1] Edge function 503s"
+        [edit] = bot.slack.calls_to("chat.update", channel=root.response["channel"])
+        assert edit.body["ts"] == root.response["ts"]
+        assert edit.text.startswith("Resolved: [#1]")
+        assert edit.body["attachments"][0]["color"] == "#2EB67D"
+    draft = bot.slack.calls_to("chat.postMessage", channel=ALERTS)[-1]
+    draft_text = json.dumps(draft.blocks, ensure_ascii=False)
+    assert "Time to acknowledge:* 1 min" in draft_text and "Time to resolve:* 5 min" in draft_text
+    assert f"{T0 + timedelta(minutes=2):%H:%M} UTC — Note by Alice Example: Rolled back agent-chat" in draft_text
+
+    before = len(bot.slack.calls)
+    for payload in lifecycle():  # PagerDuty redelivers everything
+        assert await send(bot, payload, secret=SECRET_OLD) == 202
+    await drain(bot, T0 + timedelta(minutes=7))
+    assert len(bot.slack.calls) == before
+    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 6
+
+
+async def test_shuffled_events_give_the_same_final_root(bot: BotUnderTest) -> None:
+    events = lifecycle()
+    random.Random(7).shuffle(events)
+    assert events[0]["event"]["event_type"] != "incident.triggered"
+    for payload in events:
+        assert await send(bot, payload) == 202
+    await drain(bot, T0 + timedelta(minutes=6))
+    for channel in (ALERTS, INCIDENTS):
+        [root] = roots(bot, channel)
+        edits = bot.slack.calls_to("chat.update", channel=root.response["channel"])
+        final = edits[-1] if edits else root
+        assert final.text.startswith("Resolved: [#1] Edge function 503s")
+        texts = [c.text for c in replies(bot, channel)]
+        assert len(texts) == 6 and len(set(texts)) == 6  # five events and the post-mortem, none twice
+
+
+async def test_resolve_before_trigger_still_gives_a_correct_root(bot: BotUnderTest) -> None:
+    events = lifecycle()
+    assert await send(bot, events[5]) == 202  # resolved first
+    await drain(bot, T0 + timedelta(minutes=6))
+    assert await send(bot, events[0]) == 202  # the trigger arrives late
+    await drain(bot, T0 + timedelta(minutes=7))
+    [root] = roots(bot, ALERTS)
+    assert root.text.startswith("Resolved: [#1]")
+    assert [c.text for c in replies(bot, ALERTS)][0] == ":white_check_mark: Resolved by Alice Example"
+    assert bot.slack.calls_to("chat.update") == []  # the late trigger is older: the root stays resolved
+
+
+@pytest.mark.parametrize("case", ["missing header", "wrong secret", "v0 prefix", "another body", "empty"])
+async def test_bad_signatures_get_401_and_nothing_is_stored(bot: BotUnderTest, database_url: str, case: str) -> None:
+    payload = lifecycle()[0]
+    body = pd.body(payload)
+    headers = {
+        "missing header": {},
+        "wrong secret": sign_pagerduty_webhook("not-our-secret", body),
+        "v0 prefix": {"X-PagerDuty-Signature": pagerduty_signature(SECRET_NEW, body).replace("v1=", "v0=")},
+        "another body": sign_pagerduty_webhook(SECRET_NEW, body + b" "),
+        "empty": {"X-PagerDuty-Signature": ""},
+    }[case]
+    assert await send(bot, payload, headers=headers) == 401
+    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 0
+
+
+async def test_rotated_secrets_both_pass_and_several_signatures_are_accepted(bot: BotUnderTest,
+                                                                             database_url: str) -> None:
+    events = lifecycle()
+    assert await send(bot, events[0], secret=SECRET_OLD) == 202
+    assert await send(bot, events[1], secret=SECRET_NEW) == 202
+    body = pd.body(events[2])
+    both = sign_pagerduty_webhook(["some-other-secret", SECRET_NEW], body)
+    assert await send(bot, events[2], headers=both) == 202
+    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 3
+
+
+async def test_what_is_not_posted_is_still_stored_and_answered_202(bot: BotUnderTest, database_url: str) -> None:
+    other = pd.event("incident.triggered", pd.incident(id="POTHER1", service_id="PSVC999", service_name="Billing"))
+    service_event = pd.envelope("service.updated", {"id": "PSVC001", "type": "service", "summary": "Mira Co-Pilot"})
+    assert await send(bot, other) == 202
+    assert await send(bot, service_event) == 202
+    malformed = b'{"event": "not an object"'
+    response = await bot.client.post("/pagerduty/webhook", content=malformed,
+                                     headers=sign_pagerduty_webhook(SECRET_NEW, malformed))
+    assert response.status_code == 202
+    too_big = b"{" + b" " * (256 * 1024) + b"}"
+    response = await bot.client.post("/pagerduty/webhook", content=too_big,
+                                     headers=sign_pagerduty_webhook(SECRET_NEW, too_big))
+    assert response.status_code == 413
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = await (await conn.execute("SELECT status FROM pd_webhooks ORDER BY id")).fetchall()
+    assert rows == [("ignored",), ("ignored",), ("malformed",)]
+    await drain(bot, T0)
+    assert bot.slack.calls_to("chat.postMessage") == []
+
+
+async def test_unknown_incident_event_types_get_a_generic_reply(bot: BotUnderTest) -> None:
+    inc = pd.incident(created_at=T0)
+    await send(bot, pd.event("incident.triggered", inc, occurred_at=T0))
+    await send(bot, pd.event("incident.custom_field_values.updated", inc, occurred_at=T0 + timedelta(minutes=1)))
+    await drain(bot, T0 + timedelta(minutes=1))
+    assert [c.text for c in replies(bot, ALERTS)] == [
+        ":information_source: incident.custom_field_values.updated (by PagerDuty)"]
+
+
+async def test_postgres_unavailable_answers_503_and_redelivery_posts_once(bot: BotUnderTest, database_url: str) -> None:
+    storage = bot.runtime.bot.storage
+    working = storage.pool
+    unreachable = AsyncConnectionPool(f"postgresql://postgres@127.0.0.1:{closed_port()}/x", min_size=0, max_size=1, open=False)
+    await unreachable.open(wait=False)
+    storage.pool = unreachable
+    try:
+        first = lifecycle()[0]
+        assert await send(bot, first) == 503
+    finally:
+        storage.pool = working
+        await unreachable.close()
+    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 0
+    assert await send(bot, first) == 202  # PagerDuty retries
+    assert await send(bot, first) == 202
+    await drain(bot, T0)
+    assert len(roots(bot, ALERTS)) == 1 and len(roots(bot, INCIDENTS)) == 1
+
+
+async def test_the_fifteen_minute_nudge_fires_once_mentioning_the_assignees(bot: BotUnderTest) -> None:
+    bot.slack.add_user("U0ALICE01", "alice@example.com", "Alice Example")
+    await send(bot, lifecycle()[0])
+    await drain(bot, T0)
+    worker = bot.runtime.delivery
+    await worker.run_once(T0 + timedelta(minutes=14))
+    assert replies(bot, ALERTS) == []
+    await worker.run_once(T0 + timedelta(minutes=15, seconds=1))
+    await worker.run_once(T0 + timedelta(minutes=16))
+    [nudge] = replies(bot, ALERTS)
+    assert nudge.text.startswith(":bell: <@U0ALICE01>: not acknowledged 15 minutes after it triggered")
+    assert len(replies(bot, INCIDENTS)) == 1
+    # P1 / high urgency: a reminder with the escalation path after an hour, once.
+    await worker.run_once(T0 + timedelta(minutes=61))
+    await worker.run_once(T0 + timedelta(minutes=62))
+    reminders = [c.text for c in replies(bot, ALERTS)][1:]
+    assert reminders == [":hourglass_flowing_sand: Open for 1 h 01 min, past the 1-hour resolution SLA for high "
+                         "urgency. Escalation path: AI Squad (primary on-call) → Backend Team (secondary on-call) → "
+                         "Engineering Manager."]
+
+
+async def test_an_acknowledged_incident_is_not_nudged(bot: BotUnderTest) -> None:
+    events = lifecycle()
+    await send(bot, events[0])
+    await send(bot, events[1])
+    await drain(bot, T0 + timedelta(minutes=1))
+    await bot.runtime.delivery.run_once(T0 + timedelta(minutes=20))
+    assert [c.text for c in replies(bot, ALERTS)] == [":eyes: Acknowledged by Alice Example"]
+
+
+async def test_the_post_mortem_reminder_fires_once_after_48_hours(bot: BotUnderTest) -> None:
+    for payload in lifecycle():
+        await send(bot, payload)
+    await drain(bot, T0 + timedelta(minutes=6))
+    worker = bot.runtime.delivery
+    await worker.run_once(T0 + timedelta(hours=47))
+    count = len(replies(bot, ALERTS))
+    await worker.run_once(T0 + timedelta(hours=48, minutes=6))
+    await worker.run_once(T0 + timedelta(hours=49))
+    new = [c.text for c in replies(bot, ALERTS)][count:]
+    assert len(new) == 1 and new[0].startswith(":spiral_calendar_pad: Resolved 48 hours ago")
+
+
+async def test_a_storm_is_represented_within_the_channel_rate_limit(bot: BotUnderTest, database_url: str) -> None:
+    """200 triggers in a minute, Slack enforcing 1 message/s/channel with 429: every incident is shown in both
+    channels, and the bot never posts faster than the limit."""
+    bot.slack.enforce_rate_limit("chat.postMessage", per_channel_per_second=1.0)
+    ids = [f"PSTORM{n:03d}" for n in range(200)]
+    for n, incident_id in enumerate(ids):
+        inc = pd.incident(id=incident_id, number=1000 + n, title=f"Dependency down {n}", created_at=T0)
+        assert await send(bot, pd.event("incident.triggered", inc, occurred_at=T0 + timedelta(seconds=n * 0.3),
+                                        event_id=f"e-{incident_id}")) == 202
+    worker = bot.runtime.delivery
+    for step in range(60):
+        await worker.run_once(T0 + timedelta(seconds=60 + step * 3))
+        if await _count(database_url, "SELECT count(*) FROM pd_webhooks WHERE status = 'pending'") == 0:
+            break
+    await worker.run_once(T0 + timedelta(seconds=300))  # the last digest edit
+    await bot.settle()
+    assert bot.slack.rate_limited_count == 0
+    for channel in (ALERTS, INCIDENTS):
+        shown = " ".join(
+            (m.text or "") + json.dumps(m.blocks or []) + json.dumps(getattr(m, "attachments", None) or [])
+            for m in bot.slack.messages(bot.slack.channel_id(channel))
+        )
+        missing = [i for n, i in enumerate(ids) if f"#{1000 + n}" not in shown]
+        assert missing == [], f"{channel}: {len(missing)} incidents not represented"
+        assert len(roots(bot, channel)) <= 12  # a few roots, then one digest
