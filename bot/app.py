@@ -8,6 +8,7 @@ is logged with its traceback and told to the user. Buttons work the same way thr
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
@@ -17,7 +18,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.commands import Command, CommandRegistry, UsageError
-from bot.context import ActionContext, BotContext, CommandContext, Invocation
+from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
 from bot.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,15 @@ def _runnable(registry: CommandRegistry, bot: BotContext, name: str, text: str) 
         return command, command.parse(text, bot.catalog)
     except UsageError:
         return None
+
+
+def _metadata_channel(metadata: str) -> str:
+    """Modals opened from a message carry its channel in private_metadata (JSON) so the answer goes there."""
+    try:
+        value = json.loads(metadata).get("channel", "") if metadata else ""
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
@@ -153,8 +163,30 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         )
         await bot.background.guard(action_id, spec.run(ctx), reply.ephemeral)
 
+    async def ack_view(ack: AsyncAck) -> None:
+        await ack()  # closes the modal; the work and its outcome follow ephemerally
+
+    async def run_view(body: dict[str, Any]) -> None:
+        view = body.get("view") or {}
+        callback_id = view.get("callback_id", "")
+        user_id = (body.get("user") or {}).get("id", "")
+        values: dict[str, str | None] = {}
+        for block in ((view.get("state") or {}).get("values") or {}).values():
+            for action_id, element in block.items():
+                values[action_id] = element.get("value")
+        metadata = view.get("private_metadata") or ""
+        channel_id = _metadata_channel(metadata)
+        reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id)
+        spec = registry.modals.get(callback_id)
+        if spec is None:
+            log.warning("unknown modal", extra={"callback_id": callback_id})
+            return
+        ctx = ViewContext(bot, user_id, callback_id, values, metadata, reply)
+        await bot.background.guard(callback_id, spec.run(ctx), reply.ephemeral if channel_id else None)
+
     app.command(re.compile(r"^/"))(ack=ack_command, lazy=[run_command])
     app.action(re.compile(r".*"))(ack=ack_action, lazy=[run_action])
+    app.view(re.compile(r".*"))(ack=ack_view, lazy=[run_view])
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

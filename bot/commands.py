@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bot.catalog import Catalog
-    from bot.context import ActionContext, CommandContext
+    from bot.context import ActionContext, CommandContext, ViewContext
 
 
 class UsageError(Exception):
@@ -71,10 +71,25 @@ class Action:
     dangerous: bool = False
 
 
+@dataclass(frozen=True)
+class Modal:
+    """A modal's submission, by `callback_id`. `run` happens after the ack (which closes the modal)."""
+
+    callback_id: str
+    run: Callable[[ViewContext], Awaitable[None]]
+
+
 @dataclass
 class CommandRegistry:
     commands: dict[str, Command] = field(default_factory=dict)
     actions: dict[str, Action] = field(default_factory=dict)
+    modals: dict[str, Modal] = field(default_factory=dict)
+
+    def add_modal(self, modal: Modal) -> Modal:
+        if modal.callback_id in self.modals:
+            raise ValueError(f"modal {modal.callback_id} is registered twice")
+        self.modals[modal.callback_id] = modal
+        return modal
 
     def add(self, command: Command) -> Command:
         if command.name in self.commands:

@@ -16,6 +16,7 @@ from bot.catalog import Catalog
 from bot.replies import Reply
 from bot.settings import Settings
 from bot.storage import Storage
+from integrations.pagerduty import PagerDutyClient
 
 
 @dataclass
@@ -27,6 +28,7 @@ class BotContext:
     storage: Storage
     slack: AsyncWebClient
     http: httpx.AsyncClient
+    pagerduty: PagerDutyClient | None = None  # None until PAGERDUTY_API_TOKEN is set
     background: BackgroundWork = field(default_factory=BackgroundWork)
 
 
@@ -61,3 +63,15 @@ class ActionContext:
     value: str | None
     reply: Reply
     payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ViewContext:
+    """A submitted modal: who submitted it, its input values by action_id, and what the opener stored in it."""
+
+    bot: BotContext
+    user_id: str
+    callback_id: str
+    values: dict[str, str | None]
+    private_metadata: str
+    reply: Reply

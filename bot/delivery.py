@@ -35,7 +35,9 @@ MAX_ATTEMPTS = 10
 INCIDENT_LOCK_MS = 30_000
 CONCURRENT_INCIDENTS = 8
 
-DELIVERIES = Counter("mira_pagerduty_deliveries_total", "Stored PagerDuty events handled, by outcome.", ["outcome"])
+DELIVERIES = Counter(
+    "mira_pagerduty_deliveries_total", "Stored PagerDuty events handled, by outcome.", ["outcome"]
+)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -43,11 +45,15 @@ def backoff(attempts: int) -> timedelta:
 
 
 class DeliveryWorker:
-    def __init__(self, bot: BotContext, *, clock: Callable[[], datetime] = utc_now, poll: float = 1.0) -> None:
+    def __init__(
+        self, bot: BotContext, *, clock: Callable[[], datetime] = utc_now, poll: float = 1.0
+    ) -> None:
         self.bot = bot
         self.clock = clock
         self.poll = poll
-        self.budget = ChannelBudget(bot.storage.redis)
+        # 0.9/s: Slack's limit is about one post per second per channel, and the slot is taken a moment before
+        # Slack receives the post, so a little margin keeps jitter from turning into 429s.
+        self.budget = ChannelBudget(bot.storage.redis, per_second=0.9)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -71,7 +77,9 @@ class DeliveryWorker:
             columns = [c.name for c in cursor.description or []]
             return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
 
-    async def _finish(self, row: dict[str, Any], now: datetime, error: str | None, retry: bool = True) -> None:
+    async def _finish(
+        self, row: dict[str, Any], now: datetime, error: str | None, retry: bool = True
+    ) -> None:
         if error is None:
             status, next_at = "delivered", now
         elif retry and row["attempts"] < MAX_ATTEMPTS:
@@ -125,7 +133,9 @@ class DeliveryWorker:
                     continue
                 except Exception as exc:
                     if not isinstance(exc, incidents.RetryLater):
-                        log.warning("PagerDuty event not delivered yet", exc_info=True, extra={"webhook": row["id"]})
+                        log.warning(
+                            "PagerDuty event not delivered yet", exc_info=True, extra={"webhook": row["id"]}
+                        )
                     await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
                     if rows[index + 1 :]:
                         await self._release(rows[index + 1 :])  # keep the thread in order behind the failure

@@ -81,8 +81,10 @@ async def ingest(request: Request, bot: BotContext, on_stored: Callable[[], None
     try:
         stored = await store(bot, body, request.headers.get("x-webhook-id"), event)
     except (psycopg.Error, PoolTimeout, OSError):
-        log.error("PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",
-                  exc_info=True)
+        log.error(
+            "PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",
+            exc_info=True,
+        )
         return JSONResponse({"error": "database unavailable, retry"}, status_code=503)
     if stored:
         on_stored()

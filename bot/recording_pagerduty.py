@@ -333,6 +333,7 @@ class RecordingPagerDutyServer:
                 Route("/incidents/{id}", self._incident_endpoint, methods=["GET", "PUT"]),
                 Route("/incidents/{id}/notes", self._notes_endpoint, methods=["GET", "POST"]),
                 Route("/oncalls", self._oncalls_endpoint, methods=["GET"]),
+                Route("/users/{id}", self._user_endpoint, methods=["GET"]),
                 Route("/v2/enqueue", self._enqueue_endpoint, methods=["POST"]),
                 Route("/{path:path}", self._unknown_endpoint, methods=list(_METHODS) + ["DELETE", "PATCH"]),
             ]
@@ -1018,6 +1019,26 @@ class RecordingPagerDutyServer:
         }
         self._emit("incident.annotated", incident, data, self._user_ref(user))
         return 200, {"note": dict(stored)}
+
+    async def _user_endpoint(self, request: Request) -> Response:
+        return await self._handle(request, self._user_op, rest=True)
+
+    def _user_op(
+        self, request: Request, body: Any, headers: dict[str, str], query: dict[str, list[str]]
+    ) -> tuple[int, Any]:
+        user_id = request.path_params["id"]
+        user = next((u for u in self._users.values() if u.id == user_id), None)
+        if user is None:
+            return 404, {"error": {"message": "Not Found", "code": 2100}}
+        return 200, {
+            "user": {
+                "id": user.id,
+                "type": "user",
+                "name": user.name,
+                "email": user.email,
+                "summary": user.name,
+            }
+        }
 
     async def _oncalls_endpoint(self, request: Request) -> Response:
         return await self._handle(request, self._oncalls_op, rest=True)

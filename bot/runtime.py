@@ -17,13 +17,14 @@ from starlette.types import ASGIApp
 from bot.app import build_bolt_app
 from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
-from bot.delivery import DeliveryWorker
 from bot.context import BotContext
+from bot.delivery import DeliveryWorker
 from bot.scheduler import Scheduler
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.storage import open_storage
 from handlers import build_registry, scheduled_jobs
+from integrations.pagerduty import PagerDutyClient
 from integrations.slack import build_slack_client
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Runtime:
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
             )
         await self.bot.http.aclose()
+        if self.bot.pagerduty is not None:
+            await self.bot.pagerduty.aclose()
         await self.bot.storage.close()
 
 
@@ -69,6 +72,13 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         storage=storage,
         slack=build_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
+        pagerduty=PagerDutyClient(
+            settings.pagerduty_api_token.get_secret_value(),
+            settings.pagerduty_api_url,
+            default_from=settings.pagerduty_from_email,
+        )
+        if settings.pagerduty_api_token
+        else None,
     )
     registry = build_registry()
     bolt = build_bolt_app(bot, registry)

@@ -14,14 +14,16 @@ import contextlib
 import logging
 import time
 
-import redis.asyncio as redis
-import redis.exceptions
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
 
 class ChannelBudget:
-    def __init__(self, client: redis.Redis, *, per_second: float = 1.0, prefix: str = "slack:budget") -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, per_second: float = 1.0, prefix: str = "slack:budget"
+    ) -> None:
         self.client = client
         self.interval_ms = max(1, int(1000 / per_second))
         self.prefix = prefix
@@ -35,9 +37,14 @@ class ChannelBudget:
         """Remember that `#name` is `channel_id`: one channel, one budget, however a post names it."""
         if name == channel_id or name in self._aliases:
             return
-        self._aliases[name] = channel_id
-        with contextlib.suppress(redis.exceptions.RedisError):
+        with contextlib.suppress(RedisError):
+            # The post that taught us the alias took its slot under the name: carry it over to the ID before
+            # anyone keys by the ID, or the next post would go out at once.
+            remaining = await self.client.pttl(self._key("post", name))
+            if remaining and remaining > 0:
+                await self.client.set(self._key("post", channel_id), "1", px=remaining, nx=True)
             await self.client.set(f"{self.prefix}:alias:{name}", channel_id)
+        self._aliases[name] = channel_id
 
     async def _canonical(self, channel: str) -> str:
         if channel in self._aliases:
@@ -46,7 +53,7 @@ class ChannelBudget:
             return channel
         try:
             known = await self.client.get(f"{self.prefix}:alias:{channel}")
-        except redis.exceptions.RedisError:
+        except RedisError:
             return channel
         if known:
             self._aliases[channel] = known.decode() if isinstance(known, bytes) else str(known)
@@ -55,13 +62,13 @@ class ChannelBudget:
 
     async def take(self, channel: str, kind: str = "post") -> None:
         """Wait until this caller holds the channel's next slot."""
-        key = self._key(kind, await self._canonical(channel))
         while True:
+            key = self._key(kind, await self._canonical(channel))  # the alias may be learnt while we wait
             try:
                 if await self.client.set(key, "1", nx=True, px=self.interval_ms):
                     return
                 wait_ms = await self.client.pttl(key)
-            except redis.exceptions.RedisError:
+            except RedisError:
                 await self._take_locally(key)
                 return
             await asyncio.sleep(max(wait_ms, 5) / 1000)
@@ -78,5 +85,5 @@ class ChannelBudget:
         key = self._key(kind, await self._canonical(channel))
         try:
             await self.client.set(key, "1", px=max(1, int(seconds * 1000)))
-        except redis.exceptions.RedisError:
+        except RedisError:
             self._local_next[key] = time.monotonic() + seconds

@@ -31,6 +31,7 @@ from bot.catalog import Service
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers import incidents_blocks as blocks
+from integrations.pagerduty import PagerDutyError
 from integrations.pagerduty_webhooks import IncidentSnapshot, WebhookEvent, parse_webhook
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ POSTMORTEM_WITHIN = timedelta(hours=48)
 STORM_WINDOW = timedelta(minutes=1)
 STORM_QUIET = timedelta(minutes=1)  # a storm has passed when its digest got nothing new for this long
 DIGEST_EDIT_EVERY = timedelta(seconds=2)
+PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own root a few at a time
 
 
 class RetryLater(Exception):
@@ -164,11 +166,11 @@ async def apply_event(
         snapshot = event.incident
         newer = row is None or event.occurred_at >= row["snapshot_at"]
         if row is None:
-            service = bot.catalog.for_pagerduty(
-                event.service_id, snapshot.service_name if snapshot else None
-            )
+            service = bot.catalog.for_pagerduty(event.service_id, snapshot.service_name if snapshot else None)
             data = _snapshot_json(snapshot) if snapshot else {"id": event.incident_id}
-            status = (snapshot.status if snapshot else None) or _STATUS_BY_EVENT.get(event.event_type, "triggered")
+            status = (snapshot.status if snapshot else None) or _STATUS_BY_EVENT.get(
+                event.event_type, "triggered"
+            )
             await conn.execute(
                 """INSERT INTO incidents (id, service, number, title, status, urgency, priority, snapshot, snapshot_at,
                                           triggered_at, last_event_at)
@@ -208,7 +210,9 @@ async def apply_event(
                 ),
             )
         else:
-            await conn.execute("UPDATE incidents SET last_event_at = %s WHERE id = %s", (now, event.incident_id))
+            await conn.execute(
+                "UPDATE incidents SET last_event_at = %s WHERE id = %s", (now, event.incident_id)
+            )
         when = event.occurred_at
         if event.event_type == "incident.triggered":
             await conn.execute(
@@ -302,7 +306,9 @@ async def _in_storm(bot: BotContext, channel: str, now: datetime) -> bool:
         )
         row = await cursor.fetchone()
         open_digest = await (
-            await conn.execute("SELECT 1 FROM storm_digests WHERE channel = %s AND ended_at IS NULL", (channel,))
+            await conn.execute(
+                "SELECT 1 FROM storm_digests WHERE channel = %s AND ended_at IS NULL", (channel,)
+            )
         ).fetchone()
     return open_digest is not None or (row is not None and row[0] >= threshold)
 
@@ -316,7 +322,9 @@ async def _join_digest(bot: BotContext, incident_id: str, channel: str, now: dat
             (channel, now, now),
         )
         digest = await (
-            await conn.execute("SELECT id FROM storm_digests WHERE channel = %s AND ended_at IS NULL", (channel,))
+            await conn.execute(
+                "SELECT id FROM storm_digests WHERE channel = %s AND ended_at IS NULL", (channel,)
+            )
         ).fetchone()
         assert digest is not None
         cursor = await conn.execute(
@@ -326,14 +334,21 @@ async def _join_digest(bot: BotContext, incident_id: str, channel: str, now: dat
         )
         if cursor.rowcount == 1:
             await conn.execute(
-                "UPDATE storm_digests SET dirty_since = COALESCE(dirty_since, %s) WHERE id = %s", (now, digest[0])
+                "UPDATE storm_digests SET dirty_since = COALESCE(dirty_since, %s) WHERE id = %s",
+                (now, digest[0]),
             )
             return int(digest[0])
     return None
 
 
 async def ensure_root(
-    bot: BotContext, budget: ChannelBudget, view: IncidentView, channel: str, now: datetime, *, own_thread: bool
+    bot: BotContext,
+    budget: ChannelBudget,
+    view: IncidentView,
+    channel: str,
+    now: datetime,
+    *,
+    own_thread: bool,
 ) -> Root:
     """The incident's root in `channel`, posted once. During a storm a new incident joins the digest instead,
     unless it needs its own thread now (`own_thread`: someone acted on it)."""
@@ -366,12 +381,21 @@ async def ensure_root(
                WHERE incident_id = %s AND channel = %s""",
             (response["channel"], response["ts"], now, OWNER, view.id, channel),
         )
-    return Root(channel, str(response["channel"]), str(response["ts"]), row["in_digest"] if row else None, True)
+    return Root(
+        channel, str(response["channel"]), str(response["ts"]), row["in_digest"] if row else None, True
+    )
 
 
 async def post_once(
-    bot: BotContext, budget: ChannelBudget, key: str, kind: str, incident_id: str, root: Root, now: datetime,
-    text: str, blocks_: list[dict[str, Any]] | None = None,
+    bot: BotContext,
+    budget: ChannelBudget,
+    key: str,
+    kind: str,
+    incident_id: str,
+    root: Root,
+    now: datetime,
+    text: str,
+    blocks_: list[dict[str, Any]] | None = None,
 ) -> bool:
     """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`)."""
     assert root.ts is not None and root.channel_id is not None
@@ -480,7 +504,8 @@ async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: date
 async def _mark_dirty(bot: BotContext, incident_id: str, now: datetime) -> None:
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
-            "UPDATE incidents SET root_dirty_since = COALESCE(root_dirty_since, %s) WHERE id = %s", (now, incident_id)
+            "UPDATE incidents SET root_dirty_since = COALESCE(root_dirty_since, %s) WHERE id = %s",
+            (now, incident_id),
         )
 
 
@@ -504,8 +529,12 @@ async def timeline(bot: BotContext, incident_id: str) -> list[TimelineEntry]:
     resolution = await _resolution(bot, incident_id)
     for (body,) in rows:
         event = parse_webhook(bytes(body))
-        text = "Triggered" if event.event_type == "incident.triggered" else blocks.reply_text(
-            event, None, resolution if event.event_type == "incident.resolved" else None
+        text = (
+            "Triggered"
+            if event.event_type == "incident.triggered"
+            else blocks.reply_text(
+                event, None, resolution if event.event_type == "incident.resolved" else None
+            )
         )
         entries.append(TimelineEntry(event.occurred_at, _plain(text)))
     return entries
@@ -516,7 +545,9 @@ def _plain(text: str) -> str:
     return parts[1] if parts[0].startswith(":") and parts[0].endswith(":") and len(parts) > 1 else text
 
 
-async def post_postmortem(bot: BotContext, budget: ChannelBudget, view: IncidentView, root: Root, now: datetime) -> None:
+async def post_postmortem(
+    bot: BotContext, budget: ChannelBudget, view: IncidentView, root: Root, now: datetime
+) -> None:
     text, draft = blocks.render_postmortem(view, await timeline(bot, view.id))
     await post_once(bot, budget, f"postmortem:{view.id}", "postmortem", view.id, root, now, text, draft)
 
@@ -566,7 +597,9 @@ async def flush_digests(bot: BotContext, budget: ChannelBudget, now: datetime) -
         await cursor.execute("SELECT * FROM storm_digests WHERE ended_at IS NULL OR dirty_since IS NOT NULL")
         digests = await cursor.fetchall()
     for digest in digests:
-        if digest["dirty_since"] is not None and (digest["ts"] is None or digest["dirty_since"] <= now - DIGEST_EDIT_EVERY):
+        if digest["dirty_since"] is not None and (
+            digest["ts"] is None or digest["dirty_since"] <= now - DIGEST_EDIT_EVERY
+        ):
             await _render_digest(bot, budget, digest, now)
         if digest["ended_at"] is None and await _storm_passed(bot, digest, now):
             await _end_storm(bot, budget, digest, now)
@@ -583,7 +616,9 @@ async def _digest_views(bot: BotContext, digest_id: int) -> list[IncidentView]:
         return [view_of(bot, row) for row in await cursor.fetchall()]
 
 
-async def _render_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
+async def _render_digest(
+    bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime
+) -> None:
     async with bot.storage.pool.connection() as conn:
         claimed = await conn.execute(
             "UPDATE storm_digests SET dirty_since = NULL WHERE id = %s AND dirty_since = %s",
@@ -601,7 +636,9 @@ async def _render_digest(bot: BotContext, budget: ChannelBudget, digest: dict[st
             )
     else:
         await budget.take(digest["channel_id"], kind="update")
-        await bot.slack.chat_update(channel=digest["channel_id"], ts=digest["ts"], text=text, blocks=digest_blocks)
+        await bot.slack.chat_update(
+            channel=digest["channel_id"], ts=digest["ts"], text=text, blocks=digest_blocks
+        )
 
 
 async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) -> bool:
@@ -616,15 +653,25 @@ async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) 
 
 
 async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
+    """The storm passed: give the still-open incidents of the digest their own roots, a few per pass so the
+    worker keeps delivering new events meanwhile, and close the digest once none is left."""
     async with bot.storage.pool.connection() as conn:
-        ended = await conn.execute(
-            "UPDATE storm_digests SET ended_at = %s WHERE id = %s AND ended_at IS NULL", (now, digest["id"])
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            """SELECT i.* FROM incidents i JOIN incident_roots r ON r.incident_id = i.id
+               WHERE r.in_digest = %s AND r.ts IS NULL AND i.status <> 'resolved'
+               ORDER BY i.triggered_at NULLS LAST, i.id LIMIT %s""",
+            (digest["id"], PROMOTE_PER_PASS),
         )
-        if ended.rowcount != 1:
+        waiting = await cursor.fetchall()
+        if not waiting:
+            await conn.execute(
+                "UPDATE storm_digests SET ended_at = %s WHERE id = %s AND ended_at IS NULL",
+                (now, digest["id"]),
+            )
             return
-    for view in await _digest_views(bot, digest["id"]):
-        if view.status != "resolved":
-            await ensure_root(bot, budget, view, digest["channel"], now, own_thread=True)
+    for row in waiting:
+        await ensure_root(bot, budget, view_of(bot, row), digest["channel"], now, own_thread=True)
 
 
 async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> list[tuple[str, str]]:
@@ -654,10 +701,23 @@ async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
     return fired
 
 
+async def _assignee_email(bot: BotContext, assignee: dict[str, Any]) -> str | None:
+    """Webhooks carry user references without emails: ask PagerDuty's users API when we can."""
+    if assignee.get("email"):
+        return str(assignee["email"])
+    if bot.pagerduty is None or not assignee.get("id"):
+        return None
+    try:
+        return await bot.pagerduty.user_email(assignee["id"])
+    except PagerDutyError:
+        log.warning("could not read an assignee's email from PagerDuty", exc_info=True)
+        return None
+
+
 async def _slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dict[str, Any]) -> str:
     mentions = []
     for assignee in row_snapshot.get("assignees") or []:
-        email = assignee.get("email")
+        email = await _assignee_email(bot, assignee)
         user = None
         if email:
             try:
@@ -677,14 +737,22 @@ async def _timer_text(bot: BotContext, view: IncidentView, kind: str, now: datet
             return None
         who = await _slack_mentions(bot, view, row["snapshot"])
         minutes = view.service.escalation.ack_within_minutes if view.service else 15
-        return (f":bell: {who}: not acknowledged {minutes} minutes after it triggered. The runbook asks for a "
-                "response within that time; acknowledge it or escalate.")
+        return (
+            f":bell: {who}: not acknowledged {minutes} minutes after it triggered. The runbook asks for a "
+            "response within that time; acknowledge it or escalate."
+        )
     if kind == "resolve_reminder":
         if view.status == "resolved":
             return None
-        path = " → ".join(level.name for level in view.service.escalation.levels) if view.service else "the manager"
-        return (f":hourglass_flowing_sand: Open for {blocks.duration(view.triggered_at, now)}, past the 1-hour "
-                f"resolution SLA for high urgency. Escalation path: {path}.")
+        path = (
+            " → ".join(level.name for level in view.service.escalation.levels)
+            if view.service
+            else "the manager"
+        )
+        return (
+            f":hourglass_flowing_sand: Open for {blocks.duration(view.triggered_at, now)}, past the 1-hour "
+            f"resolution SLA for high urgency. Escalation path: {path}."
+        )
     if kind == "postmortem_reminder":
         async with bot.storage.pool.connection() as conn:
             marked = await (
@@ -695,6 +763,8 @@ async def _timer_text(bot: BotContext, view: IncidentView, kind: str, now: datet
             ).fetchone()
         if marked:
             return None
-        return (":spiral_calendar_pad: Resolved 48 hours ago and no post-mortem is marked as scheduled. "
-                "Schedule it, then press *Post-mortem scheduled* on the draft above.")
+        return (
+            ":spiral_calendar_pad: Resolved 48 hours ago and no post-mortem is marked as scheduled. "
+            "Schedule it, then press *Post-mortem scheduled* on the draft above."
+        )
     return None

@@ -18,8 +18,14 @@ RESOLVE_ACTION = "incident_resolve"
 NOTE_ACTION = "incident_note"
 POSTMORTEM_ACTION = "incident_postmortem_scheduled"
 
+DIGEST_SECTION_CHARS = 2900  # Slack: 3,000 characters per section text
+DIGEST_MAX_SECTIONS = 45  # Slack: 50 blocks per message, a few for the header and the note
 COLOURS = {"triggered": "#E01E5A", "acknowledged": "#ECB22E", "resolved": "#2EB67D"}
-STATUS_EMOJI = {"triggered": ":red_circle:", "acknowledged": ":large_yellow_circle:", "resolved": ":white_check_mark:"}
+STATUS_EMOJI = {
+    "triggered": ":red_circle:",
+    "acknowledged": ":large_yellow_circle:",
+    "resolved": ":white_check_mark:",
+}
 
 
 def duration(start: datetime | None, end: datetime | None) -> str:
@@ -37,7 +43,9 @@ def _people(names: tuple[str, ...]) -> str:
 
 
 def _name(person: Any) -> str:
-    return (getattr(person, "name", None) or getattr(person, "id", None) or "someone") if person else "PagerDuty"
+    return (
+        (getattr(person, "name", None) or getattr(person, "id", None) or "someone") if person else "PagerDuty"
+    )
 
 
 def _field(label: str, value: str) -> dict[str, Any]:
@@ -54,8 +62,11 @@ def root_text(view: IncidentView) -> str:
 def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, Any]]]:
     """(text, attachments) for chat.postMessage / chat.update."""
     status = view.status or "triggered"
-    title = f"{STATUS_EMOJI.get(status, ':grey_question:')} *<{view.html_url}|[#{view.number}] {view.title}>*" if (
-        view.html_url) else f"{STATUS_EMOJI.get(status, ':grey_question:')} *[#{view.number}] {view.title}*"
+    title = (
+        f"{STATUS_EMOJI.get(status, ':grey_question:')} *<{view.html_url}|[#{view.number}] {view.title}>*"
+        if (view.html_url)
+        else f"{STATUS_EMOJI.get(status, ':grey_question:')} *[#{view.number}] {view.title}*"
+    )
     if status == "resolved":
         age = f"resolved after {duration(view.triggered_at, view.resolved_at)}"
     else:
@@ -76,8 +87,14 @@ def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, 
         {"type": "section", "fields": fields[:10]},
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"PagerDuty {view.id} · triggered "
-                          f"{view.triggered_at:%H:%M} UTC · {age}" if view.triggered_at else f"PagerDuty {view.id}"}],
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": f"PagerDuty {view.id} · triggered {view.triggered_at:%H:%M} UTC · {age}"
+                    if view.triggered_at
+                    else f"PagerDuty {view.id}",
+                }
+            ],
         },
     ]
     if status != "resolved":
@@ -149,14 +166,33 @@ def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tupl
     )
     text = f"Post-mortem draft for [#{view.number}] {view.title}"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"Post-mortem draft: [#{view.number}] {view.title}"[:150]}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": f"Post-mortem draft: [#{view.number}] {view.title}"[:150]},
+        },
         {"type": "section", "text": {"type": "mrkdwn", "text": facts}},
         {"type": "section", "text": {"type": "mrkdwn", "text": ("*Timeline*\n" + "\n".join(lines))[:3000]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "*Impact*\n_who was affected, how, for how long_\n"
-                                     "*Root cause*\n_…_\n*What went well / what did not*\n_…_\n*Actions*\n_…_"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "Schedule the post-mortem within 48 hours "
-                                          "(FA runbook, P0 resolution step 5)."}]},
-        {"type": "actions", "elements": [_button("Post-mortem scheduled", POSTMORTEM_ACTION, view.id, "primary")]},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "*Impact*\n_who was affected, how, for how long_\n"
+                "*Root cause*\n_…_\n*What went well / what did not*\n_…_\n*Actions*\n_…_",
+            },
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Schedule the post-mortem within 48 hours (FA runbook, P0 resolution step 5).",
+                }
+            ],
+        },
+        {
+            "type": "actions",
+            "elements": [_button("Post-mortem scheduled", POSTMORTEM_ACTION, view.id, "primary")],
+        },
     ]
     return text, blocks
 
@@ -165,17 +201,26 @@ def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict
     """One message standing for many incidents during a storm: count, services, titles, links."""
     services = sorted({view.service_name for view in channel_incidents})
     text = f":rotating_light: Incident storm: {len(channel_incidents)} incidents ({', '.join(services)})"
-    lines = []
-    for view in channel_incidents[:40]:
+    sections: list[str] = []
+    current = ""
+    for view in channel_incidents:
         link = f"<{view.html_url}|#{view.number}>" if view.html_url else f"#{view.number}"
-        lines.append(f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {link} {view.title} · {view.service_name}")
-    if len(channel_incidents) > 40:
-        lines.append(f"…and {len(channel_incidents) - 40} more (see PagerDuty)")
-    blocks = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "Too many incidents at once for a message each: "
-                                          "an incident gets its own thread when someone acts on it or when the "
-                                          "storm passes."}]},
-    ]
+        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {link} {view.title[:80]} · {view.service_name}"
+        if len(current) + len(line) + 1 > DIGEST_SECTION_CHARS:
+            sections.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    if current:
+        sections.append(current)
+    shown = sections[:DIGEST_MAX_SECTIONS]
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in shown]
+    note = (
+        "Too many incidents at once for a message each: an incident gets its own thread when someone acts on "
+        "it or when the storm passes."
+    )
+    if len(sections) > len(shown):
+        hidden = sum(chunk.count("\n") + 1 for chunk in sections[len(shown) :])
+        note += f" {hidden} more are listed in PagerDuty (Slack's message size limit)."
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
     return text, blocks

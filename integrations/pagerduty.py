@@ -384,6 +384,21 @@ class PagerDutyClient:
         # Not guarded as a whole: a listing is several requests, each bounded by the library's HTTP timeouts.
         return await self._call("GET /oncalls", call, idempotent=True, guarded=False)
 
+    async def user_email(self, user_id: str) -> str | None:
+        """``GET /users/{id}``: the user's email. Webhooks carry user references without emails, and the SLA
+        nudge needs one to find the assignee in Slack (``users.lookupByEmail``)."""
+        if not isinstance(user_id, str) or not _INCIDENT_ID.match(user_id):
+            raise PagerDutyError(f"not a PagerDuty user ID: {user_id!r}")
+        client = self._client
+        path = f"/users/{user_id}"
+
+        def call() -> Any:
+            return client.rget(path)
+
+        user = await self._call(f"GET {path}", call, idempotent=True)
+        email = user.get("email") if isinstance(user, dict) else None
+        return str(email) if email else None
+
     # ----------------------------------------------------------------------------------------- internals
 
     def _incident_path(self, incident_id: str) -> str:

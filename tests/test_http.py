@@ -112,9 +112,13 @@ async def test_readyz_is_503_when_redis_does_not_answer(bot: BotUnderTest) -> No
     assert body["redis"].startswith("unavailable")
 
 
-async def test_pagerduty_route_is_reserved(bot: BotUnderTest) -> None:
-    response = await bot.client.post("/pagerduty/webhook", content=b"{}")
-    assert response.status_code == 501
+async def test_pagerduty_webhooks_are_refused_without_configured_secrets(bot: BotUnderTest) -> None:
+    """Fail closed: with PAGERDUTY_WEBHOOK_SECRETS unset no webhook can be verified, so none is accepted."""
+    response = await bot.client.post(
+        "/pagerduty/webhook", content=b"{}", headers={"X-PagerDuty-Signature": "v1=00"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"error": "webhook signing secrets are not configured"}
 
 
 async def test_unknown_route_is_404_not_500(bot: BotUnderTest) -> None:

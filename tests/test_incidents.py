@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from bot.recording_pagerduty import RecordingPagerDutyServer
 from bot.settings import Settings
 from bot.signing import pagerduty_signature, sign_pagerduty_webhook
 from tests import pd_payloads as pd
@@ -25,15 +27,36 @@ T0 = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, micros
 ALERTS, INCIDENTS = "#mira-copilot-alerts", "#incidents"
 
 
+PD_TOKEN = "pd-rest-token-for-tests"
+
+
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
+async def pagerduty() -> AsyncIterator[RecordingPagerDutyServer]:
+    async with RecordingPagerDutyServer(PD_TOKEN) as server:
+        server.add_user("PUSER01", "Alice Example", "alice@example.com")
+        yield server
+
+
+@pytest.fixture
+def settings(settings: Settings, pagerduty: RecordingPagerDutyServer) -> Settings:
     return settings.model_copy(
-        update={"pagerduty_webhook_secrets": [SecretStr(SECRET_OLD), SecretStr(SECRET_NEW)], "storm_threshold": 10}
+        update={
+            "pagerduty_webhook_secrets": [SecretStr(SECRET_OLD), SecretStr(SECRET_NEW)],
+            "storm_threshold": 10,
+            "pagerduty_api_token": SecretStr(PD_TOKEN),
+            "pagerduty_api_url": pagerduty.base_url,
+            "pagerduty_from_email": "oncall-bot@example.com",
+        }
     )
 
 
-async def send(bot: BotUnderTest, payload: dict[str, Any], *, secret: str = SECRET_NEW,
-               headers: dict[str, str] | None = None) -> int:
+async def send(
+    bot: BotUnderTest,
+    payload: dict[str, Any],
+    *,
+    secret: str = SECRET_NEW,
+    headers: dict[str, str] | None = None,
+) -> int:
     body = pd.body(payload)
     signed = headers if headers is not None else sign_pagerduty_webhook(secret, body)
     response = await bot.client.post(
@@ -51,20 +74,42 @@ def lifecycle(incident_id: str = "PABC123", number: int = 1) -> list[dict[str, A
     steps = [
         ("incident.triggered", {}, {}),
         ("incident.acknowledged", {"status": "acknowledged"}, {"agent": alice}),
-        ("incident.annotated", {"status": "acknowledged"}, {"agent": alice, "content": "Rolled back agent-chat"}),
+        (
+            "incident.annotated",
+            {"status": "acknowledged"},
+            {"agent": alice, "content": "Rolled back agent-chat"},
+        ),
         ("incident.priority_updated", {"status": "acknowledged", "priority": "P1"}, {"agent": alice}),
-        ("incident.escalated", {"status": "acknowledged", "priority": "P1",
-                                "assignees": [("PUSER02", "Bob Backend", "bob@example.com")]}, {}),
+        (
+            "incident.escalated",
+            {
+                "status": "acknowledged",
+                "priority": "P1",
+                "assignees": [("PUSER02", "Bob Backend", "bob@example.com")],
+            },
+            {},
+        ),
         ("incident.resolved", {"status": "resolved", "priority": "P1"}, {"agent": alice}),
     ]
     events = []
     for minute, (event_type, changes, extra) in enumerate(steps):
         inc = dict(base)
         if changes:
-            inc = pd.incident(id=incident_id, number=number, created_at=T0, **{
-                "priority": "P3", **{k: v for k, v in changes.items()}})
-        events.append(pd.event(event_type, inc, occurred_at=T0 + timedelta(minutes=minute),
-                               event_id=f"{incident_id}-{minute}", **extra))
+            inc = pd.incident(
+                id=incident_id,
+                number=number,
+                created_at=T0,
+                **{"priority": "P3", **{k: v for k, v in changes.items()}},
+            )
+        events.append(
+            pd.event(
+                event_type,
+                inc,
+                occurred_at=T0 + timedelta(minutes=minute),
+                event_id=f"{incident_id}-{minute}",
+                **extra,
+            )
+        )
     return events
 
 
@@ -92,7 +137,9 @@ async def _count(database_url: str, sql: str) -> int:
         return int(row[0]) if row else 0
 
 
-async def test_an_incident_lifecycle_is_one_living_thread_per_channel(bot: BotUnderTest, database_url: str) -> None:
+async def test_an_incident_lifecycle_is_one_living_thread_per_channel(
+    bot: BotUnderTest, database_url: str
+) -> None:
     for payload in lifecycle():
         assert await send(bot, payload) == 202
     assert bot.slack.calls == []  # the request path never calls Slack
@@ -118,7 +165,9 @@ async def test_an_incident_lifecycle_is_one_living_thread_per_channel(bot: BotUn
     draft = bot.slack.calls_to("chat.postMessage", channel=ALERTS)[-1]
     draft_text = json.dumps(draft.blocks, ensure_ascii=False)
     assert "Time to acknowledge:* 1 min" in draft_text and "Time to resolve:* 5 min" in draft_text
-    assert f"{T0 + timedelta(minutes=2):%H:%M} UTC — Note by Alice Example: Rolled back agent-chat" in draft_text
+    assert (
+        f"{T0 + timedelta(minutes=2):%H:%M} UTC — Note by Alice Example: Rolled back agent-chat" in draft_text
+    )
 
     before = len(bot.slack.calls)
     for payload in lifecycle():  # PagerDuty redelivers everything
@@ -157,7 +206,9 @@ async def test_resolve_before_trigger_still_gives_a_correct_root(bot: BotUnderTe
 
 
 @pytest.mark.parametrize("case", ["missing header", "wrong secret", "v0 prefix", "another body", "empty"])
-async def test_bad_signatures_get_401_and_nothing_is_stored(bot: BotUnderTest, database_url: str, case: str) -> None:
+async def test_bad_signatures_get_401_and_nothing_is_stored(
+    bot: BotUnderTest, database_url: str, case: str
+) -> None:
     payload = lifecycle()[0]
     body = pd.body(payload)
     headers = {
@@ -171,8 +222,9 @@ async def test_bad_signatures_get_401_and_nothing_is_stored(bot: BotUnderTest, d
     assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 0
 
 
-async def test_rotated_secrets_both_pass_and_several_signatures_are_accepted(bot: BotUnderTest,
-                                                                             database_url: str) -> None:
+async def test_rotated_secrets_both_pass_and_several_signatures_are_accepted(
+    bot: BotUnderTest, database_url: str
+) -> None:
     events = lifecycle()
     assert await send(bot, events[0], secret=SECRET_OLD) == 202
     assert await send(bot, events[1], secret=SECRET_NEW) == 202
@@ -182,18 +234,26 @@ async def test_rotated_secrets_both_pass_and_several_signatures_are_accepted(bot
     assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 3
 
 
-async def test_what_is_not_posted_is_still_stored_and_answered_202(bot: BotUnderTest, database_url: str) -> None:
-    other = pd.event("incident.triggered", pd.incident(id="POTHER1", service_id="PSVC999", service_name="Billing"))
-    service_event = pd.envelope("service.updated", {"id": "PSVC001", "type": "service", "summary": "Mira Co-Pilot"})
+async def test_what_is_not_posted_is_still_stored_and_answered_202(
+    bot: BotUnderTest, database_url: str
+) -> None:
+    other = pd.event(
+        "incident.triggered", pd.incident(id="POTHER1", service_id="PSVC999", service_name="Billing")
+    )
+    service_event = pd.envelope(
+        "service.updated", {"id": "PSVC001", "type": "service", "summary": "Mira Co-Pilot"}
+    )
     assert await send(bot, other) == 202
     assert await send(bot, service_event) == 202
     malformed = b'{"event": "not an object"'
-    response = await bot.client.post("/pagerduty/webhook", content=malformed,
-                                     headers=sign_pagerduty_webhook(SECRET_NEW, malformed))
+    response = await bot.client.post(
+        "/pagerduty/webhook", content=malformed, headers=sign_pagerduty_webhook(SECRET_NEW, malformed)
+    )
     assert response.status_code == 202
     too_big = b"{" + b" " * (256 * 1024) + b"}"
-    response = await bot.client.post("/pagerduty/webhook", content=too_big,
-                                     headers=sign_pagerduty_webhook(SECRET_NEW, too_big))
+    response = await bot.client.post(
+        "/pagerduty/webhook", content=too_big, headers=sign_pagerduty_webhook(SECRET_NEW, too_big)
+    )
     assert response.status_code == 413
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         rows = await (await conn.execute("SELECT status FROM pd_webhooks ORDER BY id")).fetchall()
@@ -205,16 +265,23 @@ async def test_what_is_not_posted_is_still_stored_and_answered_202(bot: BotUnder
 async def test_unknown_incident_event_types_get_a_generic_reply(bot: BotUnderTest) -> None:
     inc = pd.incident(created_at=T0)
     await send(bot, pd.event("incident.triggered", inc, occurred_at=T0))
-    await send(bot, pd.event("incident.custom_field_values.updated", inc, occurred_at=T0 + timedelta(minutes=1)))
+    await send(
+        bot, pd.event("incident.custom_field_values.updated", inc, occurred_at=T0 + timedelta(minutes=1))
+    )
     await drain(bot, T0 + timedelta(minutes=1))
     assert [c.text for c in replies(bot, ALERTS)] == [
-        ":information_source: incident.custom_field_values.updated (by PagerDuty)"]
+        ":information_source: incident.custom_field_values.updated (by PagerDuty)"
+    ]
 
 
-async def test_postgres_unavailable_answers_503_and_redelivery_posts_once(bot: BotUnderTest, database_url: str) -> None:
+async def test_postgres_unavailable_answers_503_and_redelivery_posts_once(
+    bot: BotUnderTest, database_url: str
+) -> None:
     storage = bot.runtime.bot.storage
     working = storage.pool
-    unreachable = AsyncConnectionPool(f"postgresql://postgres@127.0.0.1:{closed_port()}/x", min_size=0, max_size=1, open=False)
+    unreachable = AsyncConnectionPool(
+        f"postgresql://postgres@127.0.0.1:{closed_port()}/x", min_size=0, max_size=1, open=False
+    )
     await unreachable.open(wait=False)
     storage.pool = unreachable
     try:
@@ -246,9 +313,11 @@ async def test_the_fifteen_minute_nudge_fires_once_mentioning_the_assignees(bot:
     await worker.run_once(T0 + timedelta(minutes=61))
     await worker.run_once(T0 + timedelta(minutes=62))
     reminders = [c.text for c in replies(bot, ALERTS)][1:]
-    assert reminders == [":hourglass_flowing_sand: Open for 1 h 01 min, past the 1-hour resolution SLA for high "
-                         "urgency. Escalation path: AI Squad (primary on-call) → Backend Team (secondary on-call) → "
-                         "Engineering Manager."]
+    assert reminders == [
+        ":hourglass_flowing_sand: Open for 1 h 01 min, past the 1-hour resolution SLA for high "
+        "urgency. Escalation path: AI Squad (primary on-call) → Backend Team (secondary on-call) → "
+        "Engineering Manager."
+    ]
 
 
 async def test_an_acknowledged_incident_is_not_nudged(bot: BotUnderTest) -> None:
@@ -273,21 +342,35 @@ async def test_the_post_mortem_reminder_fires_once_after_48_hours(bot: BotUnderT
     assert len(new) == 1 and new[0].startswith(":spiral_calendar_pad: Resolved 48 hours ago")
 
 
-async def test_a_storm_is_represented_within_the_channel_rate_limit(bot: BotUnderTest, database_url: str) -> None:
+async def test_a_storm_is_represented_within_the_channel_rate_limit(
+    bot: BotUnderTest, database_url: str
+) -> None:
     """200 triggers in a minute, Slack enforcing 1 message/s/channel with 429: every incident is shown in both
     channels, and the bot never posts faster than the limit."""
     bot.slack.enforce_rate_limit("chat.postMessage", per_channel_per_second=1.0)
     ids = [f"PSTORM{n:03d}" for n in range(200)]
     for n, incident_id in enumerate(ids):
         inc = pd.incident(id=incident_id, number=1000 + n, title=f"Dependency down {n}", created_at=T0)
-        assert await send(bot, pd.event("incident.triggered", inc, occurred_at=T0 + timedelta(seconds=n * 0.3),
-                                        event_id=f"e-{incident_id}")) == 202
+        assert (
+            await send(
+                bot,
+                pd.event(
+                    "incident.triggered",
+                    inc,
+                    occurred_at=T0 + timedelta(seconds=n * 0.3),
+                    event_id=f"e-{incident_id}",
+                ),
+            )
+            == 202
+        )
     worker = bot.runtime.delivery
-    for step in range(60):
-        await worker.run_once(T0 + timedelta(seconds=60 + step * 3))
+    now = T0 + timedelta(seconds=60)
+    for _ in range(60):
+        await worker.run_once(now)
         if await _count(database_url, "SELECT count(*) FROM pd_webhooks WHERE status = 'pending'") == 0:
             break
-    await worker.run_once(T0 + timedelta(seconds=300))  # the last digest edit
+        now += timedelta(seconds=3)
+    await worker.run_once(now + timedelta(seconds=5))  # the last digest edit, the storm not over yet
     await bot.settle()
     assert bot.slack.rate_limited_count == 0
     for channel in (ALERTS, INCIDENTS):
