@@ -3,11 +3,13 @@ injected clock, and what reached the recording Slack server (roots, thread repli
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import psycopg
 import pytest
@@ -381,3 +383,163 @@ async def test_a_storm_is_represented_within_the_channel_rate_limit(
         missing = [i for n, i in enumerate(ids) if f"#{1000 + n}" not in shown]
         assert missing == [], f"{channel}: {len(missing)} incidents not represented"
         assert len(roots(bot, channel)) <= 12  # a few roots, then one digest
+
+
+# --- the buttons: Slack → PagerDuty → webhook back → thread ----------------------------------------------------
+
+
+async def _click(bot: BotUnderTest, root: Any, action_id: str, user: str = "U0ALICE01") -> None:
+    await bot.click(root.response["channel"], root.response["ts"], action_id, "PABC123", user=user)
+    await bot.settle()
+
+
+async def _submit(
+    bot: BotUnderTest, callback_id: str, text: str, channel: str, user: str = "U0ALICE01"
+) -> int:
+    view = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": json.dumps({"incident": "PABC123", "channel": channel, "ts": None}),
+        "state": {"values": {"text": {"text": {"type": "plain_text_input", "value": text}}}},
+    }
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0CONSOLE"},
+        "user": {"id": user},
+        "api_app_id": "A0TEST",
+        "token": "legacy",
+        "trigger_id": "1.2.3",
+        "view": view,
+    }
+    response = await bot.post_signed(urlencode({"payload": json.dumps(payload)}).encode())
+    await bot.settle()
+    return response.status_code
+
+
+async def _incident_in_slack(bot: BotUnderTest, pagerduty: RecordingPagerDutyServer) -> Any:
+    bot.slack.add_user("U0ALICE01", "alice@example.com", "Alice Example")
+    pagerduty.add_incident(
+        "PABC123",
+        1,
+        "Edge function 503s",
+        "PSVC001",
+        assignees=[("PUSER01", "Alice Example", "alice@example.com")],
+        service_name="Mira Co-Pilot",
+    )
+    pagerduty.send_webhooks_to(f"{bot.server.url}/pagerduty/webhook", [SECRET_NEW])
+    # Real time here: PagerDuty's own webhooks (the echo) carry real timestamps and must be newer than this.
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    await send(
+        bot, pd.event("incident.triggered", pd.incident(created_at=now), occurred_at=now, event_id="trig")
+    )
+    await drain(bot, T0)
+    [root] = roots(bot, ALERTS)
+    return root
+
+
+async def test_acknowledge_reaches_pagerduty_with_the_clickers_email_and_the_webhook_updates_the_thread(
+    bot: BotUnderTest, pagerduty: RecordingPagerDutyServer
+) -> None:
+    root = await _incident_in_slack(bot, pagerduty)
+    assert [b["action_id"] for b in root.body["attachments"][0]["blocks"][-1]["elements"]] == [
+        "incident_ack",
+        "incident_resolve",
+        "incident_note",
+    ]
+    await _click(bot, root, "incident_ack")
+
+    [put] = pagerduty.calls_to("PUT", "/incidents/PABC123")
+    assert put.body == {"incident": {"type": "incident_reference", "status": "acknowledged"}}
+    assert put.headers["from"] == "alice@example.com"
+    assert put.headers["authorization"] == f"Token token={PD_TOKEN}"
+    [told] = bot.slack.calls_to("response_url")
+    assert told.text == "PagerDuty acknowledged it; the thread updates when PagerDuty confirms."
+
+    await pagerduty.wait_for_webhooks(1, event_type="incident.acknowledged")
+    await drain(bot, T0 + timedelta(minutes=1))
+    assert [c.text for c in replies(bot, ALERTS)] == [":eyes: Acknowledged by Alice Example"]
+    assert bot.slack.calls_to("chat.update")[-1].text.startswith("Acknowledged: [#1]")
+
+
+async def test_resolve_with_a_note_and_add_note_go_through_modals(
+    bot: BotUnderTest, pagerduty: RecordingPagerDutyServer
+) -> None:
+    root = await _incident_in_slack(bot, pagerduty)
+    await _click(bot, root, "incident_note")
+    [opened] = bot.slack.calls_to("views.open")
+    assert opened.body["view"]["callback_id"] == "incident_note_modal"
+    assert (
+        await _submit(bot, "incident_note_modal", "Rolled back agent-chat", root.response["channel"]) == 200
+    )
+    [note] = pagerduty.calls_to("POST", "/incidents/PABC123/notes")
+    assert note.body == {"note": {"content": "Rolled back agent-chat"}}
+
+    await _click(bot, root, "incident_resolve")
+    assert (
+        await _submit(bot, "incident_resolve_modal", "Bad deploy reverted", root.response["channel"]) == 200
+    )
+    [resolve] = pagerduty.calls_to("PUT", "/incidents/PABC123")
+    assert resolve.body["incident"]["status"] == "resolved"
+    assert resolve.body["incident"]["resolution"] == "Bad deploy reverted"
+
+    await pagerduty.wait_for_webhooks(2)
+    await drain(bot, T0 + timedelta(minutes=2))
+    texts = [c.text for c in replies(bot, ALERTS)]
+    assert ":memo: Note by Alice Example: Rolled back agent-chat" in texts
+    assert ":white_check_mark: Resolved by Alice Example — Bad deploy reverted" in texts
+
+
+async def test_a_pagerduty_error_is_shown_in_pagerdutys_words_and_a_double_click_calls_once(
+    bot: BotUnderTest, pagerduty: RecordingPagerDutyServer
+) -> None:
+    root = await _incident_in_slack(bot, pagerduty)
+    pagerduty.fail_next(
+        "PUT",
+        400,
+        body={
+            "error": {
+                "message": "Invalid Input Provided",
+                "code": 2001,
+                "errors": ["Incident Already Resolved"],
+            }
+        },
+    )
+    await _click(bot, root, "incident_ack")
+    told = bot.slack.calls_to("response_url")[-1].text
+    assert told == ":x: PagerDuty answered 400: Invalid Input Provided (Incident Already Resolved)"
+
+    await bot.runtime.bot.storage.redis.flushdb()
+    first = bot.click(
+        root.response["channel"], root.response["ts"], "incident_ack", "PABC123", user="U0ALICE01"
+    )
+    second = bot.click(
+        root.response["channel"], root.response["ts"], "incident_ack", "PABC123", user="U0ALICE01"
+    )
+    await asyncio.gather(first, second)
+    await bot.settle()
+    assert len(pagerduty.calls_to("PUT", "/incidents/PABC123")) == 2  # the failed one, then exactly one more
+    assert "Already asking PagerDuty to acknowledge" in " ".join(
+        c.text for c in bot.slack.calls_to("response_url")
+    )
+
+
+async def test_post_mortem_scheduled_is_marked_once_and_cancels_the_reminder(
+    bot: BotUnderTest, pagerduty: RecordingPagerDutyServer
+) -> None:
+    for payload in lifecycle():
+        await send(bot, payload)
+    await drain(bot, T0 + timedelta(minutes=6))
+    draft = [c for c in replies(bot, ALERTS) if c.text.startswith("Post-mortem draft")][0]
+    channel, ts = draft.response["channel"], draft.response["ts"]
+    await bot.click(channel, ts, "incident_postmortem_scheduled", "PABC123", user="U0ALICE01")
+    await bot.click(channel, ts, "incident_postmortem_scheduled", "PABC123", user="U0BOB0001")
+    await bot.settle()
+    told = [c.text for c in bot.slack.calls_to("response_url")]
+    assert told == [
+        "Marked as scheduled; no reminder will follow.",
+        "Already marked as scheduled by <@U0ALICE01>.",
+    ]
+    await bot.runtime.delivery.run_once(T0 + timedelta(hours=49))
+    assert not any(
+        c.text.startswith(":spiral_calendar_pad: Resolved 48 hours ago") for c in replies(bot, ALERTS)
+    )
