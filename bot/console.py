@@ -10,6 +10,7 @@ transcript (the README's transcript is produced this way and checked by a test).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
@@ -29,15 +31,18 @@ from pydantic import SecretStr
 from bot.catalog import load_catalog
 from bot.console_render import Button, ConsoleRenderer
 from bot.demo import demo_settings, start_demo
+from bot.recording_pagerduty import RecordingPagerDutyServer
 from bot.recording_slack import TEAM_ID, RecordingSlackServer
 from bot.recording_supabase import RecordingSupabaseServer
 from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
 from bot.settings import Settings
-from bot.signing import sign_slack_request
+from bot.signing import sign_pagerduty_webhook, sign_slack_request
+from integrations import pagerduty_payloads as payloads
 
 CONSOLE_USER = "U0CONSOLE"
 CONSOLE_CHANNEL = "#ops"
+CONSOLE_PD_TOKEN = "console-pagerduty-token"
 
 CONSOLE_HELP = """\
 *Console*
@@ -45,6 +50,8 @@ CONSOLE_HELP = """\
   `press N`         press button N (a dialog that asks for confirmation is confirmed)
   `as U0ALICE`      act as another Slack user ID from now on
   `in #channel`     type in another channel from now on
+  `pd trigger SERVICE "title"`, `pd ack N`, `pd resolve N`
+                    a signed PagerDuty V3 webhook for incident N, through the real webhook route
   `help`, `quit`"""
 
 
@@ -58,12 +65,17 @@ class Console:
         server: RunningServer,
         signing_secret: str,
         out: TextIO,
+        pagerduty: RecordingPagerDutyServer,
+        webhook_secret: str,
     ) -> None:
         self.runtime = runtime
         self.slack = slack
         self.server = server
         self.signing_secret = signing_secret
         self.out = out
+        self.pagerduty = pagerduty
+        self.webhook_secret = webhook_secret
+        self._incidents: dict[int, dict[str, Any]] = {}
         self.user_id = CONSOLE_USER
         self.channel = CONSOLE_CHANNEL
         self.renderer = ConsoleRenderer(slack)
@@ -104,9 +116,91 @@ class Console:
             await self.press(int(rest.strip()))
         elif word.startswith("/"):
             await self.slash_command(word, rest)
+        elif lowered == "pd":
+            await self.pagerduty_command(rest)
         else:
             self.say(f"(the console doesn't understand {shlex.quote(line)}; type help)")
         return True
+
+    async def pagerduty_command(self, rest: str) -> None:
+        """`pd trigger SERVICE "title"`, `pd ack N`, `pd resolve N`: what PagerDuty would send, signed, through
+        the real webhook route; the delivery worker then posts it like any other webhook."""
+        try:
+            args = shlex.split(rest)
+        except ValueError as exc:
+            self.say(f"(could not read that: {exc})")
+            return
+        now = datetime.now(UTC)
+        oncall = ("PCONSOLE", "Console On-call", "oncall@example.com")
+        if len(args) >= 3 and args[0] == "trigger":
+            service = self.runtime.bot.catalog.find(args[1])
+            if service is None:
+                self.say(f"(no service {args[1]!r}; services: {', '.join(self.runtime.bot.catalog.names())})")
+                return
+            number = len(self._incidents) + 1
+            title = " ".join(args[2:])
+            incident_id = f"PCON{number:04d}"
+            service_id = f"PSVC{service.name.upper().replace('-', '')[:8]}"
+            self.pagerduty.add_user(*oncall)
+            self.pagerduty.add_incident(
+                incident_id,
+                number,
+                title,
+                service_id,
+                assignees=[oncall],
+                service_name=service.display_name,
+                escalation_policy=("PEPCONSOLE", service.escalation.levels[0].name),
+                priority=("PPRIO01", "P1"),
+            )
+            incident = payloads.incident(
+                id=incident_id,
+                number=number,
+                title=title,
+                service_id=service_id,
+                service_name=service.display_name,
+                assignees=(oncall,),
+                escalation_policy=service.escalation.levels[0].name,
+                created_at=now,
+            )
+            self._incidents[number] = incident
+            payload = payloads.event("incident.triggered", incident, occurred_at=now)
+        elif (
+            len(args) == 2
+            and args[0] in ("ack", "resolve")
+            and args[1].isdigit()
+            and int(args[1]) in self._incidents
+        ):
+            status = {"ack": "acknowledged", "resolve": "resolved"}[args[0]]
+            incident = {**self._incidents[int(args[1])], "status": status}
+            payload = payloads.event(f"incident.{status}", incident, occurred_at=now, agent=oncall)
+        else:
+            self.say('(usage: pd trigger SERVICE "title" | pd ack N | pd resolve N)')
+            return
+        body = payloads.body(payload)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Webhook-Id": payload["event"]["id"],
+            **sign_pagerduty_webhook(self.webhook_secret, body),
+        }
+        response = await self._client.post("/pagerduty/webhook", content=body, headers=headers)
+        if response.status_code != 202:
+            self.say(f"(the bot answered HTTP {response.status_code})")
+        await self._show_answer(None)
+
+    async def _wait_for_delivery(self) -> None:
+        """Until the delivery worker has posted what is stored and made its debounced edits (bounded)."""
+        pool = self.runtime.bot.storage.pool
+        for _ in range(100):
+            async with pool.connection() as conn:
+                row = await (
+                    await conn.execute(
+                        """SELECT (SELECT count(*) FROM pd_webhooks WHERE status = 'pending')
+                                + (SELECT count(*) FROM incidents WHERE root_dirty_since IS NOT NULL)"""
+                    )
+                ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            await asyncio.sleep(0.1)
 
     async def _send(self, body: bytes, content_type: str) -> httpx.Response:
         headers = {"Content-Type": content_type, **sign_slack_request(self.signing_secret, body)}
@@ -140,10 +234,18 @@ class Console:
             title = (button.confirm.get("title") or {}).get("text", "Are you sure?")
             text = (button.confirm.get("text") or {}).get("text", "")
             self.say(f"(dialog) {title} — {text} → confirmed")
+        echoed = len(self.pagerduty.webhooks_sent)
+        calls = len(self.pagerduty.calls)
         response = await self._send(
             urlencode({"payload": json.dumps(self._block_actions(button))}).encode(),
             "application/x-www-form-urlencoded",
         )
+        await self.runtime.bot.background.wait_idle()
+        if (
+            len(self.pagerduty.calls) > calls
+        ):  # the click reached PagerDuty: wait for the webhook it sends back
+            with contextlib.suppress(TimeoutError):
+                await self.pagerduty.wait_for_webhooks(echoed + 1, timeout=3.0)
         await self._show_answer(response)
 
     def _block_actions(self, button: Button) -> dict[str, Any]:
@@ -181,8 +283,10 @@ class Console:
             ],
         }
 
-    async def _show_answer(self, response: httpx.Response) -> None:
-        if response.status_code != 200:
+    async def _show_answer(self, response: httpx.Response | None) -> None:
+        if response is None:
+            pass
+        elif response.status_code != 200:
             self.say(f"(the bot answered HTTP {response.status_code})")
         elif response.content:
             try:
@@ -191,14 +295,18 @@ class Console:
                 payload = {"text": response.text}
             self.say(*self.renderer.render_ack(payload))
         await self.runtime.bot.background.wait_idle()
+        await self._wait_for_delivery()
         calls = self.slack.calls
         for call in calls[self._seen :]:
             self.say(*self.renderer.render_call(call))
         self._seen = len(calls)
 
 
-def console_settings(settings: Settings, slack: RecordingSlackServer) -> tuple[Settings, str]:
-    """The operator's settings with Slack pointed at the in-process recording server and a fresh signing secret."""
+def console_settings(
+    settings: Settings, slack: RecordingSlackServer, pagerduty: RecordingPagerDutyServer, webhook_secret: str
+) -> tuple[Settings, str]:
+    """The operator's settings with Slack and PagerDuty pointed at in-process recording servers, and fresh
+    secrets: the console signs its own Slack requests and PagerDuty webhooks."""
     signing_secret = secrets.token_hex(16)
     return settings.model_copy(
         update={
@@ -206,6 +314,10 @@ def console_settings(settings: Settings, slack: RecordingSlackServer) -> tuple[S
             "slack_signing_secret": SecretStr(signing_secret),
             "slack_app_token": None,
             "slack_api_url": slack.api_url,
+            "pagerduty_api_token": SecretStr(CONSOLE_PD_TOKEN),
+            "pagerduty_api_url": pagerduty.base_url,
+            "pagerduty_from_email": "console@example.com",
+            "pagerduty_webhook_secrets": [SecretStr(webhook_secret)],
         }
     ), signing_secret
 
@@ -230,8 +342,13 @@ async def run_console(
 
 
 async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, demo: bool) -> int:
-    async with RecordingSlackServer() as slack, RecordingSupabaseServer() as supabase:
-        bot_settings, signing_secret = console_settings(settings, slack)
+    webhook_secret = secrets.token_hex(16)
+    async with (
+        RecordingSlackServer() as slack,
+        RecordingSupabaseServer() as supabase,
+        RecordingPagerDutyServer(CONSOLE_PD_TOKEN, subdomain="mira-demo") as pagerduty,
+    ):
+        bot_settings, signing_secret = console_settings(settings, slack, pagerduty, webhook_secret)
         if demo:
             bot_settings = demo_settings(bot_settings, supabase, CONSOLE_USER)
         runtime = await start_runtime(bot_settings)
@@ -243,7 +360,9 @@ async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, d
             runtime.bot.catalog = await asyncio.to_thread(
                 load_catalog, settings.bot_catalog, {**os.environ, **demo_env}
             )
-        console = Console(runtime, slack, server, signing_secret, out)
+        pagerduty.send_webhooks_to(f"{server.url}/pagerduty/webhook", [webhook_secret])
+        pagerduty.add_user("PCONSOLEU", "You (console)", f"{CONSOLE_USER.lower()}@example.com")
+        console = Console(runtime, slack, server, signing_secret, out, pagerduty, webhook_secret)
         if demo:
             console.say("(demo: the four services are local stand-ins started by bot/demo.py)")
         try:

@@ -142,7 +142,10 @@ class ConsoleRenderer:
             if thread_ts and thread_ts != ts:
                 head = f"{where} · thread · Mira Bot" + (" (edited)" if call.method == "chat.update" else "")
                 indent = "    │ "
-            body_lines = self.blocks_to_lines(body.get("blocks"), body.get("text"), channel_id, ts)
+            blocks = body.get("blocks") or [
+                b for a in body.get("attachments") or [] for b in a.get("blocks") or []
+            ]
+            body_lines = self.blocks_to_lines(blocks, body.get("text"), channel_id, ts)
             return [head, *(indent + line for line in body_lines)]
         if call.method in ("chat.postEphemeral", "response_url"):
             lines = self.blocks_to_lines(body.get("blocks"), body.get("text"), None, None)
