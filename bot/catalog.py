@@ -96,10 +96,14 @@ class Owners(_Model):
 
 
 class Channels(_Model):
-    """Where this service's alerts and incident updates go; unset means the bot-wide ALERTS/INCIDENTS_CHANNEL."""
+    """Where this service's alerts and incident updates go; unset means the bot-wide ALERTS/INCIDENTS_CHANNEL.
+
+    `incidents_urgency: high` keeps low-urgency incidents out of the incidents channel (they still get their thread
+    in the alerts channel), for services whose low-urgency pages would drown it."""
 
     alerts: str | None = None
     incidents: str | None = None
+    incidents_urgency: Literal["high", "low"] = "low"
 
 
 class RunbookRef(_Model):

@@ -258,6 +258,8 @@ def channels_for(bot: BotContext, view: IncidentView) -> list[str]:
     service = view.service
     alerts = (service.channels.alerts if service else None) or bot.settings.alerts_channel
     incidents = (service.channels.incidents if service else None) or bot.settings.incidents_channel
+    if service and service.channels.incidents_urgency == "high" and view.urgency == "low":
+        return [alerts]
     return list(dict.fromkeys([alerts, incidents]))
 
 

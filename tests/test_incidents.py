@@ -543,3 +543,28 @@ async def test_post_mortem_scheduled_is_marked_once_and_cancels_the_reminder(
     assert not any(
         c.text.startswith(":spiral_calendar_pad: Resolved 48 hours ago") for c in replies(bot, ALERTS)
     )
+
+
+async def test_routing_by_urgency_keeps_low_urgency_out_of_the_incidents_channel(bot: BotUnderTest) -> None:
+    mira = bot.runtime.bot.catalog.find("mira-copilot")
+    assert mira is not None
+    routed = mira.model_copy(
+        update={"channels": mira.channels.model_copy(update={"incidents_urgency": "high"})}
+    )
+    catalog = bot.runtime.bot.catalog
+    bot.runtime.bot.catalog = catalog.model_copy(
+        update={"services": [routed if s.name == "mira-copilot" else s for s in catalog.services]}
+    )
+    await send(
+        bot,
+        pd.event(
+            "incident.triggered", pd.incident(id="PLOW001", urgency="low", created_at=T0), occurred_at=T0
+        ),
+    )
+    await send(
+        bot,
+        pd.event("incident.triggered", pd.incident(id="PHIGH01", number=2, created_at=T0), occurred_at=T0),
+    )
+    await drain(bot, T0)
+    assert [r.text.split(":")[1].strip()[:4] for r in roots(bot, ALERTS)] == ["[#1]", "[#2]"]
+    assert [r.text.split(":")[1].strip()[:4] for r in roots(bot, INCIDENTS)] == ["[#2]"]
