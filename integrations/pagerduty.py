@@ -33,13 +33,10 @@ in a message or a ``repr``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import ipaddress
 import logging
 import re
-import socket
-import ssl
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -49,6 +46,8 @@ from urllib.parse import urlsplit
 import httpx
 import httpx2
 import pagerduty
+
+from integrations.transport_errors import connection_cause
 
 __all__ = [
     "DEFAULT_EVENTS_URL",
@@ -179,41 +178,14 @@ def pagerduty_words(response: Any) -> str:
     return response.reason_phrase or _reason(response.status_code)
 
 
-def _walk(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                stack.append(linked)
-
-
 def _connection_cause(exc: BaseException, host: str | None) -> str:
-    """A short, human cause for a transport error: "connection refused", "DNS lookup failed for …"."""
-    chain = list(_walk(exc))
-    for e in chain:
-        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
-            return f"TLS error: {e.verify_message}"
-        if isinstance(e, ssl.SSLError):
-            return "TLS error"
-    if any(isinstance(e, socket.gaierror) for e in chain):
-        return f"DNS lookup failed for {host}" if host else "DNS lookup failed"
-    if any(
-        isinstance(e, ConnectionRefusedError) or (isinstance(e, OSError) and e.errno == errno.ECONNREFUSED)
-        for e in chain
-    ):
-        return "connection refused"
-    if any(isinstance(e, httpx2.RemoteProtocolError | httpx.RemoteProtocolError) for e in chain):
-        return "the connection was closed without an answer"
-    os_errors = [e for e in chain if isinstance(e, OSError) and e.strerror]
-    if os_errors and os_errors[-1].strerror:
-        return os_errors[-1].strerror.lower()
-    return type(exc.__cause__ or exc).__name__
+    """The shared transport wording; the ``pagerduty`` package speaks httpx2, not httpx."""
+    return connection_cause(
+        exc,
+        host,
+        extra_protocol_errors=(httpx2.RemoteProtocolError,),
+        fallback=lambda e: type(e.__cause__ or e).__name__,
+    )
 
 
 def _check_base_url(base_url: str) -> str:

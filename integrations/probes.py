@@ -28,7 +28,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,6 +51,7 @@ from integrations.postgres_errors import (
     timed_out,
     url_password,
 )
+from integrations.transport_errors import walk
 
 __all__ = [
     "ProbeOutcome",
@@ -93,29 +94,6 @@ def _elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-def _walk(exc: BaseException) -> Iterator[BaseException]:
-    """Every exception in ``exc``'s cause/context chain, including exception-group members.
-
-    Libraries wrap the informative OS error several layers deep (httpx -> httpcore ->
-    anyio -> ConnectionRefusedError), sometimes in an ExceptionGroup when several
-    addresses were tried, so classification must look through all of them.
-    """
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        if current.__cause__ is not None:
-            stack.append(current.__cause__)
-        if current.__context__ is not None:
-            stack.append(current.__context__)
-
-
 def _is_refused(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionRefusedError):
         return True
@@ -147,7 +125,7 @@ def _generic_detail(exc: BaseException) -> str:
 
 def _classify(exc: BaseException, *, host: str | None, timeout: float) -> str:
     """Turn any network/driver exception into a short, credential-free phrase."""
-    chain = list(_walk(exc))
+    chain = list(walk(exc))
     if any(
         isinstance(e, TimeoutError | httpx.TimeoutException | redis.exceptions.TimeoutError) for e in chain
     ):

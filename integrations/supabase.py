@@ -21,11 +21,8 @@ The token never appears in an error message, and an answer that echoes it back h
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import socket
-import ssl
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -40,6 +37,7 @@ from integrations.flag_backends import (
     RateLimit,
     StoredFlag,
 )
+from integrations.transport_errors import connection_cause
 
 __all__ = ["SupabaseSecrets", "parse_rate_limit", "parse_retry_after"]
 
@@ -104,47 +102,6 @@ def _seconds(value: float) -> str:
 
 
 # -------------------------------------------------------------------------------------------------- errors
-
-
-def _walk(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything in its cause/context chain (httpx → httpcore → OSError), groups included."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                stack.append(linked)
-
-
-def _connection_cause(exc: BaseException, host: str | None) -> str:
-    """A short, human cause for a transport error: "connection refused", "DNS lookup failed for …"."""
-    chain = list(_walk(exc))
-    for e in chain:
-        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
-            return f"TLS error: {e.verify_message}"
-        if isinstance(e, ssl.SSLError):
-            return "TLS error"
-    if any(isinstance(e, socket.gaierror) for e in chain):
-        return f"DNS lookup failed for {host}" if host else "DNS lookup failed"
-    if any(
-        isinstance(e, ConnectionRefusedError) or (isinstance(e, OSError) and e.errno == errno.ECONNREFUSED)
-        for e in chain
-    ):
-        return "connection refused"
-    if any(isinstance(e, httpx.RemoteProtocolError) for e in chain):
-        return "the connection was closed without an answer"
-    os_errors = [e for e in chain if isinstance(e, OSError) and e.strerror]
-    if os_errors:
-        return os_errors[-1].strerror.lower() if os_errors[-1].strerror else type(os_errors[-1]).__name__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text[:100] or type(exc).__name__
 
 
 def _backend_words(response: httpx.Response) -> str:
@@ -279,7 +236,7 @@ class SupabaseSecrets:
         except httpx.InvalidURL:
             raise FlagBackendError("the Supabase API URL is invalid") from None
         except httpx.TransportError as exc:
-            cause = self._scrub(_connection_cause(exc, self._host))
+            cause = self._scrub(connection_cause(exc, self._host))
             raise FlagBackendError(f"could not reach Supabase ({cause})") from None
 
         rate_limit = parse_rate_limit(response.headers)

@@ -25,7 +25,7 @@ from tests.harness import BotUnderTest, closed_port
 SECRET_OLD = "pd-webhook-secret-old"
 SECRET_NEW = "pd-webhook-secret-new"
 # The injected clock runs ahead of real time: rows the database stamps with its own now() are due by then.
-T0 = (datetime.now(UTC) + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+T0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 ALERTS, INCIDENTS = "#mira-copilot-alerts", "#incidents"
 
 
@@ -532,6 +532,7 @@ async def test_post_mortem_scheduled_is_marked_once_and_cancels_the_reminder(
     draft = [c for c in replies(bot, ALERTS) if c.text.startswith("Post-mortem draft")][0]
     channel, ts = draft.response["channel"], draft.response["ts"]
     await bot.click(channel, ts, "incident_postmortem_scheduled", "PABC123", user="U0ALICE01")
+    await bot.settle()
     await bot.click(channel, ts, "incident_postmortem_scheduled", "PABC123", user="U0BOB0001")
     await bot.settle()
     told = [c.text for c in bot.slack.calls_to("response_url")]
