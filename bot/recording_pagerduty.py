@@ -56,21 +56,20 @@ import random
 import string
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.recording_base import RecordingServer
 from bot.signing import sign_pagerduty_webhook
 
 __all__ = [
@@ -205,14 +204,6 @@ class _Fault:
     hang: bool = False
 
 
-class _InLoopServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: Ctrl-C belongs to pytest or the console."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class _Invalid(Exception):
     """A request PagerDuty would refuse: ``status`` and the JSON body to answer."""
 
@@ -288,12 +279,15 @@ def oncall_entry(
 # -------------------------------------------------------------------------------------------------- server
 
 
-class RecordingPagerDutyServer:
+class RecordingPagerDutyServer(RecordingServer):
     """Fake PagerDuty REST API v2 + Events API v2 on ``127.0.0.1:<ephemeral port>``, optionally echoing webhooks.
 
-    ``token`` is the only REST API token accepted.  ``page_size`` caps ``limit`` on ``GET /oncalls`` (PagerDuty
-    caps it at 100; a small value makes pagination visible).  ``subdomain`` shapes ``html_url`` links.
+    ``base_url`` is ``PAGERDUTY_API_URL``, and the Events API URL too.  ``token`` is the only REST API token
+    accepted.  ``page_size`` caps ``limit`` on ``GET /oncalls`` (PagerDuty caps it at 100; a small value makes
+    pagination visible).  ``subdomain`` shapes ``html_url`` links.
     """
+
+    name = "pagerduty"
 
     def __init__(
         self,
@@ -306,20 +300,16 @@ class RecordingPagerDutyServer:
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be >= 1")
+        super().__init__()
         self.token = token
         self.page_size = page_size
         self.subdomain = subdomain
         self.subscription_id = "PSUBMIRA"
         self._webhook_url = webhook_url
         self._webhook_secrets = list(webhook_secrets)
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
         self._sender: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._queue: asyncio.Queue[WebhookDelivery] | None = None
-        self._port: int | None = None
-        self._cond: asyncio.Condition | None = None
-        self._release: asyncio.Event | None = None
         self._rng = random.Random()
         self._calls: list[PagerDutyCall] = []
         self._faults: list[_Fault] = []
@@ -341,59 +331,18 @@ class RecordingPagerDutyServer:
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> RecordingPagerDutyServer:
-        """Serve in the running event loop and wait until the port is bound."""
-        if self._task is not None:
-            raise RuntimeError("RecordingPagerDutyServer is already running")
-        self._cond = asyncio.Condition()
-        self._release = asyncio.Event()
+    async def _starting(self) -> None:
+        """Start the webhook sender alongside the server."""
         self._queue = asyncio.Queue()
         self._http = httpx.AsyncClient(trust_env=False, timeout=WEBHOOK_TIMEOUT)
         self._sender = asyncio.create_task(self._send_webhooks(), name="recording-pagerduty-webhooks")
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        server = _InLoopServer(config)
-        self._server = server
-        self._task = asyncio.create_task(server.serve(), name="recording-pagerduty-server")
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            if self._task.done():
-                task, self._task = self._task, None
-                await self._stop_sender()
-                try:
-                    task.result()
-                except SystemExit as exc:
-                    raise RuntimeError("RecordingPagerDutyServer failed to start") from exc
-                raise RuntimeError("RecordingPagerDutyServer exited during startup")
-            if time.monotonic() > deadline:
-                await self.stop()
-                raise TimeoutError("RecordingPagerDutyServer did not start within 10s")
-            await asyncio.sleep(0.005)
-        self._port = server.servers[0].sockets[0].getsockname()[1]
-        return self
 
-    async def stop(self) -> None:
-        """Release hung requests, deliver queued webhooks (bounded), shut down; safe to call twice."""
-        if self._release is not None:
-            self._release.set()
+    async def _stopping(self) -> None:
+        """Deliver queued webhooks (bounded), then stop the sender; runs after hung requests are released."""
         if self._queue is not None and self._sender is not None and not self._sender.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), WEBHOOK_TIMEOUT + 1.0)
         await self._stop_sender()
-        task, self._task = self._task, None
-        if self._server is not None:
-            self._server.should_exit = True
-        if task is not None:
-            await task
-        self._server = None
-        self._port = None
 
     async def _stop_sender(self) -> None:
         sender, self._sender = self._sender, None
@@ -404,28 +353,6 @@ class RecordingPagerDutyServer:
         http, self._http = self._http, None
         if http is not None:
             await http.aclose()
-
-    async def __aenter__(self) -> RecordingPagerDutyServer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("RecordingPagerDutyServer is not running")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` -- ``PAGERDUTY_API_URL``, and the Events API URL too (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
 
     # -------------------------------------------------------------------------------------- configuration
 
@@ -652,11 +579,6 @@ class RecordingPagerDutyServer:
         return matching()
 
     # ------------------------------------------------------------------------------------------ internals
-
-    def _require_cond(self) -> asyncio.Condition:
-        if self._cond is None:
-            raise RuntimeError("RecordingPagerDutyServer is not running; use `async with`")
-        return self._cond
 
     def _add_fault(self, fault: _Fault) -> None:
         if fault.method not in _METHODS:

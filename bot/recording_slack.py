@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.parser
 import email.policy
 import hashlib
@@ -36,17 +35,17 @@ import itertools
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from bot.recording_base import RecordingServer
 
 __all__ = [
     "BOT_ID",
@@ -165,19 +164,6 @@ class _BadRequest(Exception):
         self.error = error
 
 
-class _InLoopServer(uvicorn.Server):
-    """uvicorn server that leaves signal handling to the host process.
-
-    ``uvicorn.Server.serve`` normally swaps in its own SIGINT/SIGTERM handlers and
-    re-raises the signal only after shutting down.  Embedded in pytest or in the
-    console, Ctrl-C must reach the host program immediately, so we opt out.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _ts_key(ts: str) -> tuple[int, int]:
     sec, _, frac = ts.partition(".")
     try:
@@ -202,7 +188,7 @@ def _present(value: Any) -> bool:
     return value is not None and value != "" and value != []
 
 
-class RecordingSlackServer:
+class RecordingSlackServer(RecordingServer):
     """Fake Slack Web API on ``127.0.0.1:<ephemeral port>`` that records every call.
 
     It binds port 0 so parallel test runs (and a console next to a test run) never
@@ -211,11 +197,10 @@ class RecordingSlackServer:
     call :meth:`start` / :meth:`stop` explicitly.
     """
 
+    name = "slack"
+
     def __init__(self) -> None:
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._port: int | None = None
-        self._cond: asyncio.Condition | None = None
+        super().__init__()
         self._calls: list[SlackCall] = []
         self._messages: dict[tuple[str, str], StoredMessage] = {}
         self._ts_counter = itertools.count(1)
@@ -262,75 +247,7 @@ class RecordingSlackServer:
             ]
         )
 
-    # ------------------------------------------------------------------ lifecycle
-
-    async def start(self) -> RecordingSlackServer:
-        """Start serving in the running event loop and wait until the port is bound."""
-        if self._task is not None:
-            raise RuntimeError("RecordingSlackServer is already running")
-        self._cond = asyncio.Condition()
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        server = _InLoopServer(config)
-        self._server = server
-        self._task = asyncio.create_task(server.serve(), name="recording-slack-server")
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            if self._task.done():
-                # Surface the startup failure (uvicorn raises SystemExit on bind errors).
-                task, self._task = self._task, None
-                try:
-                    task.result()
-                except SystemExit as exc:
-                    raise RuntimeError("RecordingSlackServer failed to start") from exc
-                raise RuntimeError("RecordingSlackServer exited during startup")
-            if time.monotonic() > deadline:
-                await self.stop()
-                raise TimeoutError("RecordingSlackServer did not start within 10s")
-            await asyncio.sleep(0.005)
-        self._port = server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        """Ask uvicorn to shut down and wait for it; safe to call twice."""
-        task, self._task = self._task, None
-        if self._server is not None:
-            self._server.should_exit = True
-        if task is not None:
-            await task
-        self._server = None
-        self._port = None
-
-    async def __aenter__(self) -> RecordingSlackServer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     # ------------------------------------------------------------------ URLs
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("RecordingSlackServer is not running")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -506,11 +423,6 @@ class RecordingSlackServer:
         return matching()
 
     # ------------------------------------------------------------------ internals
-
-    def _require_cond(self) -> asyncio.Condition:
-        if self._cond is None:
-            raise RuntimeError("RecordingSlackServer is not running; use `async with`")
-        return self._cond
 
     def _timeout_message(
         self, method: str, count: int, timeout: float, match: dict[str, Any], got: list[SlackCall]

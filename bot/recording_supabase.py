@@ -30,21 +30,19 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from bot.recording_base import RecordingServer
 
 __all__ = ["DEFAULT_TOKEN", "RecordingSupabaseServer", "SupabaseCall"]
 
@@ -104,37 +102,28 @@ class _Window:
     used: int = 0
 
 
-class _InLoopServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: Ctrl-C belongs to pytest or the console."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _digest(value: str) -> str:
     # Kept local (not integrations.flag_backends.digest_of) so the fake states Supabase's rule independently.
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-class RecordingSupabaseServer:
+class RecordingSupabaseServer(RecordingServer):
     """Fake ``/v1/projects/{ref}/secrets`` (GET, POST, DELETE) on ``127.0.0.1:<ephemeral port>``.
 
-    ``token`` is the only bearer token accepted (anything else: 401 ``{"message": "Unauthorized"}``).
+    ``base_url`` is what ``SUPABASE_API_URL`` is set to.  ``token`` is the only bearer token accepted (anything
+    else: 401 ``{"message": "Unauthorized"}``).
     ``rate_limit`` requests per ``rate_window`` seconds are allowed per token and project, as Supabase does.
     """
+
+    name = "supabase"
 
     def __init__(self, token: str = DEFAULT_TOKEN, rate_limit: int = 120, rate_window: float = 60.0) -> None:
         if rate_limit < 1 or rate_window <= 0:
             raise ValueError("rate_limit must be >= 1 and rate_window > 0")
+        super().__init__()
         self.token = token
         self.rate_limit = rate_limit
         self.rate_window = rate_window
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._port: int | None = None
-        self._cond: asyncio.Condition | None = None
-        self._release: asyncio.Event | None = None
         self._calls: list[SupabaseCall] = []
         self._store: dict[str, dict[str, str]] = {}
         self._faults: dict[str, list[_Fault]] = {}
@@ -142,76 +131,6 @@ class RecordingSupabaseServer:
         self.app = Starlette(
             routes=[Route("/v1/projects/{ref}/secrets", self._secrets_endpoint, methods=list(_METHODS))]
         )
-
-    # ------------------------------------------------------------------------------------------ lifecycle
-
-    async def start(self) -> RecordingSupabaseServer:
-        """Serve in the running event loop and wait until the port is bound."""
-        if self._task is not None:
-            raise RuntimeError("RecordingSupabaseServer is already running")
-        self._cond = asyncio.Condition()
-        self._release = asyncio.Event()
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        server = _InLoopServer(config)
-        self._server = server
-        self._task = asyncio.create_task(server.serve(), name="recording-supabase-server")
-        deadline = time.monotonic() + 10.0
-        while not server.started:
-            if self._task.done():
-                task, self._task = self._task, None
-                try:
-                    task.result()
-                except SystemExit as exc:
-                    raise RuntimeError("RecordingSupabaseServer failed to start") from exc
-                raise RuntimeError("RecordingSupabaseServer exited during startup")
-            if time.monotonic() > deadline:
-                await self.stop()
-                raise TimeoutError("RecordingSupabaseServer did not start within 10s")
-            await asyncio.sleep(0.005)
-        self._port = server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        """Release hung requests, shut uvicorn down and wait for it; safe to call twice."""
-        if self._release is not None:
-            self._release.set()
-        task, self._task = self._task, None
-        if self._server is not None:
-            self._server.should_exit = True
-        if task is not None:
-            await task
-        self._server = None
-        self._port = None
-
-    async def __aenter__(self) -> RecordingSupabaseServer:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("RecordingSupabaseServer is not running")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` -- what ``SUPABASE_API_URL`` is set to (no trailing slash)."""
-        return f"http://127.0.0.1:{self.port}"
 
     # -------------------------------------------------------------------------------------- configuration
 
@@ -315,11 +234,6 @@ class RecordingSupabaseServer:
             and (ref is None or call.ref == ref)
             and (status is None or call.status == status)
         )
-
-    def _require_cond(self) -> asyncio.Condition:
-        if self._cond is None:
-            raise RuntimeError("RecordingSupabaseServer is not running; use `async with`")
-        return self._cond
 
     def _add_fault(self, method: str, fault: _Fault) -> None:
         method = method.upper()

@@ -388,6 +388,12 @@ async def test_a_storm_is_represented_within_the_channel_rate_limit(
 # --- the buttons: Slack → PagerDuty → webhook back → thread ----------------------------------------------------
 
 
+def soon() -> datetime:
+    """Real time, a moment on: these tests start from a real-time trigger (PagerDuty's echo carries real time), and
+    no SLA timer is due yet."""
+    return datetime.now(UTC) + timedelta(seconds=2)
+
+
 async def _click(bot: BotUnderTest, root: Any, action_id: str, user: str = "U0ALICE01") -> None:
     await bot.click(root.response["channel"], root.response["ts"], action_id, "PABC123", user=user)
     await bot.settle()
@@ -432,7 +438,7 @@ async def _incident_in_slack(bot: BotUnderTest, pagerduty: RecordingPagerDutySer
     await send(
         bot, pd.event("incident.triggered", pd.incident(created_at=now), occurred_at=now, event_id="trig")
     )
-    await drain(bot, T0)
+    await drain(bot, soon())
     [root] = roots(bot, ALERTS)
     return root
 
@@ -456,7 +462,7 @@ async def test_acknowledge_reaches_pagerduty_with_the_clickers_email_and_the_web
     assert told.text == "PagerDuty acknowledged it; the thread updates when PagerDuty confirms."
 
     await pagerduty.wait_for_webhooks(1, event_type="incident.acknowledged")
-    await drain(bot, T0 + timedelta(minutes=1))
+    await drain(bot, soon())
     assert [c.text for c in replies(bot, ALERTS)] == [":eyes: Acknowledged by Alice Example"]
     assert bot.slack.calls_to("chat.update")[-1].text.startswith("Acknowledged: [#1]")
 
@@ -483,7 +489,7 @@ async def test_resolve_with_a_note_and_add_note_go_through_modals(
     assert resolve.body["incident"]["resolution"] == "Bad deploy reverted"
 
     await pagerduty.wait_for_webhooks(2)
-    await drain(bot, T0 + timedelta(minutes=2))
+    await drain(bot, soon())
     texts = [c.text for c in replies(bot, ALERTS)]
     assert ":memo: Note by Alice Example: Rolled back agent-chat" in texts
     assert ":white_check_mark: Resolved by Alice Example — Bad deploy reverted" in texts
@@ -567,5 +573,6 @@ async def test_routing_by_urgency_keeps_low_urgency_out_of_the_incidents_channel
         pd.event("incident.triggered", pd.incident(id="PHIGH01", number=2, created_at=T0), occurred_at=T0),
     )
     await drain(bot, T0)
-    assert [r.text.split(":")[1].strip()[:4] for r in roots(bot, ALERTS)] == ["[#1]", "[#2]"]
+    # Two incidents are delivered concurrently: their roots may come in either order.
+    assert sorted(r.text.split(":")[1].strip()[:4] for r in roots(bot, ALERTS)) == ["[#1]", "[#2]"]
     assert [r.text.split(":")[1].strip()[:4] for r in roots(bot, INCIDENTS)] == ["[#2]"]
