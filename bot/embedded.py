@@ -99,6 +99,14 @@ class EmbeddedServers:
         log.info("embedded Valkey ready", extra={"data_dir": str(data_dir)})
         return self.redis_url
 
+    def stop_postgres(self) -> None:
+        """Stop only the embedded Postgres (the data stays); `start_postgres` brings it back on the same socket."""
+        if self._postgres is not None:
+            try:
+                self._postgres.cleanup()
+            finally:
+                self._postgres = None
+
     def stop(self) -> None:
         if self._valkey is not None:
             try:

@@ -8,6 +8,7 @@ import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +17,12 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
+from bot.catalog import Catalog
+from bot.embedded import EmbeddedServers
 from bot.recording_pagerduty import RecordingPagerDutyServer
+from bot.recording_slack import RecordingSlackServer
+from bot.runtime import start_runtime
+from bot.server import start_server
 from bot.settings import Settings
 from bot.signing import pagerduty_signature, sign_pagerduty_webhook
 from tests import pd_payloads as pd
@@ -576,3 +582,33 @@ async def test_routing_by_urgency_keeps_low_urgency_out_of_the_incidents_channel
     # Two incidents are delivered concurrently: their roots may come in either order.
     assert sorted(r.text.split(":")[1].strip()[:4] for r in roots(bot, ALERTS)) == ["[#1]", "[#2]"]
     assert [r.text.split(":")[1].strip()[:4] for r in roots(bot, INCIDENTS)] == ["[#2]"]
+
+
+async def test_a_real_postgres_outage_answers_503_and_recovers_without_a_restart(
+    tmp_path: Path, redis_url: str, slack: RecordingSlackServer, settings: Settings, catalog: Catalog
+) -> None:
+    """A Postgres of the test's own (embedded), really stopped and started again under a running bot."""
+    database = EmbeddedServers(tmp_path / "state")
+    dsn = await asyncio.to_thread(database.start_postgres)
+    runtime = await start_runtime(settings.model_copy(update={"database_url": SecretStr(dsn)}), catalog)
+    server = await start_server(runtime.http_app)
+    bot = BotUnderTest(runtime=runtime, server=server, slack=slack)
+    try:
+        events = lifecycle()
+        assert await send(bot, events[0]) == 202
+        await asyncio.to_thread(database.stop_postgres)
+        assert await send(bot, events[1]) == 503  # not stored, so PagerDuty will retry it
+        await asyncio.to_thread(database.start_postgres)
+        statuses = [await send(bot, events[1]) for _ in range(3)]  # PagerDuty's retries
+        assert 202 in statuses and set(statuses) <= {
+            202,
+            503,
+        }  # a broken pooled connection may cost one retry
+        await drain(bot, T0 + timedelta(minutes=1))
+        assert len(roots(bot, ALERTS)) == 1
+        assert [c.text for c in replies(bot, ALERTS)] == [":eyes: Acknowledged by Alice Example"]
+    finally:
+        await bot.close()
+        await server.stop()
+        await runtime.close()
+        await asyncio.to_thread(database.stop)
