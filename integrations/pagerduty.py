@@ -37,8 +37,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -47,7 +46,7 @@ import httpx
 import httpx2
 import pagerduty
 
-from integrations.transport_errors import connection_cause
+from integrations.transport_errors import connection_cause, delay_seconds
 
 __all__ = [
     "DEFAULT_EVENTS_URL",
@@ -105,29 +104,11 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def _header_seconds(raw: str | None, *, now: datetime | None = None) -> float | None:
-    """A delay in seconds from ``Retry-After`` (delay-seconds or an HTTP date) or ``ratelimit-reset``."""
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds)
-
-
 def _asked_wait(headers: Mapping[str, str]) -> float | None:
     """What PagerDuty asked for: ``Retry-After``, else ``ratelimit-reset`` (what its REST API sends on a 429)."""
-    asked = _header_seconds(headers.get("retry-after"))
+    asked = delay_seconds(headers.get("retry-after"))
     if asked is None:
-        asked = _header_seconds(headers.get("ratelimit-reset"))
+        asked = delay_seconds(headers.get("ratelimit-reset"))
     return asked
 
 

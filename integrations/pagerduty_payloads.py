@@ -1,4 +1,4 @@
-"""Realistic PagerDuty V3 webhook payloads, for the tests and the console.  Standard library only.
+"""Realistic PagerDuty V3 webhook payloads, for the tests and the console.  Standard library and the parser only.
 
 The shapes copy the structure of PagerDuty's documented samples (github.com/PagerDuty/developer-docs,
 ``docs/webhooks/01-Overview.md``, "Webhook Payload" and "Event Data Types"): the same keys, the same
@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from integrations.pagerduty_webhooks import EVENT_DATA_TYPES
+
 __all__ = [
     "API_URL",
     "DOCUMENTED_EVENT_TYPES",
@@ -43,31 +45,9 @@ __all__ = [
 WEB_URL = "https://mira-demo.pagerduty.com"
 API_URL = "https://api.pagerduty.com"
 
-#: Every event type in PagerDuty's V3 "Event Types" table, with its documented ``data.type``.
-DOCUMENTED_EVENT_TYPES: dict[str, str] = {
-    "incident.acknowledged": "incident",
-    "incident.annotated": "incident_note",
-    "incident.conference_bridge.updated": "incident_conference_bridge",
-    "incident.custom_field_values.updated": "incident_field_values",
-    "incident.delegated": "incident",
-    "incident.escalated": "incident",
-    "incident.incident_type.changed": "incident",
-    "incident.priority_updated": "incident",
-    "incident.reassigned": "incident",
-    "incident.reopened": "incident",
-    "incident.resolved": "incident",
-    "incident.responder.added": "incident_responder",
-    "incident.responder.replied": "incident_responder",
-    "incident.service_updated": "incident",
-    "incident.status_update_published": "incident_status_update",
-    "incident.triggered": "incident",
-    "incident.unacknowledged": "incident",
-    "incident.workflow.started": "incident_workflow_instance",
-    "incident.workflow.completed": "incident_workflow_instance",
-    "service.created": "service",
-    "service.deleted": "service",
-    "service.updated": "service",
-}
+#: Every event type in PagerDuty's V3 "Event Types" table, with its documented ``data.type``: the parser's table,
+#: so the payloads built here and the payloads the bot understands cannot drift apart.
+DOCUMENTED_EVENT_TYPES: dict[str, str] = EVENT_DATA_TYPES
 INCIDENT_OBJECT_EVENT_TYPES = tuple(t for t, shape in DOCUMENTED_EVENT_TYPES.items() if shape == "incident")
 
 #: (id, name) or (id, name, email); the email never reaches a payload (see the module docstring).

@@ -23,8 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -37,7 +36,7 @@ from integrations.flag_backends import (
     RateLimit,
     StoredFlag,
 )
-from integrations.transport_errors import connection_cause
+from integrations.transport_errors import connection_cause, delay_seconds
 
 __all__ = ["SupabaseSecrets", "parse_rate_limit", "parse_retry_after"]
 
@@ -80,21 +79,7 @@ def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
 
 def parse_retry_after(headers: httpx.Headers, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` in seconds: either delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    raw = headers.get("Retry-After")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(raw)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return max(0.0, seconds)
+    return delay_seconds(headers.get("Retry-After"), now=now)
 
 
 def _seconds(value: float) -> str:

@@ -16,6 +16,8 @@ import errno
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -84,3 +86,22 @@ def connection_cause(
     if os_errors and os_errors[-1].strerror:
         return os_errors[-1].strerror.lower()
     return fallback(exc)
+
+
+def delay_seconds(raw: str | None, *, now: datetime | None = None) -> float | None:
+    """A delay from a `Retry-After`-style header: delay-seconds or an HTTP date (RFC 9110 §10.2.3); None when
+    absent or unreadable. Every client that is told to come back later reads it the same way."""
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(0.0, seconds)
