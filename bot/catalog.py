@@ -301,6 +301,7 @@ class DeployHook(_Model):
     inputs: dict[str, str] = Field(default_factory=dict)
     status_url: str | None = None
     timeout_s: float = Field(default=600, gt=0)
+    poll_s: float = Field(default=5, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -315,7 +316,8 @@ class RollbackStep(_Model):
     rollout_stage: str | None = None
     hook: DeployHook | None = None
     minutes: float | None = None
-    approver: str | None = None
+    approver: str | None = None  # who signs off a manual step, in words ("DBA")
+    approvers: Owners = Field(default_factory=Owners)  # who may tick it; the service's owners when empty
     warning: str | None = None
 
     @model_validator(mode="after")

@@ -296,6 +296,7 @@ class Console:
             self.say(*self.renderer.render_ack(payload))
         await self.runtime.bot.background.wait_idle()
         await self._wait_for_delivery()
+        await self.runtime.rollbacks.run_once()  # a confirmed rollback's steps, up to its first wait
         calls = self.slack.calls
         for call in calls[self._seen :]:
             self.say(*self.renderer.render_call(call))

@@ -29,6 +29,14 @@ EMOJI = {
     "arrows_counterclockwise": "🔄",
     "lock": "🔒",
     "eyes": "👀",
+    "hourglass": "⌛",
+    "arrow_forward": "▶️",
+    "rewind": "⏪",
+    "repeat": "🔁",
+    "recycle": "♻️",
+    "raised_hand": "✋",
+    "octagonal_sign": "🛑",
+    "no_entry_sign": "🚫",
 }
 
 

@@ -463,5 +463,6 @@ def announcement(change: FlagChange, actor: str) -> str:
         "preset": f"applied preset {change.label} on {change.service.display_name}:",
         "rollout": f"moved the {change.service.display_name} rollout to {change.label}:",
         "revert": f"reverted change {change.reverts} on {change.service.display_name}:",
+        "rollback": f"set, as {change.label} of {change.service.display_name},",
     }[change.kind]
     return f"<@{actor}> {what} {change.describe()} (change {change.id}, revert: `/flag revert {change.id}`)"

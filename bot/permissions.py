@@ -29,7 +29,7 @@ class Decision:
     reason: str = ""
 
 
-def _mentions(users: list[str], groups: list[str]) -> str:
+def mentions(users: list[str], groups: list[str]) -> str:
     return ", ".join([f"<@{u}>" for u in users] + [f"<!subteam^{g}>" for g in groups])
 
 
@@ -57,6 +57,16 @@ async def group_members(bot: BotContext, group: str) -> set[str]:
     return members
 
 
+async def is_among(bot: BotContext, user_id: str, users: list[str], groups: list[str]) -> bool:
+    """Whether `user_id` is one of `users` or a member of one of `groups`."""
+    if user_id in users:
+        return True
+    for group in groups:
+        if user_id in await group_members(bot, group):
+            return True
+    return False
+
+
 async def may_change(bot: BotContext, user_id: str, service: Service, action: str) -> Decision:
     """Whether `user_id` may do `action` (e.g. "change the flags of Ivy v2") to `service`."""
     users, groups = owners_of(bot, service)
@@ -67,11 +77,8 @@ async def may_change(bot: BotContext, user_id: str, service: Service, action: st
             f"or user-group IDs (S…) to `services[{service.name}].owners` in the catalog (BOT_CATALOG), or set "
             "BOT_ADMINS.",
         )
-    if user_id in users:
+    if await is_among(bot, user_id, users, groups):
         return Decision(True)
-    for group in groups:
-        if user_id in await group_members(bot, group):
-            return Decision(True)
     return Decision(
-        False, f":lock: Only the owners of {service.display_name} may {action}: {_mentions(users, groups)}."
+        False, f":lock: Only the owners of {service.display_name} may {action}: {mentions(users, groups)}."
     )

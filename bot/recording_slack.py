@@ -227,6 +227,7 @@ class RecordingSlackServer(RecordingServer):
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
             "reactions.add": self._reactions_add,
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
@@ -647,6 +648,17 @@ class RecordingSlackServer(RecordingServer):
         )
         self._messages[(msg.channel, msg.ts)] = msg
         return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": self._message_payload(msg)}
+
+    def _chat_get_permalink(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = self.channel_id(str(body.get("channel") or "")), str(body.get("message_ts") or "")
+        msg = self._messages.get((channel, ts))
+        if msg is None or msg.deleted or msg.ephemeral_to is not None:
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": channel, "permalink": self.permalink(channel, ts)}
+
+    def permalink(self, channel: str, ts: str) -> str:
+        """Slack's permalink shape: /archives/{channel}/p{ts without the dot}."""
+        return f"https://console.slack.test/archives/{self.channel_id(channel)}/p{ts.replace('.', '')}"
 
     def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
         channel, ts = body.get("channel"), body.get("ts")

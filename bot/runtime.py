@@ -19,6 +19,7 @@ from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.delivery import DeliveryWorker
+from bot.rollback_worker import RollbackWorker
 from bot.scheduler import Scheduler
 from bot.server import build_http_app
 from bot.settings import Settings
@@ -38,18 +39,21 @@ class Runtime:
     http_app: ASGIApp
     scheduler: Scheduler
     delivery: DeliveryWorker
+    rollbacks: RollbackWorker
 
     def start_background(self) -> None:
-        """The scheduler and the PagerDuty delivery worker: started by `serve` and the console, driven by hand
-        (with an injected clock) in tests."""
+        """The scheduler, the PagerDuty delivery worker and the rollback worker: started by `serve` and the
+        console, driven by hand (with an injected clock) in tests."""
         self.scheduler.start()
         self.delivery.start()
+        self.rollbacks.start()
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Let post-ack work finish (graceful shutdown), then release clients and storage. Undelivered events
         stay in the outbox for the next start."""
         await self.scheduler.stop()
         await self.delivery.stop()
+        await self.rollbacks.stop()
         if not await self.bot.background.wait_idle(drain_timeout):
             log.warning(
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
@@ -93,4 +97,5 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         http_app=build_http_app(bolt, bot, delivery.wake),
         scheduler=scheduler,
         delivery=delivery,
+        rollbacks=RollbackWorker(bot),
     )

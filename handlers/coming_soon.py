@@ -5,16 +5,6 @@ from __future__ import annotations
 
 from bot.commands import Command, Subcommand
 
-ROLLBACK = Command(
-    name="/rollback",
-    description="Show a service's rollback plan and run it after a second person confirms",
-    usage_hint="SERVICE [reason] | status [SERVICE] | plans SERVICE",
-    subcommands=(
-        Subcommand("status", "status [SERVICE]", "the running or last rollback"),
-        Subcommand("plans", "plans SERVICE", "the service's rollback plans"),
-    ),
-    dangerous=True,
-)
 ONCALL = Command(
     name="/oncall",
     description="Who is on call now, and the weekly handoff checklist",
@@ -25,4 +15,4 @@ ONCALL = Command(
     ),
 )
 
-COMMANDS = (ROLLBACK, ONCALL)
+COMMANDS = (ONCALL,)

@@ -43,6 +43,7 @@ SCOPES_FOR_METHOD: dict[str, tuple[str, ...]] = {
     "reactions_add": ("reactions:write",),
     "views_open": (),
     "views_update": (),
+    "chat_getPermalink": (),  # no scope: any message the bot can see
     "conversations_info": ("channels:read",),
 }
 WEB_API_CALL = re.compile(r"\.(" + "|".join(SCOPES_FOR_METHOD) + r")\(")

@@ -1,0 +1,510 @@
+"""Rollback runs in Postgres: the request, its steps, and every state move as one conditional UPDATE.
+
+A rollback is the most dangerous thing the bot does, so "exactly once" is enforced here and nowhere else:
+- confirming moves the run `pending → running` only while it is pending and not expired (`… WHERE status =
+  'pending' AND expires_at > now`), so a double click, a Slack retry or a second replica confirms it once; a unique
+  index allows one active run per service;
+- a runner drives a run only under a lease (`lease_owner`, `lease_until`); a run whose runner died is taken over
+  when the lease lapses;
+- a step is claimed `pending → running` before its effect, so no step starts twice. A flag or deploy step found
+  `running` by a new runner was interrupted mid-call: it is marked failed for a human to Retry or Abort, because
+  whether the hook was called cannot be known. Waits, verifications and manual sign-offs simply resume.
+Times come from the caller's clock (injected in tests), never from `now()` in SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from bot.audit import audit
+from bot.catalog import RollbackPlan, RollbackStep, Service
+from bot.context import BotContext
+
+FINISHED = ("done", "cancelled", "expired", "aborted")
+
+
+@dataclass
+class Step:
+    position: int  # 1-based, as people count
+    spec: RollbackStep
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: str | None
+    detail: dict[str, Any] | None
+    checked_at: datetime | None
+    approved_by: str | None
+    reminded_at: datetime | None
+
+    def elapsed(self, now: datetime) -> timedelta | None:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or now) - self.started_at
+
+
+@dataclass
+class Run:
+    id: int
+    service: Service
+    plan: str
+    reason: str | None
+    requested_by: str
+    requested_in: str | None
+    status: str
+    created_at: datetime
+    expires_at: datetime
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+    ended_by: str | None
+    finished_at: datetime | None
+    channel: str | None
+    message_ts: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    steps: list[Step]
+
+    @property
+    def current(self) -> Step | None:
+        """The first step not done or skipped: the one running, failed or next."""
+        return next((s for s in self.steps if s.status not in ("done", "skipped")), None)
+
+    def step(self, position: int) -> Step | None:
+        return next((s for s in self.steps if s.position == position), None)
+
+
+class AlreadyRunning(Exception):
+    """Another rollback of the same service is running or waiting on a failed step."""
+
+    def __init__(self, run_id: int | None) -> None:
+        super().__init__(f"rollback {run_id} is active")
+        self.run_id = run_id
+
+
+async def create(
+    bot: BotContext,
+    service: Service,
+    plan: RollbackPlan,
+    *,
+    reason: str | None,
+    requested_by: str,
+    requested_in: str | None,
+    now: datetime,
+) -> int:
+    """Record a pending request with a copy of the plan's steps; audited."""
+    expires_at = now + timedelta(minutes=service.rollback_expires_minutes)
+    async with bot.storage.pool.connection() as conn, conn.transaction():
+        row = await (
+            await conn.execute(
+                """INSERT INTO rollback_runs (service, plan, reason, requested_by, requested_in, created_at,
+                                              expires_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                (service.name, plan.name, reason, requested_by, requested_in, now, expires_at),
+            )
+        ).fetchone()
+        assert row is not None
+        run_id = int(row[0])
+        for position, step in enumerate(plan.steps, start=1):
+            await conn.execute(
+                """INSERT INTO rollback_steps (run_id, position, kind, title, spec)
+                   VALUES (%s, %s, %s, %s, %s)""",
+                (run_id, position, step.kind, step.title, Jsonb(step.model_dump(mode="json"))),
+            )
+        await audit(
+            conn,
+            actor=requested_by,
+            action="rollback.request",
+            outcome="pending",
+            service=service.name,
+            target=str(run_id),
+            after={"plan": plan.name, "steps": [s.title for s in plan.steps]},
+            detail={"reason": reason, "expires_at": expires_at.isoformat()},
+        )
+    return run_id
+
+
+async def attach_message(bot: BotContext, run_id: int, channel: str, ts: str) -> None:
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE rollback_runs SET channel = %s, message_ts = %s WHERE id = %s", (channel, ts, run_id)
+        )
+
+
+def _step(row: dict[str, Any]) -> Step:
+    return Step(
+        position=row["position"],
+        spec=RollbackStep.model_validate(row["spec"]),
+        status=row["status"],
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        result=row["result"],
+        detail=row["detail"],
+        checked_at=row["checked_at"],
+        approved_by=row["approved_by"],
+        reminded_at=row["reminded_at"],
+    )
+
+
+async def load(bot: BotContext, run_id: int) -> Run | None:
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute("SELECT * FROM rollback_runs WHERE id = %s", (run_id,))
+        row = await cursor.fetchone()
+        if row is None:
+            return None
+        await cursor.execute("SELECT * FROM rollback_steps WHERE run_id = %s ORDER BY position", (run_id,))
+        steps = [_step(s) for s in await cursor.fetchall()]
+    service = bot.catalog.find(row["service"])
+    if service is None:
+        return None
+    return Run(
+        id=row["id"],
+        service=service,
+        plan=row["plan"],
+        reason=row["reason"],
+        requested_by=row["requested_by"],
+        requested_in=row["requested_in"],
+        status=row["status"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        confirmed_by=row["confirmed_by"],
+        confirmed_at=row["confirmed_at"],
+        ended_by=row["ended_by"],
+        finished_at=row["finished_at"],
+        channel=row["channel"],
+        message_ts=row["message_ts"],
+        lease_owner=row["lease_owner"],
+        lease_until=row["lease_until"],
+        steps=steps,
+    )
+
+
+async def latest(bot: BotContext, service: Service | None) -> Run | None:
+    """The active run if there is one, else the most recent confirmed or requested one."""
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT id FROM rollback_runs WHERE (%s::text IS NULL OR service = %s)
+                   ORDER BY status IN ('running', 'failed') DESC, id DESC LIMIT 1""",
+                (service.name if service else None, service.name if service else None),
+            )
+        ).fetchone()
+    return await load(bot, int(row[0])) if row else None
+
+
+async def active_run_id(bot: BotContext, service: Service) -> int | None:
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT id FROM rollback_runs WHERE service = %s AND status IN ('running', 'failed')",
+                (service.name,),
+            )
+        ).fetchone()
+    return int(row[0]) if row else None
+
+
+# --- decisions on a pending request ---------------------------------------------------------------------------
+
+
+async def confirm(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
+    """pending → running, once, before expiry. True for the one caller that won; AlreadyRunning when another
+    rollback of the service is active."""
+    try:
+        async with bot.storage.pool.connection() as conn:
+            cursor = await conn.execute(
+                """UPDATE rollback_runs SET status = 'running', confirmed_by = %s, confirmed_at = %s
+                   WHERE id = %s AND status = 'pending' AND expires_at > %s""",
+                (actor, now, run.id, now),
+            )
+            won = cursor.rowcount == 1
+    except psycopg.errors.UniqueViolation:
+        raise AlreadyRunning(await active_run_id(bot, run.service)) from None
+    if won:
+        await audit(
+            bot.storage.pool,
+            actor=actor,
+            action="rollback.confirm",
+            outcome="ok",
+            service=run.service.name,
+            target=str(run.id),
+            detail={"requested_by": run.requested_by},
+        )
+    return won
+
+
+async def end_pending(bot: BotContext, run: Run, actor: str, status: str, now: datetime) -> bool:
+    """pending → cancelled (a person) or expired (the clock); audited once."""
+    expiry = "AND expires_at <= %s" if status == "expired" else "AND %s IS NOT NULL"
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            f"""UPDATE rollback_runs SET status = %s, ended_by = %s, finished_at = %s
+                WHERE id = %s AND status = 'pending' {expiry}""",
+            (status, actor, now, run.id, now),
+        )
+        won = cursor.rowcount == 1
+    if won:
+        await audit(
+            bot.storage.pool,
+            actor=actor,
+            action=f"rollback.{'cancel' if status == 'cancelled' else 'expire'}",
+            outcome=status,
+            service=run.service.name,
+            target=str(run.id),
+        )
+    return won
+
+
+async def due_expiries(bot: BotContext, now: datetime) -> list[int]:
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT id FROM rollback_runs WHERE status = 'pending' AND expires_at <= %s ORDER BY id", (now,)
+        )
+        return [int(row[0]) for row in await cursor.fetchall()]
+
+
+# --- decisions on a confirmed run ------------------------------------------------------------------------------
+
+
+async def retry(bot: BotContext, run: Run, position: int, actor: str) -> bool:
+    """A failed step back to pending and the run back to running, together, once."""
+    async with bot.storage.pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            """UPDATE rollback_runs SET status = 'running' WHERE id = %s AND status = 'failed'""", (run.id,)
+        )
+        if cursor.rowcount != 1:
+            return False
+        cursor = await conn.execute(
+            """UPDATE rollback_steps SET status = 'pending', result = NULL, started_at = NULL, finished_at = NULL,
+                   checked_at = NULL
+               WHERE run_id = %s AND position = %s AND status = 'failed'""",
+            (run.id, position),
+        )
+        if cursor.rowcount != 1:
+            await conn.rollback()
+            return False
+        await audit(
+            conn,
+            actor=actor,
+            action="rollback.retry",
+            outcome="ok",
+            service=run.service.name,
+            target=f"{run.id}/{position}",
+        )
+    return True
+
+
+async def abort(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
+    """running | failed → aborted; steps not finished are skipped. A step mid-call finishes first (its runner
+    checks the run's status before the next step)."""
+    async with bot.storage.pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            """UPDATE rollback_runs SET status = 'aborted', ended_by = %s, finished_at = %s
+               WHERE id = %s AND status IN ('running', 'failed')""",
+            (actor, now, run.id),
+        )
+        if cursor.rowcount != 1:
+            return False
+        await conn.execute(
+            """UPDATE rollback_steps SET status = 'skipped', finished_at = COALESCE(finished_at, %s)
+               WHERE run_id = %s AND (status = 'pending' OR (status IN ('running', 'failed')
+                                      AND kind IN ('wait', 'manual', 'verify')) OR status = 'failed')""",
+            (now, run.id),
+        )
+        await audit(
+            conn,
+            actor=actor,
+            action="rollback.abort",
+            outcome="aborted",
+            service=run.service.name,
+            target=str(run.id),
+        )
+    return True
+
+
+async def approve(bot: BotContext, run: Run, position: int, actor: str, now: datetime) -> bool:
+    """A manual step's sign-off: running → done, once."""
+    async with bot.storage.pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            """UPDATE rollback_steps SET status = 'done', approved_by = %s, finished_at = %s,
+                   result = 'signed off by <@' || %s || '>'
+               WHERE run_id = %s AND position = %s AND kind = 'manual' AND status = 'running'
+                 AND EXISTS (SELECT 1 FROM rollback_runs WHERE id = %s AND status = 'running')""",
+            (actor, now, actor, run.id, position, run.id),
+        )
+        if cursor.rowcount != 1:
+            return False
+        await audit(
+            conn,
+            actor=actor,
+            action="rollback.approve",
+            outcome="ok",
+            service=run.service.name,
+            target=f"{run.id}/{position}",
+        )
+    return True
+
+
+# --- the runner's lease and step moves -------------------------------------------------------------------------
+
+
+async def runnable(bot: BotContext, now: datetime, owner: str) -> list[int]:
+    """Running rollbacks this runner holds or may take over."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """SELECT id FROM rollback_runs WHERE status = 'running'
+                 AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) ORDER BY id""",
+            (now, owner),
+        )
+        return [int(row[0]) for row in await cursor.fetchall()]
+
+
+async def take_lease(bot: BotContext, run_id: int, owner: str, now: datetime, lease: timedelta) -> str | None:
+    """Hold the run for `lease`; returns the previous owner ("" when it was this runner or nobody), None when
+    another runner holds it."""
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """UPDATE rollback_runs r SET lease_owner = %s, lease_until = %s
+                   FROM (SELECT id, lease_owner FROM rollback_runs WHERE id = %s FOR UPDATE) AS previous
+                   WHERE r.id = previous.id AND r.status = 'running'
+                     AND (r.lease_until IS NULL OR r.lease_until < %s OR r.lease_owner = %s)
+                   RETURNING previous.lease_owner""",
+                (owner, now + lease, run_id, now, owner),
+            )
+        ).fetchone()
+    if row is None:
+        return None
+    return "" if row[0] in (None, owner) else str(row[0])
+
+
+async def renew_lease(bot: BotContext, run_id: int, owner: str, until: datetime) -> None:
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE rollback_runs SET lease_until = %s WHERE id = %s AND lease_owner = %s",
+            (until, run_id, owner),
+        )
+
+
+async def release_leases(bot: BotContext, owner: str) -> None:
+    """Let another runner pick this runner's rollbacks up at once (on shutdown); the owner stays recorded."""
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute("UPDATE rollback_runs SET lease_until = NULL WHERE lease_owner = %s", (owner,))
+
+
+async def start_step(bot: BotContext, run: Run, step: Step, now: datetime) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE rollback_steps SET status = 'running', attempts = attempts + 1, started_at = %s,
+                   finished_at = NULL, result = NULL
+               WHERE run_id = %s AND position = %s AND status = 'pending'""",
+            (now, run.id, step.position),
+        )
+        won = cursor.rowcount == 1
+    if won:
+        step.status, step.started_at, step.finished_at, step.result = "running", now, None, None
+        step.attempts += 1
+        await _audit_step(bot, run, step, "started")
+    return won
+
+
+async def finish_step(
+    bot: BotContext, run: Run, step: Step, status: str, result: str, now: datetime, detail: Any = None
+) -> None:
+    """running → done | failed; a failure also moves the run to `failed`, so nothing continues past it."""
+    async with bot.storage.pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            """UPDATE rollback_steps SET status = %s, result = %s, finished_at = %s, detail = %s
+               WHERE run_id = %s AND position = %s AND status = 'running'""",
+            (status, result, now, Jsonb(detail), run.id, step.position),
+        )
+        if cursor.rowcount != 1:
+            return
+        if status == "failed":
+            await conn.execute(
+                "UPDATE rollback_runs SET status = 'failed' WHERE id = %s AND status = 'running'", (run.id,)
+            )
+    step.status, step.result, step.finished_at, step.detail = status, result, now, detail
+    await _audit_step(bot, run, step, "ok" if status == "done" else "failed")
+
+
+async def mark_checked(bot: BotContext, run: Run, step: Step, now: datetime) -> None:
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE rollback_steps SET checked_at = %s WHERE run_id = %s AND position = %s",
+            (now, run.id, step.position),
+        )
+    step.checked_at = now
+
+
+async def claim_reminder(bot: BotContext, run: Run, step: Step, now: datetime) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE rollback_steps SET reminded_at = %s
+               WHERE run_id = %s AND position = %s AND status = 'running' AND reminded_at IS NULL""",
+            (now, run.id, step.position),
+        )
+        return cursor.rowcount == 1
+
+
+async def finish_run(bot: BotContext, run: Run, now: datetime) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE rollback_runs SET status = 'done', finished_at = %s, lease_until = NULL
+               WHERE id = %s AND status = 'running'
+                 AND NOT EXISTS (SELECT 1 FROM rollback_steps WHERE run_id = %s AND status NOT IN ('done', 'skipped'))""",
+            (now, run.id, run.id),
+        )
+        won = cursor.rowcount == 1
+    if won:
+        run.status, run.finished_at = "done", now
+        await audit(
+            bot.storage.pool,
+            actor=run.confirmed_by or run.requested_by,
+            action="rollback.done",
+            outcome="ok",
+            service=run.service.name,
+            target=str(run.id),
+        )
+    return won
+
+
+async def claim_summary(bot: BotContext, run: Run) -> bool:
+    """The #incidents summary is posted once, by whoever ends the run."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            "UPDATE rollback_runs SET summary_posted = true WHERE id = %s AND NOT summary_posted", (run.id,)
+        )
+        return cursor.rowcount == 1
+
+
+async def status_of(bot: BotContext, run_id: int) -> str | None:
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT status FROM rollback_runs WHERE id = %s", (run_id,))
+        ).fetchone()
+    return str(row[0]) if row else None
+
+
+async def _audit_step(bot: BotContext, run: Run, step: Step, outcome: str) -> None:
+    await audit(
+        bot.storage.pool,
+        actor=run.confirmed_by or run.requested_by,
+        action="rollback.step",
+        outcome=outcome,
+        service=run.service.name,
+        target=f"{run.id}/{step.position}",
+        after={
+            "kind": step.spec.kind,
+            "title": step.spec.title,
+            "status": step.status,
+            "result": step.result,
+        },
+        detail={"attempt": step.attempts},
+    )
