@@ -485,3 +485,30 @@ async def test_the_hook_secret_and_the_hooks_query_string_never_reach_slack(
         (c.text or "") + blocks_text(c.blocks) for c in bot.slack.calls if c.method != "auth.test"
     )
     assert HOOK_SECRET not in everything
+
+
+async def test_the_requester_cancels_and_a_later_confirm_is_told_so(
+    bot: BotUnderTest, hooks: RecordingHookServer, database_url: str
+) -> None:
+    root = await _request(bot, "fa", user=REQUESTER)
+    await _click(bot, root, "rollback_cancel", "1", user=REQUESTER)
+    await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
+    await _drive(bot, utc_now())
+    assert hooks.calls == []
+    assert _ephemerals(bot)[-1] == f"Rollback #1 was already cancelled by <@{REQUESTER}>."
+    assert f"Cancelled by <@{REQUESTER}>: nothing ran." in blocks_text(_root_updates(bot, root)[-1].blocks)
+    assert await _rows(database_url, "SELECT action FROM audit_log WHERE action = 'rollback.cancel'") == [
+        ("rollback.cancel",)
+    ]
+
+
+async def test_one_rollback_at_a_time_per_service(bot: BotUnderTest, hooks: RecordingHookServer) -> None:
+    hooks.fail_next(500)
+    root = await _request(bot, "fa", user=REQUESTER)
+    await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
+    await _drive(bot, utc_now())  # stopped on the failed hook: still active
+    await bot.command("/rollback", "fa again", user=CONFIRMER)
+    await bot.settle()
+    assert _ephemerals(bot)[-1] == (
+        "Rollback #1 of FA AI System is still active: see `/rollback status fa-ai-system`."
+    )
