@@ -313,8 +313,8 @@ async def abort(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
             return False
         await conn.execute(
             """UPDATE rollback_steps SET status = 'skipped', finished_at = COALESCE(finished_at, %s)
-               WHERE run_id = %s AND (status = 'pending' OR (status IN ('running', 'failed')
-                                      AND kind IN ('wait', 'manual', 'verify')) OR status = 'failed')""",
+               WHERE run_id = %s AND (status IN ('pending', 'failed')
+                                      OR (status = 'running' AND kind IN ('wait', 'manual', 'verify')))""",
             (now, run.id),
         )
         await audit(
