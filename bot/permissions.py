@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 import redis.exceptions
 
+from bot.audit import audit
 from bot.catalog import Service
 from bot.context import BotContext
+from bot.replies import Reply
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +84,24 @@ async def may_change(bot: BotContext, user_id: str, service: Service, action: st
     return Decision(
         False, f":lock: Only the owners of {service.display_name} may {action}: {mentions(users, groups)}."
     )
+
+
+async def require_owner(
+    bot: BotContext, user_id: str, service: Service, what: str, *, action: str, target: str, reply: Reply
+) -> bool:
+    """`may_change`, and on refusal an audit row (`action`, e.g. "flag.refused") and an ephemeral answer saying
+    who may — or where to configure owners."""
+    decision = await may_change(bot, user_id, service, what)
+    if decision.allowed:
+        return True
+    await audit(
+        bot.storage.pool,
+        actor=user_id,
+        action=action,
+        outcome="refused",
+        service=service.name,
+        target=target,
+        detail={"reason": decision.reason, "what": what},
+    )
+    await reply.ephemeral(decision.reason)
+    return False

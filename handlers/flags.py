@@ -22,7 +22,7 @@ from bot.catalog import Catalog, Flag, Service, missing_env
 from bot.commands import Action, Command, Subcommand, UsageError, did_you_mean
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.flag_changes import FlagChange, FlagStoreNotConfigured, PlannedFlag, to_wire
-from bot.permissions import may_change
+from bot.permissions import require_owner
 from bot.replies import Reply
 from handlers import flags_blocks
 from integrations.flag_backends import FlagBackendError
@@ -219,21 +219,16 @@ def acknowledge(request: FlagRequest, catalog: Catalog) -> str:
 
 
 async def authorize(bot: BotContext, user_id: str, service: Service, target: str, reply: Reply) -> bool:
-    """Owners only; a refusal is audited and told to the user with who may (or where to configure owners)."""
-    decision = await may_change(bot, user_id, service, f"change the flags of {service.display_name}")
-    if decision.allowed:
-        return True
-    await audit(
-        bot.storage.pool,
-        actor=user_id,
+    """Owners only, fail closed; a refusal is audited and told to the user."""
+    return await require_owner(
+        bot,
+        user_id,
+        service,
+        f"change the flags of {service.display_name}",
         action="flag.refused",
-        outcome="refused",
-        service=service.name,
         target=target,
-        detail={"reason": decision.reason},
+        reply=reply,
     )
-    await reply.ephemeral(decision.reason)
-    return False
 
 
 # --- act --------------------------------------------------------------------------------------------------------

@@ -259,8 +259,10 @@ def verdicts(stats: metrics_db.LatencyStats, objectives: list[Objective], kind: 
 # --- act ------------------------------------------------------------------------------------------------------
 
 
-async def measure(request: LatencyRequest) -> metrics_db.LatencyStats:
-    source = request.source
+async def source_stats(
+    source: LatencySource, *, window: timedelta, kind: str | None = None, buckets: int = 1
+) -> metrics_db.LatencyStats:
+    """The catalog's latency source over `window`: shared by /latency and the rollback's watch steps."""
     return await metrics_db.latency_stats(
         source.dsn,
         table=source.table,
@@ -269,10 +271,16 @@ async def measure(request: LatencyRequest) -> metrics_db.LatencyStats:
         filters=source.filters,
         kind_column=source.kind_column,
         success_column=source.success_column,
-        window=request.duration,
-        kind=request.kind,
-        buckets=request.buckets,
+        window=window,
+        kind=kind,
+        buckets=buckets,
         statement_timeout=source.statement_timeout_s,
+    )
+
+
+async def measure(request: LatencyRequest) -> metrics_db.LatencyStats:
+    return await source_stats(
+        request.source, window=request.duration, kind=request.kind, buckets=request.buckets
     )
 
 

@@ -20,7 +20,7 @@ from bot.audit import audit
 from bot.catalog import Catalog, RollbackPlan, Service
 from bot.commands import Action, Command, Subcommand, UsageError, did_you_mean
 from bot.context import ActionContext, BotContext, CommandContext
-from bot.permissions import is_among, may_change, mentions, owners_of
+from bot.permissions import is_among, mentions, owners_of, require_owner
 from bot.replies import Reply
 from bot.rollbacks import Run
 from handlers import rollback_blocks as blocks
@@ -106,21 +106,16 @@ def acknowledge(request: RollbackRequest, catalog: Catalog) -> str:
 async def authorize(
     bot: BotContext, user_id: str, service: Service, what: str, target: str, reply: Reply
 ) -> bool:
-    """The service's owners only; a refusal is audited and told to the user with who may."""
-    decision = await may_change(bot, user_id, service, what)
-    if decision.allowed:
-        return True
-    await audit(
-        bot.storage.pool,
-        actor=user_id,
+    """The service's owners only, fail closed; a refusal is audited and told to the user with who may."""
+    return await require_owner(
+        bot,
+        user_id,
+        service,
+        f"{what} {service.display_name}",
         action="rollback.refused",
-        outcome="refused",
-        service=service.name,
         target=target,
-        detail={"reason": decision.reason, "what": what},
+        reply=reply,
     )
-    await reply.ephemeral(decision.reason)
-    return False
 
 
 # --- act --------------------------------------------------------------------------------------------------------
@@ -129,9 +124,7 @@ async def authorize(
 async def request_rollback(request: RequestRollback, ctx: CommandContext) -> None:
     bot, user = ctx.bot, ctx.invocation.user_id
     service = request.service
-    if not await authorize(
-        bot, user, service, f"request a rollback of {service.display_name}", "request", ctx.reply
-    ):
+    if not await authorize(bot, user, service, "request a rollback of", "request", ctx.reply):
         return
     active = await rollbacks.active_run_id(bot, service)
     if active is not None:
@@ -256,7 +249,7 @@ async def confirm(ctx: ActionContext) -> None:
         bot,
         ctx.user_id,
         run.service,
-        f"confirm a rollback of {run.service.display_name}",
+        "confirm a rollback of",
         str(run.id),
         ctx.reply,
     ):
@@ -281,21 +274,24 @@ async def confirm(ctx: ActionContext) -> None:
     )
 
 
-async def cancel(ctx: ActionContext) -> None:
+async def _owned_run(ctx: ActionContext, what: str) -> tuple[Run, int | None] | None:
+    """The run a button names, when the clicker may `what` it (the requester may always cancel their own)."""
     found = await _run_of(ctx)
     if found is None:
+        return None
+    run = found[0]
+    if what == "cancel a rollback of" and ctx.user_id == run.requested_by:
+        return found
+    if not await authorize(ctx.bot, ctx.user_id, run.service, what, str(run.id), ctx.reply):
+        return None
+    return found
+
+
+async def cancel(ctx: ActionContext) -> None:
+    found = await _owned_run(ctx, "cancel a rollback of")
+    if found is None:
         return
-    run, _ = found
-    if ctx.user_id != run.requested_by and not await authorize(
-        ctx.bot,
-        ctx.user_id,
-        run.service,
-        f"cancel a rollback of {run.service.display_name}",
-        str(run.id),
-        ctx.reply,
-    ):
-        return
-    now = ctx.bot.clock()
+    run, now = found[0], ctx.bot.clock()
     if not await rollbacks.end_pending(ctx.bot, run, ctx.user_id, "cancelled", now):
         latest = await rollbacks.load(ctx.bot, run.id)
         await ctx.reply.ephemeral(_not_pending(latest or run))
@@ -305,24 +301,13 @@ async def cancel(ctx: ActionContext) -> None:
 
 
 async def abort(ctx: ActionContext) -> None:
-    found = await _run_of(ctx)
+    found = await _owned_run(ctx, "abort a rollback of")
     if found is None:
         return
-    run, _ = found
-    if not await authorize(
-        ctx.bot,
-        ctx.user_id,
-        run.service,
-        f"abort a rollback of {run.service.display_name}",
-        str(run.id),
-        ctx.reply,
-    ):
-        return
-    now = ctx.bot.clock()
+    run, now = found[0], ctx.bot.clock()
     if not await rollbacks.abort(ctx.bot, run, ctx.user_id, now):
-        await ctx.reply.ephemeral(
-            f"Rollback #{run.id} is {blocks.RUN_STATE.get(run.status, run.status)}: nothing to abort."
-        )
+        state = blocks.RUN_STATE.get(run.status, run.status)
+        await ctx.reply.ephemeral(f"Rollback #{run.id} is {state}: nothing to abort.")
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
     await rollback_run.refresh_root(ctx.bot, run, now)
@@ -333,26 +318,14 @@ async def abort(ctx: ActionContext) -> None:
 
 
 async def retry(ctx: ActionContext) -> None:
-    found = await _run_of(ctx)
+    found = await _owned_run(ctx, "retry a rollback step of")
     if found is None:
         return
     run, position = found
-    if position is None:
-        await ctx.reply.ephemeral("That button names no step.")
-        return
-    if not await authorize(
-        ctx.bot,
-        ctx.user_id,
-        run.service,
-        f"retry a rollback step of {run.service.display_name}",
-        str(run.id),
-        ctx.reply,
-    ):
-        return
-    if not await rollbacks.retry(ctx.bot, run, position, ctx.user_id):
+    if position is None or not await rollbacks.retry(ctx.bot, run, position, ctx.user_id):
+        state = blocks.RUN_STATE.get(run.status, run.status)
         await ctx.reply.ephemeral(
-            f"Step {position} of rollback #{run.id} is not waiting for a retry "
-            f"(the rollback is {blocks.RUN_STATE.get(run.status, run.status)})."
+            f"Step {position} of rollback #{run.id} is not waiting for a retry (the rollback is {state})."
         )
         return
     run = await rollbacks.load(ctx.bot, run.id) or run

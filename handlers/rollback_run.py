@@ -195,18 +195,7 @@ async def _slo_check(run: Run, minutes: float) -> str | None:
     if source is None or missing_env(source) or not run.service.objectives:
         return None
     try:
-        stats = await metrics_db.latency_stats(
-            source.dsn,
-            table=source.table,
-            latency_column=source.latency_column,
-            time_column=source.time_column,
-            filters=source.filters,
-            kind_column=source.kind_column,
-            success_column=source.success_column,
-            window=timedelta(minutes=minutes),
-            buckets=1,
-            statement_timeout=source.statement_timeout_s,
-        )
+        stats = await latency.source_stats(source, window=timedelta(minutes=minutes))
     except metrics_db.MetricsQueryError as exc:
         return f"the latency check failed: {exc}"
     breaches = [

@@ -125,7 +125,11 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(
             "",
             ["I don't know the command `/helth`", "Did you mean `/health`?", "`/health [service]`"],
         ),
-        ("/rollback", "", ["Tell me which service to roll back.", "`/rollback SERVICE [plan] [reason] | status"]),
+        (
+            "/rollback",
+            "",
+            ["Tell me which service to roll back.", "`/rollback SERVICE [plan] [reason] | status"],
+        ),
         ("/oncall", "", ["`/oncall` is not available yet"]),
         ("/health", "help", ["`/health [service]` — Probe every service"]),
         ("/health", "mira ivy", ["takes at most one service", "Usage: `/health [service]`"]),

@@ -512,3 +512,46 @@ async def test_one_rollback_at_a_time_per_service(bot: BotUnderTest, hooks: Reco
     assert _ephemerals(bot)[-1] == (
         "Rollback #1 of FA AI System is still active: see `/rollback status fa-ai-system`."
     )
+
+
+async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
+    settings: Settings,
+    catalog: Catalog,
+    catalog_env: dict[str, str],
+    tmp_path: Path,
+    slack: RecordingSlackServer,
+    database_url: str,
+) -> None:
+    """Mira's watch reads p95 from mira_events over the watch window: 5 s answers breach the 3 s SLO."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute(
+            """CREATE TABLE mira_events (id bigserial PRIMARY KEY, event_type text NOT NULL, latency_ms integer,
+                                         success boolean, created_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        await conn.execute(
+            """INSERT INTO mira_events (event_type, latency_ms, success, created_at)
+               SELECT 'agent_response', 5000, true, now() - n * interval '10 seconds' FROM generate_series(1, 60) n"""
+        )
+    data = yaml.safe_load(BUNDLED_CATALOG.read_text())
+    for service in data["services"]:
+        service["owners"] = {"users": [REQUESTER, CONFIRMER, THIRD_OWNER], "groups": []}
+    path = tmp_path / "measured.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    measured = load_catalog(path, env={**catalog_env, "MIRA_DATABASE_URL": database_url})
+    runtime = await start_runtime(settings, measured)
+    server = await start_server(runtime.http_app)
+    bot = BotUnderTest(runtime=runtime, server=server, slack=slack)
+    try:
+        root = await _request(bot, "mira", user=REQUESTER)
+        await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
+        t0 = utc_now()
+        await _drive(bot, t0)
+        await _click(bot, root, "rollback_signoff", "1:4", user=THIRD_OWNER)
+        await _drive(bot, t0)
+        await _drive(bot, t0 + timedelta(minutes=31))
+    finally:
+        await bot.close()
+        await server.stop()
+        await runtime.close()
+    [failure] = [t for t in _thread(bot, root) if "Step 6/12" in t and "failed" in t]
+    assert "SLO breached: p95 5000 > 3000" in failure
