@@ -5,7 +5,9 @@ Handlers see these plain objects only; nothing here knows about HTTP, signatures
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.background import BackgroundWork
 from bot.catalog import Catalog
 from bot.replies import Reply
+from bot.scheduler import utc_now
 from bot.settings import Settings
 from bot.storage import Storage
 from integrations.pagerduty import PagerDutyClient
@@ -30,6 +33,9 @@ class BotContext:
     http: httpx.AsyncClient
     pagerduty: PagerDutyClient | None = None  # None until PAGERDUTY_API_TOKEN is set
     background: BackgroundWork = field(default_factory=BackgroundWork)
+    # What "now" is for the scheduler and the handoff (ticks, reminders, test deadlines): tests and the console's
+    # `clock` command move it instead of sleeping.
+    clock: Callable[[], datetime] = utc_now
 
 
 @dataclass(frozen=True)

@@ -227,6 +227,7 @@ class RecordingSlackServer(RecordingServer):
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.delete": self._chat_delete,
+            "chat.getPermalink": self._chat_get_permalink,
             "reactions.add": self._reactions_add,
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
@@ -691,6 +692,19 @@ class RecordingSlackServer(RecordingServer):
         )
         self._messages[(msg.channel, msg.ts)] = msg
         return {"ok": True, "message_ts": msg.ts}
+
+    def _chat_get_permalink(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Slack's answer shape: the message's web link, ``…/archives/<channel>/p<ts without the dot>``."""
+        channel, ts = body.get("channel"), body.get("message_ts")
+        if not isinstance(channel, str) or not channel.strip():
+            return {"ok": False, "error": "channel_not_found"}
+        msg = self._messages.get((self.channel_id(channel), str(ts)))
+        if msg is None or msg.deleted:
+            return {"ok": False, "error": "message_not_found"}
+        permalink = f"https://console.slack.test/archives/{msg.channel}/p{msg.ts.replace('.', '')}"
+        if msg.thread_ts and msg.thread_ts != msg.ts:
+            permalink += f"?thread_ts={msg.thread_ts}&cid={msg.channel}"
+        return {"ok": True, "channel": msg.channel, "permalink": permalink}
 
     def _chat_delete(self, body: dict[str, Any]) -> dict[str, Any]:
         channel, ts = body.get("channel"), body.get("ts")

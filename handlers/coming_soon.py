@@ -15,14 +15,4 @@ ROLLBACK = Command(
     ),
     dangerous=True,
 )
-ONCALL = Command(
-    name="/oncall",
-    description="Who is on call now, and the weekly handoff checklist",
-    usage_hint="[handoff | checklist]",
-    subcommands=(
-        Subcommand("handoff", "handoff", "post this week's handoff checklist now"),
-        Subcommand("checklist", "checklist", "the status of this week's checklist"),
-    ),
-)
-
-COMMANDS = (ROLLBACK, ONCALL)
+COMMANDS = (ROLLBACK,)

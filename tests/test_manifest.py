@@ -35,6 +35,7 @@ SCOPES_FOR_METHOD: dict[str, tuple[str, ...]] = {
     "chat_postMessage": ("chat:write",),
     "chat_update": ("chat:write",),
     "chat_postEphemeral": ("chat:write",),
+    "chat_getPermalink": (),  # Slack: "no scope required"
     "conversations_join": ("channels:join",),
     "users_info": ("users:read",),
     "users_lookupByEmail": ("users:read.email",),

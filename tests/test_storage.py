@@ -37,9 +37,16 @@ async def test_two_replicas_starting_together_apply_each_migration_once(
             await storage.close()
 
 
+# Numbers taken by work being built in parallel: 0005 is the rollback issue's. The runner applies every file it has
+# not applied yet, whatever its number, so a migration that lands after a higher-numbered one is applied then.
+RESERVED_MIGRATIONS = {5}
+
+
 async def test_migrations_are_numbered_and_never_renumbered() -> None:
     versions = [version for version, _, _ in migration_files()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert len(versions) == len(set(versions)), "two migrations share a number"
+    expected = [v for v in range(1, max(versions) + 1) if v in versions or v not in RESERVED_MIGRATIONS]
+    assert versions == expected
 
 
 def test_embedded_servers_are_real_and_one_process_owns_a_state_dir(tmp_path: Path) -> None:
