@@ -170,7 +170,9 @@ def _pagerduty_test(
 
 
 def seconds(delta: timedelta) -> str:
-    return f"{delta.total_seconds():.1f} s"
+    """A round trip: `840 ms` below a second, `2.3 s` above."""
+    value = delta.total_seconds()
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s"
 
 
 def _evidence_text(
