@@ -564,7 +564,9 @@ async def test_get_permalink_links_a_message_and_a_reply_in_its_thread(
     reply = await client.chat_postMessage(channel="#alerts", text="reminder", thread_ts=root["ts"])
     channel = slack.channel_id("#alerts")
     link = await client.chat_getPermalink(channel=channel, message_ts=root["ts"])
-    assert link["permalink"] == f"https://console.slack.test/archives/{channel}/p{root['ts'].replace('.', '')}"
+    assert (
+        link["permalink"] == f"https://console.slack.test/archives/{channel}/p{root['ts'].replace('.', '')}"
+    )
     threaded = await client.chat_getPermalink(channel=channel, message_ts=reply["ts"])
     assert threaded["permalink"].endswith(f"?thread_ts={root['ts']}&cid={channel}")
     with pytest.raises(SlackApiError) as raised:
