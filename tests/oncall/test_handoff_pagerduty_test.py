@@ -117,19 +117,26 @@ async def test_the_button_triggers_through_the_events_api_and_reports_the_round_
 
 
 async def test_a_double_click_and_a_click_on_another_replica_run_one_test(
-    bot: BotUnderTest, replica: BotUnderTest, pagerduty: RecordingPagerDutyServer
+    bot: BotUnderTest, replica: BotUnderTest, pagerduty: RecordingPagerDutyServer, database_url: str
 ) -> None:
-    pagerduty.send_webhooks_to(f"{replica.server.url}/pagerduty/webhook", [WEBHOOK_SECRET])
+    pagerduty.send_webhooks_to(None)  # the webhook is held back until every click has been answered
     post = await _posted(bot)
     at(replica, ROTATION + timedelta(minutes=1))
-    statuses = await asyncio.gather(
-        _press(bot, post), _press(bot, post), _press(replica, post, user=ALICE[3])
+    assert await _press(bot, post) == 200
+    await _status_becomes(database_url, "waiting")
+    statuses = await asyncio.gather(_press(bot, post), _press(replica, post, user=ALICE[3]))
+    assert statuses == [200, 200]
+    told = [c.body.get("text", "") for c in await bot.slack.wait_for("response_url", count=2, timeout=15)]
+    assert sum(f"A PagerDuty test is already running (started by <@{BOB[3]}>" in t for t in told) == 2
+    # Now PagerDuty's webhook for the one trigger arrives (signed, through the real route).
+    [trigger] = _events(pagerduty)
+    [incident] = pagerduty.incidents()
+    payload = pd.event(
+        "incident.triggered", pd.incident(id=incident["id"], incident_key=str(trigger["dedup_key"]))
     )
-    assert statuses == [200, 200, 200]
-    await finishes(asyncio.gather(bot.settle(), replica.settle()), within=30, what="the PagerDuty tests")
+    assert await send_webhook(replica, payload) == 202
+    await finishes(asyncio.gather(bot.settle(), replica.settle()), within=30, what="the PagerDuty test")
     assert [e["event_action"] for e in _events(pagerduty)] == ["trigger", "resolve"]
-    told = [c.body.get("text", "") for c in bot.slack.calls_to("response_url")]
-    assert sum("A PagerDuty test is already running" in t for t in told) == 2
     results = [c for c in thread(bot.slack, post) if "PagerDuty integration works" in str(c.text)]
     assert len(results) == 1
 
@@ -142,7 +149,7 @@ async def test_no_webhook_by_the_deadline_says_the_loop_is_broken(
     assert await _press(bot, post) == 200
     await _status_becomes(database_url, "waiting")
     at(bot, ROTATION + timedelta(seconds=5) + timedelta(seconds=121))  # the catalog's 120 s have passed
-    await bot.runtime.scheduler.run_due()  # the sweep, on whichever replica ticks first
+    await bot.runtime.scheduler.run_due()  # the sweep; or the waiter, reading the same clock, was first
     await finishes(bot.settle(), within=30, what="the waiter")  # it sees the test finished and stops
 
     [_, broken] = thread(bot.slack, post)
