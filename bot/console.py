@@ -3,8 +3,13 @@
 The console starts the same runtime as `serve` (catalog, storage, Bolt app, HTTP server on a loopback port) and an
 in-process recording Slack server as the Web API. What you type becomes a request signed exactly as Slack signs
 it and sent to `/slack/events`; what the bot posts to the Web API is rendered as text with channel, thread
-structure and numbered buttons you can press. `--script FILE` runs lines non-interactively and prints the
-transcript (the README's transcript is produced this way and checked by a test).
+structure and numbered buttons (and checkboxes) you can press. `--script FILE` runs lines non-interactively and
+prints the transcript (the README's transcript is produced this way and checked by a test).
+
+The bot's clock is the console's: `clock monday 09:00` moves it forward (it keeps running from there) and runs the
+scheduler at once, so the weekly handoff checklist and its reminders can be seen without waiting for Monday.
+Scheduled slots from before the session started are not caught up, so a console opened on a Monday morning does
+not post the week's checklist by itself.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -20,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
@@ -30,8 +36,9 @@ from pydantic import SecretStr
 
 from bot.catalog import load_catalog
 from bot.console_render import Button, ConsoleRenderer
+from bot.cron import CronSchedule
 from bot.demo import demo_settings, start_demo
-from bot.recording_pagerduty import RecordingPagerDutyServer
+from bot.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
 from bot.recording_slack import TEAM_ID, RecordingSlackServer
 from bot.recording_supabase import RecordingSupabaseServer
 from bot.runtime import Runtime, start_runtime
@@ -43,6 +50,21 @@ from integrations import pagerduty_payloads as payloads
 CONSOLE_USER = "U0CONSOLE"
 CONSOLE_CHANNEL = "#ops"
 CONSOLE_PD_TOKEN = "console-pagerduty-token"
+# The demo's PagerDuty: Mira's escalation policy and Events API routing key, so the handoff names on-calls and its
+# "Test PagerDuty integration" button goes round the loop through the in-process PagerDuty.
+DEMO_PAGERDUTY_ENV = {
+    "MIRA_PD_ESCALATION_POLICY": "PEPDEMOMIRA",
+    "MIRA_PD_ROUTING_KEY": "demo0routing0key0for0mira0copilt",
+}
+DEMO_ONCALLS = (  # (PagerDuty id, name, email, Slack id): outgoing and incoming primary, secondary, manager
+    ("PDEMOALI", "Alice (AI Squad)", "alice@demo.example", "U0ALICE"),
+    ("PDEMOBOB", "Bob (AI Squad)", "bob@demo.example", "U0BOB"),
+    ("PDEMOCAR", "Carol (Backend Team)", "carol@demo.example", "U0CAROL"),
+    ("PDEMODAN", "Dana (Engineering Manager)", "dana@demo.example", "U0DANA"),
+)
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"^(?:(?P<day>[a-z]+)\s+)?(?P<hh>\d{1,2}):(?P<mm>\d{2})$")
+_CLOCK_STEP = re.compile(r"^\+(?P<n>\d+)(?P<unit>[mhd])$")
 
 CONSOLE_HELP = """\
 *Console*
@@ -52,7 +74,53 @@ CONSOLE_HELP = """\
   `in #channel`     type in another channel from now on
   `pd trigger SERVICE "title"`, `pd ack N`, `pd resolve N`
                     a signed PagerDuty V3 webhook for incident N, through the real webhook route
+  `clock monday 09:00`, `clock 17:00`, `clock +4h`
+                    move the bot's clock forward (the handoff's time zone) and run what is due, e.g. the weekly
+                    handoff checklist; `press N` ticks or unticks checklist item N
   `help`, `quit`"""
+
+
+class ConsoleClock:
+    """Real time, shifted by what `clock` set: time keeps running after a jump, and only ever moves forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def jump_to(self, moment: datetime) -> None:
+        self.offset = max(self.offset, moment - datetime.now(UTC))
+
+
+def clock_target(text: str, now: datetime, zone_name: str) -> datetime | None:
+    """`monday 09:00` / `mon 9:00` (the next such moment), `17:00` (the next one), `+4h` / `+30m` / `+1d`; in
+    the handoff's time zone. None when the text is none of these."""
+    schedule = CronSchedule("* * * * *", zone_name)  # validates and carries the zone
+    words = text.strip().lower()
+    step = _CLOCK_STEP.match(words)
+    if step:
+        n = int(step.group("n"))
+        return (
+            now
+            + {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[step.group("unit")]
+        )
+    match = _CLOCK.match(words)
+    if not match or int(match.group("hh")) > 23 or int(match.group("mm")) > 59:
+        return None
+    day = match.group("day")
+    weekday = next((i for i, name in enumerate(_WEEKDAYS) if day and day.startswith(name)), None)
+    if day and weekday is None:
+        return None
+    local = now.astimezone(schedule.zone)
+    candidate = local.replace(
+        hour=int(match.group("hh")), minute=int(match.group("mm")), second=0, microsecond=0
+    )
+    for _ in range(8):
+        if candidate > local and (weekday is None or candidate.weekday() == weekday):
+            return candidate.astimezone(UTC)
+        candidate = (candidate + timedelta(days=1)).replace(hour=candidate.hour, minute=candidate.minute)
+    return None
 
 
 class Console:
@@ -67,8 +135,12 @@ class Console:
         out: TextIO,
         pagerduty: RecordingPagerDutyServer,
         webhook_secret: str,
+        clock: ConsoleClock | None = None,
+        demo: bool = False,
     ) -> None:
         self.runtime = runtime
+        self.clock = clock or ConsoleClock()
+        self.demo = demo
         self.slack = slack
         self.server = server
         self.signing_secret = signing_secret
@@ -118,6 +190,8 @@ class Console:
             await self.slash_command(word, rest)
         elif lowered == "pd":
             await self.pagerduty_command(rest)
+        elif lowered == "clock":
+            await self.clock_command(rest)
         else:
             self.say(f"(the console doesn't understand {shlex.quote(line)}; type help)")
         return True
@@ -187,6 +261,55 @@ class Console:
             self.say(f"(the bot answered HTTP {response.status_code})")
         await self._show_answer(None)
 
+    async def clock_command(self, rest: str) -> None:
+        """Move the bot's clock forward and run the scheduler once, so what became due shows now."""
+        handoff = self.runtime.bot.catalog.handoff
+        zone_name = handoff.timezone if handoff else "UTC"
+        zone = CronSchedule("* * * * *", zone_name).zone
+        if rest.strip():
+            target = clock_target(rest, self.clock(), zone_name)
+            if target is None:
+                self.say("(usage: clock monday 09:00 | clock 17:00 | clock +4h — forward only)")
+                return
+            self.clock.jump_to(target)
+            if self.demo:
+                self._seed_demo_oncalls()
+        local = self.clock().astimezone(zone)
+        self.say(f"(the bot's clock is now {local:%a %d %b %H:%M} {local.tzname()})")
+        await self.runtime.scheduler.run_due()
+        await self._show_answer(None)
+
+    def _seed_demo_oncalls(self) -> None:
+        """The demo rotation: Alice hands over to Bob at the rotation the clock is in; Carol is secondary and
+        Dana the escalation contact throughout."""
+        handoff = self.runtime.bot.catalog.handoff
+        if handoff is None:
+            return
+        rotation = CronSchedule(handoff.cron, handoff.timezone).latest(self.clock())
+        week = timedelta(days=7)
+        (alice, bob, carol, dana) = DEMO_ONCALLS
+        policy = (DEMO_PAGERDUTY_ENV["MIRA_PD_ESCALATION_POLICY"], "Mira Co-Pilot")
+
+        def entry(
+            person: tuple[str, str, str, str], level: int, start: datetime | None, end: datetime | None
+        ) -> dict[str, Any]:
+            return oncall_entry(
+                (person[0], person[1]),
+                escalation_policy=policy,
+                escalation_level=level,
+                start=start.isoformat() if start else None,
+                end=end.isoformat() if end else None,
+            )
+
+        self.pagerduty.set_oncalls(
+            [
+                entry(alice, 1, rotation - week, rotation),
+                entry(bob, 1, rotation, rotation + week),
+                entry(carol, 2, None, None),
+                entry(dana, 3, None, None),
+            ]
+        )
+
     async def _wait_for_delivery(self) -> None:
         """Until the delivery worker has posted what is stored and made its debounced edits (bounded)."""
         pool = self.runtime.bot.storage.pool
@@ -248,6 +371,27 @@ class Console:
                 await self.pagerduty.wait_for_webhooks(echoed + 1, timeout=3.0)
         await self._show_answer(response)
 
+    def _action(self, button: Button) -> dict[str, Any]:
+        """What Slack sends for the press: a button's value, or a checkbox's new selection (toggled from what the
+        message shows now)."""
+        if button.option is None:
+            return {
+                "type": "button",
+                "action_id": button.action_id,
+                "block_id": button.block_id,
+                "value": button.value,
+                "text": {"type": "plain_text", "text": button.label},
+                "action_ts": f"{time.time():.6f}",
+            }
+        current = self.renderer.buttons.get(button.number, button)
+        return {
+            "type": "checkboxes",
+            "action_id": button.action_id,
+            "block_id": button.block_id,
+            "selected_options": [] if current.checked else [button.option],
+            "action_ts": f"{time.time():.6f}",
+        }
+
     def _block_actions(self, button: Button) -> dict[str, Any]:
         channel_id = button.channel or self.slack.channel_id(self.channel)
         message = self.slack.message(channel_id, button.message_ts) if button.message_ts else None
@@ -271,16 +415,7 @@ class Console:
                 "blocks": message.blocks if message else [],
             },
             "response_url": self.slack.response_url(uuid.uuid4().hex),
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": button.action_id,
-                    "block_id": button.block_id,
-                    "value": button.value,
-                    "text": {"type": "plain_text", "text": button.label},
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
+            "actions": [self._action(button)],
         }
 
     async def _show_answer(self, response: httpx.Response | None) -> None:
@@ -317,6 +452,7 @@ def console_settings(
             "slack_api_url": slack.api_url,
             "pagerduty_api_token": SecretStr(CONSOLE_PD_TOKEN),
             "pagerduty_api_url": pagerduty.base_url,
+            "pagerduty_events_url": pagerduty.base_url,
             "pagerduty_from_email": "console@example.com",
             "pagerduty_webhook_secrets": [SecretStr(webhook_secret)],
         }
@@ -353,17 +489,28 @@ async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, d
         if demo:
             bot_settings = demo_settings(bot_settings, supabase, CONSOLE_USER)
         runtime = await start_runtime(bot_settings)
+        clock = ConsoleClock()
+        runtime.bot.clock = clock
+        runtime.scheduler.not_before = clock()
         runtime.start_background()
         server = await start_server(runtime.http_app)
         demo_server = None
         if demo:
             demo_server, demo_env = await start_demo(runtime.bot.storage)
             runtime.bot.catalog = await asyncio.to_thread(
-                load_catalog, settings.bot_catalog, {**os.environ, **demo_env}
+                load_catalog, settings.bot_catalog, {**os.environ, **demo_env, **DEMO_PAGERDUTY_ENV}
             )
+            pagerduty.add_routing_key(
+                DEMO_PAGERDUTY_ENV["MIRA_PD_ROUTING_KEY"], "PSVCMIRADEMO", "Mira Co-Pilot"
+            )
+            for pd_id, name, email, slack_id in DEMO_ONCALLS:
+                pagerduty.add_user(pd_id, name, email)
+                slack.add_user(slack_id, email, name)
         pagerduty.send_webhooks_to(f"{server.url}/pagerduty/webhook", [webhook_secret])
         pagerduty.add_user("PCONSOLEU", "You (console)", f"{CONSOLE_USER.lower()}@example.com")
-        console = Console(runtime, slack, server, signing_secret, out, pagerduty, webhook_secret)
+        console = Console(
+            runtime, slack, server, signing_secret, out, pagerduty, webhook_secret, clock=clock, demo=demo
+        )
         if demo:
             console.say("(demo: the four services are local stand-ins started by bot/demo.py)")
         try:

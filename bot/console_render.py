@@ -37,6 +37,11 @@ EMOJI = {
     "raised_hand": "✋",
     "octagonal_sign": "🛑",
     "no_entry_sign": "🚫",
+    "ballot_box_with_check": "☑️",
+    "white_large_square": "⬜",
+    "satellite_antenna": "📡",
+    "books": "📚",
+    "incoming_envelope": "📨",
 }
 
 
@@ -51,6 +56,8 @@ class Button:
     message_ts: str | None
     confirm: dict[str, Any] | None
     style: str | None
+    option: dict[str, Any] | None = None  # a checkbox: the option it stands for; `press N` toggles it
+    checked: bool = False
 
 
 def mrkdwn_to_text(text: str) -> str:
@@ -92,6 +99,34 @@ class ConsoleRenderer:
         self.buttons[number] = button
         return button
 
+    def _checkbox(
+        self,
+        element: dict[str, Any],
+        option: dict[str, Any],
+        block_id: str | None,
+        channel: str | None,
+        ts: str | None,
+    ) -> Button:
+        """A checkbox option as a numbered control: stable per (message, action, option value) like a button."""
+        key = (channel, ts, element.get("action_id", ""), option.get("value"))
+        number = self._numbers.setdefault(key, len(self._numbers) + 1)
+        selected = {o.get("value") for o in element.get("initial_options") or []}
+        button = Button(
+            number=number,
+            label=mrkdwn_to_text(str((option.get("text") or {}).get("text", ""))),
+            action_id=element.get("action_id", ""),
+            value=option.get("value"),
+            block_id=block_id,
+            channel=channel,
+            message_ts=ts,
+            confirm=None,
+            style=None,
+            option=option,
+            checked=option.get("value") in selected,
+        )
+        self.buttons[number] = button
+        return button
+
     def blocks_to_lines(
         self, blocks: list[dict[str, Any]] | None, text: str | None, channel: str | None, ts: str | None
     ) -> list[str]:
@@ -118,11 +153,15 @@ class ConsoleRenderer:
             elif kind == "image":
                 lines.append(f"[image: {block.get('alt_text', '')}]")
             elif kind == "actions":
-                labels = [
-                    self._button_label(self._button(e, block.get("block_id"), channel, ts))
-                    for e in block.get("elements", [])
-                    if e.get("type") == "button"
-                ]
+                labels = []
+                for e in block.get("elements", []):
+                    if e.get("type") == "button":
+                        labels.append(self._button_label(self._button(e, block.get("block_id"), channel, ts)))
+                    elif e.get("type") == "checkboxes":
+                        labels += [
+                            self._button_label(self._checkbox(e, option, block.get("block_id"), channel, ts))
+                            for option in e.get("options") or []
+                        ]
                 if labels:
                     lines.append("  ".join(labels))
             elif kind == "input":
@@ -131,6 +170,8 @@ class ConsoleRenderer:
 
     @staticmethod
     def _button_label(button: Button) -> str:
+        if button.option is not None:
+            return f"[{button.number}] {'☑' if button.checked else '☐'} {button.label}"
         mark = "!" if button.style == "danger" else ""
         return f"[{button.number}{mark}] {button.label}"
 

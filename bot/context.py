@@ -33,7 +33,8 @@ class BotContext:
     http: httpx.AsyncClient
     pagerduty: PagerDutyClient | None = None  # None until PAGERDUTY_API_TOKEN is set
     background: BackgroundWork = field(default_factory=BackgroundWork)
-    # The wall clock of decisions that depend on time (a rollback request's expiry); tests move it.
+    # What "now" is for time-dependent decisions (a rollback request's expiry, the scheduler, the handoff's ticks,
+    # reminders and test deadlines): tests and the console's `clock` command move it instead of sleeping.
     clock: Callable[[], datetime] = utc_now
 
 

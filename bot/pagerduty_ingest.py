@@ -26,6 +26,9 @@ from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent, pars
 log = logging.getLogger(__name__)
 
 PAGERDUTY_BODY_LIMIT = 256 * 1024  # PagerDuty drops larger payloads itself
+#: The dedup_key prefix of the handoff's "Test PagerDuty integration" events. Their webhooks are stored (the test
+#: waits for them) but not posted: a test incident in #incidents would only be noise.
+HANDOFF_TEST_KEY_PREFIX = "mira-handoff-test-"
 
 
 def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | None]:
@@ -34,11 +37,17 @@ def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | N
         return "malformed", "not a PagerDuty V3 envelope"
     if not event.event_type.startswith("incident.") or event.incident_id is None:
         return "ignored", f"{event.event_type} events are not posted"
+    if (_incident_key(event) or "").startswith(HANDOFF_TEST_KEY_PREFIX):
+        return "ignored", "a handoff test event (Test PagerDuty integration)"
     snapshot = event.incident
     service_name = snapshot.service_name if snapshot else None
     if (event.service_id or service_name) and catalog.for_pagerduty(event.service_id, service_name) is None:
         return "ignored", f"service {service_name or event.service_id} is not in the catalog"
     return "pending", None
+
+
+def _incident_key(event: WebhookEvent | None) -> str | None:
+    return event.incident.incident_key if event is not None and event.incident is not None else None
 
 
 async def store(bot: BotContext, body: bytes, webhook_id: str | None, event: WebhookEvent | None) -> bool:
@@ -47,8 +56,8 @@ async def store(bot: BotContext, body: bytes, webhook_id: str | None, event: Web
     async with bot.storage.pool.connection(timeout=2.0) as conn:
         cursor = await conn.execute(
             """INSERT INTO pd_webhooks (webhook_id, event_id, event_type, incident_id, service_id, occurred_at,
-                                        body, status, reason)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                        body, status, reason, incident_key)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING""",
             (
                 webhook_id,
@@ -60,6 +69,7 @@ async def store(bot: BotContext, body: bytes, webhook_id: str | None, event: Web
                 body,
                 status,
                 reason,
+                _incident_key(event),
             ),
         )
         return cursor.rowcount == 1

@@ -649,17 +649,6 @@ class RecordingSlackServer(RecordingServer):
         self._messages[(msg.channel, msg.ts)] = msg
         return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": self._message_payload(msg)}
 
-    def _chat_get_permalink(self, body: dict[str, Any]) -> dict[str, Any]:
-        channel, ts = self.channel_id(str(body.get("channel") or "")), str(body.get("message_ts") or "")
-        msg = self._messages.get((channel, ts))
-        if msg is None or msg.deleted or msg.ephemeral_to is not None:
-            return {"ok": False, "error": "message_not_found"}
-        return {"ok": True, "channel": channel, "permalink": self.permalink(channel, ts)}
-
-    def permalink(self, channel: str, ts: str) -> str:
-        """Slack's permalink shape: /archives/{channel}/p{ts without the dot}."""
-        return f"https://console.slack.test/archives/{self.channel_id(channel)}/p{ts.replace('.', '')}"
-
     def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
         channel, ts = body.get("channel"), body.get("ts")
         if not isinstance(channel, str) or not channel.strip():
@@ -703,6 +692,19 @@ class RecordingSlackServer(RecordingServer):
         )
         self._messages[(msg.channel, msg.ts)] = msg
         return {"ok": True, "message_ts": msg.ts}
+
+    def _chat_get_permalink(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Slack's answer shape: the message's web link, ``…/archives/<channel>/p<ts without the dot>``."""
+        channel, ts = body.get("channel"), body.get("message_ts")
+        if not isinstance(channel, str) or not channel.strip():
+            return {"ok": False, "error": "channel_not_found"}
+        msg = self._messages.get((self.channel_id(channel), str(ts)))
+        if msg is None or msg.deleted:
+            return {"ok": False, "error": "message_not_found"}
+        permalink = f"https://console.slack.test/archives/{msg.channel}/p{msg.ts.replace('.', '')}"
+        if msg.thread_ts and msg.thread_ts != msg.ts:
+            permalink += f"?thread_ts={msg.thread_ts}&cid={msg.channel}"
+        return {"ok": True, "channel": msg.channel, "permalink": permalink}
 
     def _chat_delete(self, body: dict[str, Any]) -> dict[str, Any]:
         channel, ts = body.get("channel"), body.get("ts")

@@ -24,7 +24,7 @@ from bot.scheduler import Scheduler
 from bot.server import build_http_app
 from bot.settings import Settings
 from bot.storage import open_storage
-from handlers import build_registry, scheduled_jobs
+from handlers import build_registry, scheduled_jobs, scheduled_sweeps
 from integrations.pagerduty import PagerDutyClient
 from integrations.slack import build_slack_client
 
@@ -86,9 +86,11 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     )
     registry = build_registry()
     bolt = build_bolt_app(bot, registry)
-    scheduler = Scheduler(storage.pool)
+    scheduler = Scheduler(storage.pool, clock=lambda: bot.clock())
     for job in scheduled_jobs(bot):
         scheduler.add(job)
+    for name, sweep in scheduled_sweeps(bot):
+        scheduler.add_sweep(name, sweep)
     delivery = DeliveryWorker(bot)
     return Runtime(
         bot=bot,

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_PAGERDUTY_API_URL = "https://api.pagerduty.com"
+DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com"
 DEFAULT_SUPABASE_API_URL = "https://api.supabase.com"
 
 _SLACK_ID = re.compile(r"^[USWG][A-Z0-9]{2,}$")
@@ -30,6 +31,7 @@ EXPECTATIONS: dict[str, str] = {
     "REDIS_URL": "a Redis URL like redis://host:6379/0 (unset: embedded server)",
     "PAGERDUTY_API_TOKEN": "a PagerDuty REST API token",
     "PAGERDUTY_API_URL": "an http(s) base URL of the PagerDuty REST API",
+    "PAGERDUTY_EVENTS_URL": "an http(s) base URL of the PagerDuty Events API v2",
     "PAGERDUTY_FROM_EMAIL": "the email of a PagerDuty user, sent as From when Slack has no email",
     "PAGERDUTY_WEBHOOK_SECRETS": "comma-separated webhook signing secrets (several during rotation)",
     "SUPABASE_ACCESS_TOKEN": "a Supabase personal access token (sbp_…)",
@@ -81,6 +83,7 @@ class Settings(BaseSettings):
 
     pagerduty_api_token: SecretStr | None = None
     pagerduty_api_url: str = DEFAULT_PAGERDUTY_API_URL
+    pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
     pagerduty_from_email: str | None = None
     pagerduty_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
@@ -126,7 +129,7 @@ class Settings(BaseSettings):
             raise ValueError("wrong token kind")
         return value
 
-    @field_validator("slack_api_url", "pagerduty_api_url", "supabase_api_url")
+    @field_validator("slack_api_url", "pagerduty_api_url", "pagerduty_events_url", "supabase_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _check_http_url(value)

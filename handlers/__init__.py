@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.scheduler import Job
-from handlers import coming_soon, flags, health, incident_buttons, latency, rollback
+from handlers import flags, handoff, handoff_pd_test, health, incident_buttons, latency, oncall, rollback
 
 
 def build_registry() -> CommandRegistry:
@@ -14,9 +17,16 @@ def build_registry() -> CommandRegistry:
     registry.add(flags.COMMAND)
     registry.add(latency.COMMAND)
     registry.add(rollback.COMMAND)
-    for command in coming_soon.COMMANDS:
-        registry.add(command)
-    for action in (health.RERUN, flags.CONFIRM, flags.CANCEL, *incident_buttons.ACTIONS, *rollback.ACTIONS):
+    registry.add(oncall.COMMAND)
+    for action in (
+        health.RERUN,
+        flags.CONFIRM,
+        flags.CANCEL,
+        *incident_buttons.ACTIONS,
+        handoff.TICK,
+        handoff_pd_test.TEST,
+        *rollback.ACTIONS,
+    ):
         registry.add_action(action)
     for modal in incident_buttons.MODALS:
         registry.add_modal(modal)
@@ -25,4 +35,13 @@ def build_registry() -> CommandRegistry:
 
 def scheduled_jobs(bot: BotContext) -> list[Job]:
     """Every timed job of every capability; the scheduler runs each slot once across replicas."""
-    return [health.retention_job(bot)]
+    return [health.retention_job(bot), *handoff.jobs(bot)]
+
+
+def scheduled_sweeps(bot: BotContext) -> list[tuple[str, Callable[[datetime], Awaitable[object]]]]:
+    """Work every replica runs on every scheduler tick; each claims its own rows."""
+
+    async def pagerduty_tests(now: datetime) -> int:
+        return await handoff_pd_test.sweep(bot, now)
+
+    return [("handoff.pagerduty_tests", pagerduty_tests)]

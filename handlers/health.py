@@ -1,42 +1,34 @@
 """/health: probe every catalog service concurrently and answer one message.
 
-parse → (no authorization: read-only) → act → render. Each probe is bounded by its own timeout (catalog, default
-2 s) so one hung dependency never delays the answer past that timeout; the probes of all services run at once, so
-the answer arrives after the slowest probe, not the sum. Probe kinds and checks come from the runbooks via the
+parse → (no authorization: read-only) → act → render. The probing itself is bot/service_health.py, shared with the
+weekly handoff's health evidence. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
+dependency never delays the answer past that timeout; the probes of all services run at once, so the answer
+arrives after the slowest probe, not the sum. Probe kinds and checks come from the runbooks via the
 catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference", FA "P0").
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 
 import redis.exceptions
-from psycopg.types.json import Jsonb
 
-from bot.catalog import Catalog, HttpProbe, PostgresProbe, Probe, RedisProbe, Service, TcpProbe, missing_env
+from bot import service_health
+from bot.catalog import Catalog, Service
 from bot.commands import Action, Command, UsageError
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.replies import PostedMessage
 from bot.scheduler import Job
+from bot.service_health import ServiceHealth, check_services
 from handlers.health_blocks import render_health
-from integrations import probes
 
 log = logging.getLogger(__name__)
 
 RERUN_ACTION = "health_rerun"
 RERUN_LOCK_SECONDS = 30
-
-
-class Status(StrEnum):
-    OK = "ok"
-    DEGRADED = "degraded"
-    DOWN = "down"
-    NOT_CONFIGURED = "not configured"
 
 
 @dataclass(frozen=True)
@@ -45,23 +37,6 @@ class HealthRequest:
 
     services: tuple[Service, ...]
     detailed: bool
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    name: str
-    kind: str
-    status: Status
-    latency_ms: float | None
-    detail: str
-    critical: bool = False
-
-
-@dataclass(frozen=True)
-class ServiceHealth:
-    service: Service
-    status: Status
-    probes: tuple[ProbeResult, ...]
 
 
 @dataclass(frozen=True)
@@ -101,66 +76,8 @@ def acknowledge(request: HealthRequest, catalog: Catalog) -> str:
 # --- act ------------------------------------------------------------------------------------------------------
 
 
-async def run_probe(probe: Probe, bot: BotContext) -> ProbeResult:
-    """One probe through its integration; an unset `${VAR}` makes it "not configured" instead of failing."""
-    missing = missing_env(probe)
-    if missing:
-        return ProbeResult(
-            probe.name, probe.kind, Status.NOT_CONFIGURED, None, "set " + ", ".join(missing), probe.critical
-        )
-    if isinstance(probe, HttpProbe):
-        job = probes.http_probe(
-            bot.http,
-            url=probe.url,
-            method=probe.method,
-            json_body=probe.json_body,
-            headers=probe.headers,
-            expect_status=probe.expect_status,
-            json_field=probe.json_field,
-            ok_values=probe.ok_values,
-            degraded_values=probe.degraded_values,
-            timeout=probe.timeout,
-        )
-    elif isinstance(probe, PostgresProbe):
-        job = probes.postgres_probe(probe.dsn, timeout=probe.timeout)
-    elif isinstance(probe, RedisProbe):
-        job = probes.redis_probe(probe.url, timeout=probe.timeout)
-    elif isinstance(probe, TcpProbe):
-        job = probes.tcp_probe(probe.host, int(probe.port), timeout=probe.timeout)
-    else:  # pragma: no cover - the catalog's discriminated union admits no other kind
-        raise TypeError(f"unknown probe kind {probe!r}")
-    outcome = await job
-    return ProbeResult(
-        probe.name,
-        probe.kind,
-        Status(outcome.status.value),
-        outcome.latency_ms,
-        outcome.detail,
-        probe.critical,
-    )
-
-
-def service_status(results: tuple[ProbeResult, ...]) -> Status:
-    """ok when every configured probe is ok; down when all are down or a critical one is; degraded in between."""
-    configured = [r.status for r in results if r.status is not Status.NOT_CONFIGURED]
-    if not configured:
-        return Status.NOT_CONFIGURED
-    if any(r.critical and r.status is Status.DOWN for r in results):
-        return Status.DOWN
-    if all(status is Status.OK for status in configured):
-        return Status.OK
-    if all(status is Status.DOWN for status in configured):
-        return Status.DOWN
-    return Status.DEGRADED
-
-
-async def check_service(service: Service, bot: BotContext) -> ServiceHealth:
-    results = tuple(await asyncio.gather(*(run_probe(probe, bot) for probe in service.probes)))
-    return ServiceHealth(service=service, status=service_status(results), probes=results)
-
-
 async def check(request: HealthRequest, bot: BotContext, requested_by: str) -> HealthReport:
-    services = await asyncio.gather(*(check_service(service, bot) for service in request.services))
+    services = await check_services(request.services, bot)
     return HealthReport(
         services=tuple(services),
         detailed=request.detailed,
@@ -169,36 +86,16 @@ async def check(request: HealthRequest, bot: BotContext, requested_by: str) -> H
     )
 
 
-def _results_json(report: HealthReport) -> Jsonb:
-    return Jsonb(
-        {
-            health.service.name: {
-                "status": health.status.value,
-                "probes": [
-                    {"name": p.name, "status": p.status.value, "latency_ms": p.latency_ms, "detail": p.detail}
-                    for p in health.probes
-                ],
-            }
-            for health in report.services
-        }
-    )
-
-
 async def record_run(bot: BotContext, report: HealthReport, scope: str | None, channel: str) -> int | None:
-    """Keep the run as evidence (the weekly handoff shows the latest); its id, or None when the bot's database is
-    unavailable. Best effort: /health must answer even then, so the failure is logged and noted in the message."""
-    try:
-        async with bot.storage.pool.connection(timeout=2.0) as conn:
-            cursor = await conn.execute(
-                """INSERT INTO health_runs (requested_by, scope, channel, started_at, finished_at, results)
-                   VALUES (%s, %s, %s, %s, now(), %s) RETURNING id""",
-                (report.requested_by, scope, channel, report.checked_at, _results_json(report)),
-            )
-            row = await cursor.fetchone()
-            return int(row[0]) if row else None
-    except Exception:
-        log.warning("could not record the health run", exc_info=True)
-        return None
+    """Keep the run as evidence (the weekly handoff shows its own); its id, or None when the database is down."""
+    return await service_health.record_run(
+        bot,
+        report.services,
+        checked_at=report.checked_at,
+        requested_by=report.requested_by,
+        scope=scope,
+        channel=channel,
+    )
 
 
 async def attach_message(bot: BotContext, run_id: int, message: PostedMessage) -> None:

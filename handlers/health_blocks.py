@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from handlers.health import HealthReport, ProbeResult, ServiceHealth
+    from bot.service_health import ProbeResult, ServiceHealth
+    from handlers.health import HealthReport
 
 EMOJI = {
     "ok": ":large_green_circle:",

@@ -19,12 +19,12 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import IntEnum
 
-from bot.catalog import Catalog, LatencySource, Objective, Service, missing_env
+from bot.catalog import Catalog, LatencySource, Service, missing_env
 from bot.commands import Command, UsageError, did_you_mean
 from bot.context import CommandContext
 from bot.replies import PostedMessage
+from bot.slo import applicable, source_stats, verdicts
 from handlers import latency_blocks
 from integrations import charts, metrics_db
 
@@ -40,25 +40,11 @@ WINDOWS: dict[str, tuple[timedelta, int]] = {
     "7d": (timedelta(days=7), 28),
 }
 ALL_KINDS = "all"
-DEFAULT_WARN_FRACTION = 0.8
 METRICS = ("p50", "p95", "p99")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|week|weeks)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _KIND_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class Level(IntEnum):
-    """A verdict, ordered so that the worst is the max."""
-
-    NO_DATA = 0
-    OK = 1
-    WARN = 2
-    BREACH = 3
-
-    @property
-    def label(self) -> str:
-        return {0: "no data", 1: "OK", 2: "WARN", 3: "BREACH"}[self.value]
 
 
 @dataclass(frozen=True)
@@ -85,15 +71,6 @@ class LatencyRequest:
     @property
     def buckets(self) -> int:
         return WINDOWS[self.window][1]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    metric: str
-    value: float | None
-    level: Level
-    objective: Objective
-    warn_at: float
 
 
 # --- parse ----------------------------------------------------------------------------------------------------
@@ -226,56 +203,7 @@ def acknowledge(request: LatencyRequest, catalog: Catalog) -> str:
     return f"Measuring {request.service.display_name} latency{latency_blocks.kind_label(request)} over {request.window}…"
 
 
-# --- verdicts (pure) ------------------------------------------------------------------------------------------
-
-
-def warn_threshold(objective: Objective) -> float:
-    """Where WARN starts: the catalog's `warn`, else 80 % of the limit."""
-    return objective.warn if objective.warn is not None else DEFAULT_WARN_FRACTION * objective.limit
-
-
-def judge(value: float | None, objective: Objective) -> Level:
-    if value is None:
-        return Level.NO_DATA
-    breached = value >= objective.limit if objective.strict else value > objective.limit
-    if breached:
-        return Level.BREACH
-    return Level.WARN if value >= warn_threshold(objective) else Level.OK
-
-
-def applicable(objectives: list[Objective], kind: str | None) -> list[Objective]:
-    """Objectives without a kind apply to every request; kind-specific ones only to that kind."""
-    return [o for o in objectives if o.kind is None or o.kind == kind]
-
-
-def verdicts(stats: metrics_db.LatencyStats, objectives: list[Objective], kind: str | None) -> list[Verdict]:
-    values = {"p50": stats.p50, "p95": stats.p95, "p99": stats.p99, "error_rate": stats.error_rate}
-    return [
-        Verdict(o.metric, values[o.metric], judge(values[o.metric], o), o, warn_threshold(o))
-        for o in applicable(objectives, kind)
-    ]
-
-
 # --- act ------------------------------------------------------------------------------------------------------
-
-
-async def source_stats(
-    source: LatencySource, *, window: timedelta, kind: str | None = None, buckets: int = 1
-) -> metrics_db.LatencyStats:
-    """The catalog's latency source over `window`: shared by /latency and the rollback's watch steps."""
-    return await metrics_db.latency_stats(
-        source.dsn,
-        table=source.table,
-        latency_column=source.latency_column,
-        time_column=source.time_column,
-        filters=source.filters,
-        kind_column=source.kind_column,
-        success_column=source.success_column,
-        window=window,
-        kind=kind,
-        buckets=buckets,
-        statement_timeout=source.statement_timeout_s,
-    )
 
 
 async def measure(request: LatencyRequest) -> metrics_db.LatencyStats:

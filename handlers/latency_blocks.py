@@ -15,7 +15,8 @@ from integrations.metrics_db import QueryTimeout
 
 if TYPE_CHECKING:
     from bot.catalog import Objective
-    from handlers.latency import LatencyRequest, Verdict
+    from bot.slo import Verdict
+    from handlers.latency import LatencyRequest
     from integrations.metrics_db import LatencyStats, MetricsQueryError
 
 EMOJI = {

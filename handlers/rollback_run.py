@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot import flag_changes, rollbacks
+from bot import flag_changes, rollbacks, slo
+from bot import service_health as health
 from bot.catalog import missing_env
 from bot.context import BotContext
 from bot.flag_changes import FlagStoreNotConfigured, to_wire
 from bot.permissions import mentions, owners_of
 from bot.rollbacks import Run, Step
-from handlers import health, latency
 from handlers import rollback_blocks as blocks
 from integrations import deploy_hooks, metrics_db
 from integrations.flag_backends import FlagBackendError
@@ -195,13 +195,13 @@ async def _slo_check(run: Run, minutes: float) -> str | None:
     if source is None or missing_env(source) or not run.service.objectives:
         return None
     try:
-        stats = await latency.source_stats(source, window=timedelta(minutes=minutes))
+        stats = await slo.source_stats(source, window=timedelta(minutes=minutes))
     except metrics_db.MetricsQueryError as exc:
         return f"the latency check failed: {exc}"
     breaches = [
         f"{v.metric} {v.value:g} > {v.objective.limit:g} ({v.objective.source})"
-        for v in latency.verdicts(stats, run.service.objectives, None)
-        if v.level is latency.Level.BREACH and v.value is not None
+        for v in slo.verdicts(stats, run.service.objectives, None)
+        if v.level is slo.Level.BREACH and v.value is not None
     ]
     return "SLO breached: " + "; ".join(breaches) if breaches else None
 

@@ -116,6 +116,43 @@ class BotUnderTest:
         }
         return await self.post_signed(urlencode({"payload": json.dumps(payload)}).encode())
 
+    async def toggle(
+        self,
+        message_channel: str,
+        message_ts: str,
+        block_id: str,
+        option_value: str,
+        checked: bool,
+        *,
+        action_id: str = "handoff_tick",
+        user: str = USER,
+    ) -> httpx.Response:
+        """A click on a one-option checkbox, as Slack sends it: the option is in `selected_options` when the click
+        left it checked, and the list is empty when it left it unchecked."""
+        option = {"text": {"type": "mrkdwn", "text": "item"}, "value": option_value}
+        payload = {
+            "type": "block_actions",
+            "team": {"id": TEAM_ID, "domain": "test"},
+            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+            "api_app_id": "A0TEST",
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": message_channel},
+            "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
+            "channel": {"id": message_channel, "name": "alerts"},
+            "message": {"ts": message_ts, "text": ""},
+            "response_url": self.slack.response_url(uuid.uuid4().hex),
+            "actions": [
+                {
+                    "type": "checkboxes",
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "selected_options": [option] if checked else [],
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        return await self.post_signed(urlencode({"payload": json.dumps(payload)}).encode())
+
     async def settle(self) -> None:
         """Wait until post-ack work is done (the same signal the console waits on)."""
         assert await self.runtime.bot.background.wait_idle(15.0), "post-ack work did not finish"

@@ -118,6 +118,24 @@ def _bundled() -> dict:
             "services[mira-copilot].probes[edge-function]",
         ),
         (lambda d: d["services"][3].pop("escalation"), "services[fa-ai-system].escalation: Field required"),
+        (lambda d: d["handoff"].update(cron="every monday"), "handoff: not a cron expression"),
+        (
+            lambda d: d["handoff"].update(timezone="Europe/Atlantis"),
+            "handoff: unknown time zone 'Europe/Atlantis' (expected an IANA name like Europe/Berlin)",
+        ),
+        (
+            lambda d: d["handoff"].update(reminders=["+4h", "5pm"]),
+            "handoff.reminders: a reminder is +Nh, +NhMm, +Nm or HH:MM (local time), got '5pm'",
+        ),
+        (
+            lambda d: d["handoff"].update(service="mira-copilt"),
+            "handoff.service names unknown service mira-copilt",
+        ),
+        (
+            lambda d: d["handoff"]["checklist"][1].update(evidence="dashboards"),
+            "handoff.checklist[1].evidence: Input should be 'incidents', 'health', 'alerts', 'pagerduty_test' or "
+            "'runbook'",
+        ),
     ],
 )
 def test_bad_catalog_names_file_path_and_expectation(tmp_path: Path, mutate, expected: str) -> None:
@@ -128,6 +146,32 @@ def test_bad_catalog_names_file_path_and_expectation(tmp_path: Path, mutate, exp
         load_catalog(path, env={})
     assert str(raised.value).startswith(f"{path}: ")
     assert expected in str(raised.value)
+
+
+def test_the_handoff_is_the_mira_runbook_checklist_with_its_evidence(tmp_path: Path) -> None:
+    catalog = load_catalog(env={})
+    handoff = catalog.handoff
+    assert handoff is not None
+    # Mira §1: "rotate weekly, Monday 9 AM"; the Handoff Checklist, item by item.
+    assert (handoff.cron, handoff.timezone, handoff.grace_minutes) == ("0 9 * * 1", "UTC", 120)
+    assert [(item.text, item.evidence) for item in handoff.checklist] == [
+        ("Review open incidents from previous week", "incidents"),
+        ("Check system health dashboards", "health"),
+        ("Verify all alerts are functioning", "alerts"),
+        ("Test PagerDuty integration", "pagerduty_test"),
+        ("Review this runbook for updates", "runbook"),
+    ]
+    assert handoff.reminders == ["+4h", "17:00"]
+    service = catalog.handoff_service()
+    assert service is not None and service.name == "mira-copilot"
+    # A catalog that lists the runbook's plain markdown items, without `service`: items without evidence, and
+    # the service whose runbook it is.
+    data = _bundled()
+    data["handoff"]["checklist"] = ["Review open incidents from previous week", "Say hello"]
+    data["handoff"].pop("service")
+    plain = load_catalog(_write(tmp_path, data), env={})
+    assert plain.handoff is not None and [i.evidence for i in plain.handoff.checklist] == [None, None]
+    assert plain.handoff_service() == service
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:

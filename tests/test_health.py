@@ -130,7 +130,15 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(
             "",
             ["Tell me which service to roll back.", "`/rollback SERVICE [plan] [reason] | status"],
         ),
-        ("/oncall", "", ["`/oncall` is not available yet"]),
+        (
+            "/oncall",
+            "handof",
+            [
+                "I don't understand `/oncall handof`",
+                "Did you mean `/oncall handoff`?",
+                "`/oncall [handoff | checklist]`",
+            ],
+        ),
         ("/health", "help", ["`/health [service]` — Probe every service"]),
         ("/health", "mira ivy", ["takes at most one service", "Usage: `/health [service]`"]),
     ],

@@ -16,8 +16,9 @@ import pytest
 from bot.catalog import Catalog, Objective, load_catalog
 from bot.commands import UsageError
 from bot.demo_data import seed_demo_mira_events
+from bot.slo import Level, judge, verdicts
 from handlers import latency
-from handlers.latency import COMMAND, Level, judge, parse, verdicts
+from handlers.latency import COMMAND, parse
 from handlers.latency_blocks import format_ms
 from integrations.charts import SPARK_LEVELS, sparkline
 from integrations.metrics_db import LatencyStats

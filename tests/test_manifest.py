@@ -35,6 +35,7 @@ SCOPES_FOR_METHOD: dict[str, tuple[str, ...]] = {
     "chat_postMessage": ("chat:write",),
     "chat_update": ("chat:write",),
     "chat_postEphemeral": ("chat:write",),
+    "chat_getPermalink": (),  # Slack: "no scope required"
     "conversations_join": ("channels:join",),
     "users_info": ("users:read",),
     "users_lookupByEmail": ("users:read.email",),
@@ -43,7 +44,6 @@ SCOPES_FOR_METHOD: dict[str, tuple[str, ...]] = {
     "reactions_add": ("reactions:write",),
     "views_open": (),
     "views_update": (),
-    "chat_getPermalink": (),  # no scope: any message the bot can see
     "conversations_info": ("channels:read",),
 }
 WEB_API_CALL = re.compile(r"\.(" + "|".join(SCOPES_FOR_METHOD) + r")\(")

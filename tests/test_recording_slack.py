@@ -555,3 +555,20 @@ async def test_stop_is_idempotent() -> None:
     await server.stop()
     with pytest.raises(RuntimeError):
         _ = server.api_url
+
+
+async def test_get_permalink_links_a_message_and_a_reply_in_its_thread(
+    slack: RecordingSlackServer, client: AsyncWebClient
+) -> None:
+    root = await client.chat_postMessage(channel="#alerts", text="checklist")
+    reply = await client.chat_postMessage(channel="#alerts", text="reminder", thread_ts=root["ts"])
+    channel = slack.channel_id("#alerts")
+    link = await client.chat_getPermalink(channel=channel, message_ts=root["ts"])
+    assert (
+        link["permalink"] == f"https://console.slack.test/archives/{channel}/p{root['ts'].replace('.', '')}"
+    )
+    threaded = await client.chat_getPermalink(channel=channel, message_ts=reply["ts"])
+    assert threaded["permalink"].endswith(f"?thread_ts={root['ts']}&cid={channel}")
+    with pytest.raises(SlackApiError) as raised:
+        await client.chat_getPermalink(channel=channel, message_ts="1.000001")
+    assert raised.value.response["error"] == "message_not_found"
