@@ -18,6 +18,7 @@ import redis.exceptions
 from bot.audit import audit
 from bot.catalog import Service
 from bot.context import BotContext
+from bot.oncall_roster import is_primary_on_call
 from bot.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,28 @@ async def may_change(bot: BotContext, user_id: str, service: Service, action: st
 
 
 async def require_owner(
-    bot: BotContext, user_id: str, service: Service, what: str, *, action: str, target: str, reply: Reply
+    bot: BotContext,
+    user_id: str,
+    service: Service,
+    what: str,
+    *,
+    action: str,
+    target: str,
+    reply: Reply,
+    on_call_may: bool = False,
 ) -> bool:
-    """`may_change`, and on refusal an audit row (`action`, e.g. "flag.refused") and an ephemeral answer saying
-    who may — or where to configure owners."""
+    """`may_change` — or, with `on_call_may`, being the service's primary on-call in PagerDuty now — and on refusal
+    an audit row (`action`, e.g. "flag.refused") and an ephemeral answer saying who may, or where to configure it."""
     decision = await may_change(bot, user_id, service, what)
     if decision.allowed:
         return True
+    if on_call_may:
+        if await is_primary_on_call(bot, user_id, service, bot.clock()):
+            return True
+        decision = Decision(
+            False,
+            f"{decision.reason} The current primary on-call of {service.display_name} in PagerDuty may too.",
+        )
     await audit(
         bot.storage.pool,
         actor=user_id,

@@ -104,3 +104,17 @@ class Reply:
             await self._respond(text=text, blocks=blocks, replace_original=True)
             return
         await self.ephemeral(text, blocks)
+
+
+async def permalink(slack: AsyncWebClient, channel_id: str | None, ts: str | None) -> str | None:
+    """The Slack link of a message (chat.getPermalink), or None when Slack cannot give one: a link is a courtesy,
+    never a reason to fail what it is attached to."""
+    if not channel_id or not ts:
+        return None
+    try:
+        answer = await slack.chat_getPermalink(channel=channel_id, message_ts=ts)
+    except SlackApiError:
+        log.info("no permalink", extra={"channel": channel_id})
+        return None
+    link = answer.get("permalink")
+    return str(link) if link else None

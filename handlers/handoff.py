@@ -27,10 +27,10 @@ from bot.commands import Action
 from bot.context import ActionContext, BotContext
 from bot.cron import CronSchedule, FollowUp
 from bot.handoff_store import HandoffRecord
+from bot.oncall_roster import handoff_roster
 from bot.scheduler import Job
 from handlers import handoff_blocks as blocks
 from handlers import handoff_evidence
-from handlers.oncall_roster import handoff_roster
 
 log = logging.getLogger(__name__)
 

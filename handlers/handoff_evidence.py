@@ -19,30 +19,18 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from psycopg.rows import dict_row
-from slack_sdk.errors import SlackApiError
 
 from bot import service_health
 from bot.background import describe_error
 from bot.catalog import Handoff, missing_env
 from bot.context import BotContext
+from bot.replies import permalink
 from integrations.pagerduty_webhooks import MalformedWebhook, parse_webhook
 
 log = logging.getLogger(__name__)
 
 OPEN_INCIDENTS_SHOWN = 10
 WEEK = timedelta(days=7)
-
-
-async def permalink(bot: BotContext, channel_id: str | None, ts: str | None) -> str | None:
-    """The Slack link of a message (chat.getPermalink), or None when Slack cannot give one."""
-    if not channel_id or not ts:
-        return None
-    try:
-        answer = await bot.slack.chat_getPermalink(channel=channel_id, message_ts=ts)
-    except SlackApiError:
-        return None
-    link = answer.get("permalink")
-    return str(link) if link else None
 
 
 async def open_incidents(bot: BotContext, rotation: datetime) -> dict[str, Any]:
@@ -67,7 +55,7 @@ async def open_incidents(bot: BotContext, rotation: datetime) -> dict[str, Any]:
             )
         ).fetchone()
     shown = rows[:OPEN_INCIDENTS_SHOWN]
-    links = await asyncio.gather(*(permalink(bot, row["channel_id"], row["ts"]) for row in shown))
+    links = await asyncio.gather(*(permalink(bot.slack, row["channel_id"], row["ts"]) for row in shown))
     services = {s.name: s.display_name for s in bot.catalog.services}
     return {
         "open": [

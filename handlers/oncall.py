@@ -21,10 +21,10 @@ from bot import handoff_store as store
 from bot.catalog import Catalog
 from bot.commands import Command, Subcommand, UsageError, did_you_mean
 from bot.context import CommandContext
+from bot.oncall_roster import SlackDirectory, roster_now
+from bot.replies import permalink
 from handlers import handoff
 from handlers import oncall_blocks as blocks
-from handlers.handoff_evidence import permalink
-from handlers.oncall_roster import SlackDirectory, roster_now
 
 SUBCOMMANDS = ("handoff", "checklist")
 
@@ -87,7 +87,7 @@ async def _handoff(ctx: CommandContext) -> None:
             "This week's checklist is being posted right now; it will appear in a moment."
         )
         return
-    link = await permalink(bot, record.channel_id, record.ts)
+    link = await permalink(bot.slack, record.channel_id, record.ts)
     where = f"<{link}|in {record.channel}>" if link else f"in {record.channel}"
     if outcome.posted_now:
         await ctx.reply.ephemeral(f"Posted this week's handoff checklist {where}.")
@@ -112,7 +112,7 @@ async def _checklist(ctx: CommandContext) -> None:
             "rotation, or now with `/oncall handoff`."
         )
         return
-    link = await permalink(bot, record.channel_id, record.ts)
+    link = await permalink(bot.slack, record.channel_id, record.ts)
     text, message_blocks = blocks.render_checklist_status(record, link, zone)
     await ctx.reply.post(text, message_blocks)
 

@@ -1,6 +1,6 @@
 """Block Kit for /oncall: who is on call now per service, and the status of this week's handoff checklist.
 
-Rendering only: the roster and the checklist come in as data (handlers/oncall_roster.py, bot/handoff_store.py),
+Rendering only: the roster and the checklist come in as data (bot/oncall_roster.py, bot/handoff_store.py),
 so tests can render them on their own. People are Slack mentions when PagerDuty's email matched a Slack user,
 else their PagerDuty name.
 """
@@ -14,7 +14,7 @@ from bot.catalog import Service
 
 if TYPE_CHECKING:
     from bot.handoff_store import HandoffRecord
-    from handlers.oncall_roster import OnCall, Roster
+    from bot.oncall_roster import OnCall, Roster
 
 
 def when(moment: datetime, zone: tzinfo = UTC) -> str:

@@ -21,7 +21,7 @@ from bot.catalog import Catalog, RollbackPlan, Service
 from bot.commands import Action, Command, Subcommand, UsageError, did_you_mean
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.permissions import is_among, mentions, owners_of, require_owner
-from bot.replies import Reply
+from bot.replies import Reply, permalink
 from bot.rollbacks import Run
 from handlers import rollback_blocks as blocks
 from handlers import rollback_run
@@ -106,7 +106,8 @@ def acknowledge(request: RollbackRequest, catalog: Catalog) -> str:
 async def authorize(
     bot: BotContext, user_id: str, service: Service, what: str, target: str, reply: Reply
 ) -> bool:
-    """The service's owners only, fail closed; a refusal is audited and told to the user with who may."""
+    """The service's owners or its current primary on-call (PagerDuty); nobody when neither is configured. A
+    refusal is audited and told to the user with who may."""
     return await require_owner(
         bot,
         user_id,
@@ -115,6 +116,7 @@ async def authorize(
         action="rollback.refused",
         target=target,
         reply=reply,
+        on_call_may=True,
     )
 
 
@@ -163,7 +165,7 @@ async def show_status(request: ShowStatus, ctx: CommandContext) -> None:
         await ctx.reply.ephemeral(f"No rollback of {scope} has been requested yet.")
         return
     text, message_blocks = blocks.render_status(
-        run, ctx.bot.clock(), await rollback_run.permalink(ctx.bot, run)
+        run, ctx.bot.clock(), await permalink(ctx.bot.slack, run.channel, run.message_ts)
     )
     await ctx.reply.ephemeral(text, message_blocks)
 

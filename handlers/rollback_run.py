@@ -27,6 +27,7 @@ from bot.catalog import missing_env
 from bot.context import BotContext
 from bot.flag_changes import FlagStoreNotConfigured, to_wire
 from bot.permissions import mentions, owners_of
+from bot.replies import permalink
 from bot.rollbacks import Run, Step
 from handlers import rollback_blocks as blocks
 from integrations import deploy_hooks, metrics_db
@@ -73,17 +74,6 @@ async def refresh_root(bot: BotContext, run: Run, now: datetime) -> None:
         log.warning("rollback root not updated", exc_info=True, extra={"run": run.id})
 
 
-async def permalink(bot: BotContext, run: Run) -> str | None:
-    if run.channel is None or run.message_ts is None:
-        return None
-    try:
-        response = await bot.slack.chat_getPermalink(channel=run.channel, message_ts=run.message_ts)
-        return str(response["permalink"])
-    except Exception:
-        log.warning("no permalink for the rollback thread", exc_info=True, extra={"run": run.id})
-        return None
-
-
 async def post_summary(bot: BotContext, run: Run) -> None:
     """The Mira runbook's "Post update in #incidents channel", once per run, linking the thread."""
     if not await rollbacks.claim_summary(bot, run):
@@ -91,7 +81,9 @@ async def post_summary(bot: BotContext, run: Run) -> None:
     channel = run.service.channels.incidents or bot.settings.incidents_channel
     try:
         await bot.slack.chat_postMessage(
-            channel=channel, text=blocks.summary(run, await permalink(bot, run)), unfurl_links=False
+            channel=channel,
+            text=blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts)),
+            unfurl_links=False,
         )
     except Exception:
         log.exception("rollback summary not posted", extra={"run": run.id})

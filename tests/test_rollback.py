@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
 from bot.recording_hooks import RecordingHookServer
+from bot.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
 from bot.recording_slack import RecordingSlackServer, SlackCall
 from bot.recording_supabase import RecordingSupabaseServer
 from bot.rollback_worker import RollbackWorker
@@ -38,6 +40,7 @@ STRANGER = "U0STRANGE"
 PROJECT = "abcdefghijklmnopqrst"
 SUPABASE_TOKEN = "sbp_test_token_for_rollback"
 HOOK_SECRET = "hook-secret-for-rollback-tests"
+PD_TOKEN = "pd-token-for-rollback-tests"
 MIRA_STEPS = 12
 
 
@@ -98,12 +101,7 @@ def _hook_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def catalog(tmp_path: Path, catalog_env: dict[str, str]) -> Catalog:
     """The bundled catalog with three owners on every service."""
-    data = yaml.safe_load(BUNDLED_CATALOG.read_text())
-    for service in data["services"]:
-        service["owners"] = {"users": [REQUESTER, CONFIRMER, THIRD_OWNER], "groups": []}
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return load_catalog(path, env=catalog_env)
+    return _owned(tmp_path, catalog_env)
 
 
 @pytest.fixture
@@ -115,6 +113,31 @@ def settings(settings: Settings, supabase: RecordingSupabaseServer) -> Settings:
             "supabase_project_ref": PROJECT,
         }
     )
+
+
+@asynccontextmanager
+async def _another_bot(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> AsyncIterator[BotUnderTest]:
+    """A bot with other settings or another catalog, on the same Postgres schema, Redis and Slack."""
+    runtime = await start_runtime(settings, catalog)
+    server = await start_server(runtime.http_app)
+    other = BotUnderTest(runtime=runtime, server=server, slack=slack)
+    try:
+        yield other
+    finally:
+        await other.close()
+        await server.stop()
+        await runtime.close()
+
+
+def _owned(tmp_path: Path, env: dict[str, str]) -> Catalog:
+    data = yaml.safe_load(BUNDLED_CATALOG.read_text())
+    for service in data["services"]:
+        service["owners"] = {"users": [REQUESTER, CONFIRMER, THIRD_OWNER], "groups": []}
+    path = tmp_path / "owned.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return load_catalog(path, env=env)
 
 
 async def _rows(database_url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -251,16 +274,9 @@ async def test_a_stranger_cannot_even_request_and_an_unowned_service_refuses_eve
     [refusal] = _ephemerals(bot)
     assert refusal.startswith(":lock: Only the owners of FA AI System may request a rollback")
 
-    unowned = await start_runtime(settings, load_catalog(env=catalog_env))  # the bundled catalog: no owners
-    try:
-        server = await start_server(unowned.http_app)
-        other = BotUnderTest(runtime=unowned, server=server, slack=slack)
-        await other.command("/rollback", "fa", user=REQUESTER)
-        await other.settle()
-        await other.close()
-        await server.stop()
-    finally:
-        await unowned.close()
+    async with _another_bot(settings, load_catalog(env=catalog_env), slack) as unowned:  # no owners at all
+        await unowned.command("/rollback", "fa", user=REQUESTER)
+        await unowned.settle()
     message = _ephemerals(bot)[-1]
     assert "Nobody may request a rollback of FA AI System yet: no owner is configured" in message
     assert "`services[fa-ai-system].owners`" in message
@@ -532,16 +548,8 @@ async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
             """INSERT INTO mira_events (event_type, latency_ms, success, created_at)
                SELECT 'agent_response', 5000, true, now() - n * interval '10 seconds' FROM generate_series(1, 60) n"""
         )
-    data = yaml.safe_load(BUNDLED_CATALOG.read_text())
-    for service in data["services"]:
-        service["owners"] = {"users": [REQUESTER, CONFIRMER, THIRD_OWNER], "groups": []}
-    path = tmp_path / "measured.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    measured = load_catalog(path, env={**catalog_env, "MIRA_DATABASE_URL": database_url})
-    runtime = await start_runtime(settings, measured)
-    server = await start_server(runtime.http_app)
-    bot = BotUnderTest(runtime=runtime, server=server, slack=slack)
-    try:
+    measured = _owned(tmp_path, {**catalog_env, "MIRA_DATABASE_URL": database_url})
+    async with _another_bot(settings, measured, slack) as bot:
         root = await _request(bot, "mira", user=REQUESTER)
         await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
         t0 = utc_now()
@@ -549,9 +557,44 @@ async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
         await _click(bot, root, "rollback_signoff", "1:4", user=THIRD_OWNER)
         await _drive(bot, t0)
         await _drive(bot, t0 + timedelta(minutes=31))
-    finally:
-        await bot.close()
-        await server.stop()
-        await runtime.close()
     [failure] = [t for t in _thread(bot, root) if "Step 6/12" in t and "failed" in t]
     assert "SLO breached: p95 5000 > 3000" in failure
+
+
+async def test_the_services_primary_on_call_in_pagerduty_may_confirm_and_others_are_told_so(
+    settings: Settings,
+    catalog_env: dict[str, str],
+    tmp_path: Path,
+    slack: RecordingSlackServer,
+    database_url: str,
+) -> None:
+    """Not an owner, but paged for Mira right now (level 1 of its escalation policy): may confirm."""
+    paged, secondary = "U0PAGED01", "U0SECOND1"
+    slack.add_user(paged, "paged@example.com")
+    slack.add_user(secondary, "second@example.com")
+    async with RecordingPagerDutyServer(PD_TOKEN) as pagerduty:
+        pagerduty.add_user("PUPAGED", "Paged Person", "paged@example.com")
+        pagerduty.add_user("PUSECOND", "Second Person", "second@example.com")
+        pagerduty.set_oncalls(
+            [
+                oncall_entry(("PUPAGED", "Paged Person"), escalation_policy=("PEPMIRA", "Mira")),
+                oncall_entry(
+                    ("PUSECOND", "Second Person"), escalation_policy=("PEPMIRA", "Mira"), escalation_level=2
+                ),
+            ]
+        )
+        with_pagerduty = settings.model_copy(
+            update={"pagerduty_api_token": SecretStr(PD_TOKEN), "pagerduty_api_url": pagerduty.base_url}
+        )
+        catalog = _owned(tmp_path, {**catalog_env, "MIRA_PD_ESCALATION_POLICY": "PEPMIRA"})
+        async with _another_bot(with_pagerduty, catalog, slack) as bot:
+            root = await _request(bot, "mira", user=REQUESTER)
+            await _click(bot, root, "rollback_confirm", "1", user=secondary)
+            refusal = _ephemerals(bot)[-1]
+            assert refusal.startswith(":lock: Only the owners of Mira Co-Pilot may confirm a rollback")
+            assert "The current primary on-call of Mira Co-Pilot in PagerDuty may too." in refusal
+            await _click(bot, root, "rollback_confirm", "1", user=paged)
+    assert await _rows(database_url, "SELECT status, confirmed_by FROM rollback_runs") == [("running", paged)]
+    assert [c.query["escalation_policy_ids[]"] for c in pagerduty.calls if c.path == "/oncalls"] == [
+        ["PEPMIRA"]
+    ] * 2

@@ -194,3 +194,12 @@ async def handoff_roster(bot: BotContext, service: Service, rotation: datetime) 
         "secondary": [e.to_json() for e in roster.at(after, level=2)],
         "escalation": [e.to_json() for e in roster.at(after) if e.level >= 3],
     }
+
+
+async def is_primary_on_call(bot: BotContext, user_id: str, service: Service, now: datetime) -> bool:
+    """Whether `user_id` is the service's primary on-call in PagerDuty right now — the person paged, who may act on
+    the service (confirm its rollback) even when not among its owners. Unknown (no PagerDuty, an error): no."""
+    if bot.pagerduty is None or isinstance(pagerduty_target(service), str):
+        return False
+    roster = await roster_now(bot, service, now, SlackDirectory(bot))
+    return any(entry.slack_id == user_id for entry in roster.at(now, level=1))
