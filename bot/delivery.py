@@ -30,7 +30,6 @@ from integrations.pagerduty_webhooks import MalformedWebhook
 log = logging.getLogger(__name__)
 
 BATCH = 100
-LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 10
 INCIDENT_LOCK_MS = 30_000
 CONCURRENT_INCIDENTS = 8
@@ -51,10 +50,11 @@ class DeliveryWorker:
         self.bot = bot
         self.clock = clock
         self.poll = poll
-        # 0.8/s: Slack's limit is about one post per second per channel, and the slot is taken a moment before
-        # Slack receives the post; on a loaded host that moment varies by a tenth of a second or more, so the
-        # margin keeps jitter from turning into 429s.
-        self.budget = ChannelBudget(bot.storage.redis, per_second=0.8)
+        # SLACK_POSTS_PER_SECOND, 0.8 by default: Slack's limit is about one post per second per channel, and the
+        # slot is taken a moment before Slack receives the post; on a loaded host that moment varies by a tenth of
+        # a second or more, so the margin keeps jitter from turning into 429s.
+        self.budget = ChannelBudget(bot.storage.redis, per_second=bot.settings.slack_posts_per_second)
+        self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,17 +63,24 @@ class DeliveryWorker:
         self._wake.set()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
+        """Claim due events for one lease. An event waits while an earlier event of its incident is backing off
+        after a failure, so a thread never shows a later event before an earlier one."""
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """UPDATE pd_webhooks SET claimed_by = %s, claimed_until = %s, attempts = attempts + 1
                    WHERE id IN (
-                       SELECT id FROM pd_webhooks
+                       SELECT id FROM pd_webhooks p
                        WHERE status = 'pending' AND next_attempt_at <= %s
                          AND (claimed_until IS NULL OR claimed_until < %s)
+                         AND NOT EXISTS (
+                             SELECT 1 FROM pd_webhooks e
+                             WHERE e.incident_id = p.incident_id AND e.status = 'pending'
+                               AND e.next_attempt_at > %s
+                               AND (e.occurred_at, e.id) < (p.occurred_at, p.id))
                        ORDER BY occurred_at NULLS LAST, id
                        LIMIT %s FOR UPDATE SKIP LOCKED)
                    RETURNING id, incident_id, occurred_at, body, attempts""",
-                (incidents.OWNER, now + LEASE, now, now, BATCH),
+                (incidents.OWNER, now + self.lease, now, now, now, BATCH),
             )
             columns = [c.name for c in cursor.description or []]
             return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]

@@ -71,6 +71,9 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         catalog=catalog,
         storage=storage,
         slack=build_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
+        slack_once=build_slack_client(
+            settings.slack_bot_token.get_secret_value(), settings.slack_api_url, blind_retries=False
+        ),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
         pagerduty=PagerDutyClient(
             settings.pagerduty_api_token.get_secret_value(),
@@ -82,7 +85,7 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     )
     registry = build_registry()
     bolt = build_bolt_app(bot, registry)
-    scheduler = Scheduler(storage.pool)
+    scheduler = Scheduler(storage.pool, tick=settings.scheduler_tick_seconds)
     for job in scheduled_jobs(bot):
         scheduler.add(job)
     delivery = DeliveryWorker(bot)
