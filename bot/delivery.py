@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 100
 MAX_ATTEMPTS = 10
-INCIDENT_LOCK_MS = 30_000
 CONCURRENT_INCIDENTS = 8
 
 DELIVERIES = Counter(
@@ -117,7 +116,11 @@ class DeliveryWorker:
         try:
             return bool(
                 await self.bot.storage.redis.set(
-                    f"incident:{incident_id}:lock", incidents.OWNER, nx=True, px=INCIDENT_LOCK_MS
+                    # As long as the events' lease: a lock left by a worker that died ends with its claims.
+                    f"incident:{incident_id}:lock",
+                    incidents.OWNER,
+                    nx=True,
+                    px=int(self.lease.total_seconds() * 1000),
                 )
             )
         except redis.exceptions.RedisError:
@@ -127,13 +130,16 @@ class DeliveryWorker:
         with contextlib.suppress(redis.exceptions.RedisError):
             await self.bot.storage.redis.delete(f"incident:{incident_id}:lock")
 
-    async def _deliver_incident(self, incident_id: str, rows: list[dict[str, Any]], now: datetime) -> None:
+    async def _deliver_incident(self, incident_id: str, rows: list[dict[str, Any]], now: datetime) -> int:
+        """Deliver one incident's events in order; the number handled (given back ones are not)."""
         locked = await self._incident_lock(incident_id)
         if locked is False:
             await self._release(rows)
-            return
+            return 0
+        handled = 0
         try:
             for index, row in enumerate(rows):
+                handled += 1
                 try:
                     await incidents.deliver(self.bot, self.budget, bytes(row["body"]), now)
                 except MalformedWebhook as exc:
@@ -147,14 +153,17 @@ class DeliveryWorker:
                     await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
                     if rows[index + 1 :]:
                         await self._release(rows[index + 1 :])  # keep the thread in order behind the failure
-                    return
+                    return handled
                 await self._finish(row, now, None)
         finally:
             if locked:
                 await self._unlock(incident_id)
+        return handled
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """One pass: deliver what is due, then the periodic steps. Returns the number of events handled."""
+        """One pass: deliver what is due, then the periodic steps. Returns the number of events handled (events
+        given back because another worker holds their incident do not count, so the loop waits for its next poll
+        instead of claiming them again at once)."""
         now = now or self.clock()
         rows = await self._claim(now)
         by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -163,15 +172,17 @@ class DeliveryWorker:
             by_incident[row["incident_id"]].append(row)
         limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
 
-        async def one(incident_id: str, group: list[dict[str, Any]]) -> None:
+        async def one(incident_id: str, group: list[dict[str, Any]]) -> int:
             async with limit:
-                await self._deliver_incident(incident_id, group, now)
+                return await self._deliver_incident(incident_id, group, now)
 
-        await asyncio.gather(*(one(incident_id, group) for incident_id, group in by_incident.items()))
+        handled = await asyncio.gather(
+            *(one(incident_id, group) for incident_id, group in by_incident.items())
+        )
         await incidents.flush_roots(self.bot, self.budget, now)
         await incidents.flush_digests(self.bot, self.budget, now)
         await incidents.fire_timers(self.bot, self.budget, now)
-        return len(rows)
+        return sum(handled)
 
     async def _loop(self) -> None:
         while True:
