@@ -95,6 +95,7 @@ class SlackCall:
     status: int = 200
     response: dict[str, Any] | None = None  # the JSON we answered, e.g. the ts Slack gave a posted message
     retry_after: float | None = None  # the Retry-After we answered a 429 with
+    answered_at: float | None = None  # time.monotonic() when the answer left (None while held)
 
     @property
     def answered(self) -> bool:
@@ -477,6 +478,12 @@ class RecordingSlackServer(RecordingServer):
             raise TimeoutError(self._timeout_message(method, count, timeout, match, matching())) from None
         return matching()
 
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` holds, re-checked whenever a call is recorded."""
+        cond = self._require_cond()
+        async with asyncio.timeout(timeout), cond:
+            await cond.wait_for(condition)
+
     # ------------------------------------------------------------------ internals
 
     def _timeout_message(
@@ -520,6 +527,8 @@ class RecordingSlackServer(RecordingServer):
 
     async def _record(self, call: SlackCall) -> None:
         cond = self._require_cond()
+        if call.status != NO_ANSWER:
+            call.answered_at = time.monotonic()
         async with cond:
             self._calls.append(call)
             cond.notify_all()

@@ -5,6 +5,8 @@ fast as the worker can would earn a wall of 429s and leave the channel minutes b
 first takes that channel's slot: `SET slot NX PX interval` succeeds for one caller per interval across all
 replicas, and everyone else waits for the key to expire. A 429 that still happens pushes the slot out by its
 Retry-After. Without Redis the budget falls back to this process alone (logged), which keeps one replica polite.
+Within a process, one request per channel is in flight at a time (`call`), so a 429 is seen before the next post
+to that channel leaves.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ChannelBudget:
         self.prefix = prefix
         self._local_next: dict[str, float] = {}
         self._aliases: dict[str, str] = {}
+        self._in_flight: dict[str, asyncio.Lock] = {}
 
     def _key(self, kind: str, channel: str) -> str:
         return f"{self.prefix}:{kind}:{channel}"
@@ -100,15 +103,18 @@ class ChannelBudget:
             self._local_next[key] = time.monotonic() + seconds
 
     async def call(self, channel: str, request: Callable[[], Awaitable[T]], kind: str = "post") -> T:
-        """Make `request` within the channel's budget. A 429 pushes the channel's slot out by its Retry-After for
-        every poster of the channel (on every replica) before the request is made again, so nobody calls Slack
-        sooner than it asked; after RATE_LIMITED_RETRIES the 429 is raised to the caller."""
-        for attempt in range(RATE_LIMITED_RETRIES + 1):
-            await self.take(channel, kind)
-            try:
-                return await request()
-            except SlackApiError as exc:
-                if exc.response.status_code != 429 or attempt == RATE_LIMITED_RETRIES:
-                    raise
-                await self.back_off(channel, retry_after_seconds(exc), kind)
+        """Make `request` within the channel's budget. One request per channel and kind is in flight in this
+        process at a time, so when Slack answers 429 the next poster has not been sent yet: the 429 pushes the
+        channel's slot out by its Retry-After (for every replica, through Redis) before anyone calls again.
+        After RATE_LIMITED_RETRIES the 429 is raised to the caller."""
+        lock = self._in_flight.setdefault(f"{kind}:{await self.canonical(channel)}", asyncio.Lock())
+        async with lock:
+            for attempt in range(RATE_LIMITED_RETRIES + 1):
+                await self.take(channel, kind)
+                try:
+                    return await request()
+                except SlackApiError as exc:
+                    if exc.response.status_code != 429 or attempt == RATE_LIMITED_RETRIES:
+                        raise
+                    await self.back_off(channel, retry_after_seconds(exc), kind)
         raise AssertionError("unreachable")  # pragma: no cover

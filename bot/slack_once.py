@@ -95,7 +95,7 @@ async def find_top_level(
     if message is None:
         return None
     log.warning(
-        "found a message whose poster died before recording it; not posting it again",
+        "found a message from an attempt whose outcome was unknown (crash, timeout, 5xx); not posting it again",
         extra={"event_type": key.event_type, "channel": channel_id, "ts": message.get("ts")},
     )
     return channel_id, str(message["ts"])
@@ -107,7 +107,7 @@ async def find_in_thread(bot: BotContext, channel_id: str, thread_ts: str, key: 
     if message is None:
         return None
     log.warning(
-        "found a reply whose poster died before recording it; not posting it again",
+        "found a reply from an attempt whose outcome was unknown (crash, timeout, 5xx); not posting it again",
         extra={"event_type": key.event_type, "channel": channel_id, "ts": message.get("ts")},
     )
     return str(message["ts"])

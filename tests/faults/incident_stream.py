@@ -42,13 +42,15 @@ def incident_id(n: int) -> str:
     return f"PFLT{n:04d}"
 
 
-def incident_stream(incidents: int, *, steps: int = len(STEPS), start: datetime | None = None) -> list[Event]:
-    """`incidents` × `steps` events: step 1 of every incident, then step 2 of every incident, and so on.
-    Occurred a few minutes ago, so no SLA timer falls due while a test runs."""
+def incident_stream(
+    incidents: int, *, steps: int = len(STEPS), first: int = 0, start: datetime | None = None
+) -> list[Event]:
+    """`incidents` × `steps` events (incidents numbered from `first`): step 1 of every incident, then step 2 of
+    every incident, and so on. Occurred a few minutes ago, so no SLA timer falls due while a test runs."""
     start = start or datetime.now(UTC) - timedelta(minutes=3)
     events = []
     for step, (event_type, status, extra) in enumerate(STEPS[:steps]):
-        for n in range(incidents):
+        for n in range(first, first + incidents):
             ident = incident_id(n)
             inc = pd.incident(
                 id=ident,
