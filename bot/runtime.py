@@ -50,6 +50,11 @@ class Runtime:
         stay in the outbox for the next start."""
         await self.scheduler.stop()
         await self.delivery.stop()
+        if self.bot.background.active:
+            log.info(
+                "waiting for post-ack work to finish",
+                extra={"active": self.bot.background.active, "within_seconds": drain_timeout},
+            )
         if not await self.bot.background.wait_idle(drain_timeout):
             log.warning(
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}

@@ -96,7 +96,7 @@ async def find_top_level(
         return None
     log.warning(
         "found a message from an attempt whose outcome was unknown (crash, timeout, 5xx); not posting it again",
-        extra={"event_type": key.event_type, "channel": channel_id, "ts": message.get("ts")},
+        extra={"event_type": key.event_type, "channel": channel_id, "message_ts": message.get("ts")},
     )
     return channel_id, str(message["ts"])
 
@@ -108,6 +108,6 @@ async def find_in_thread(bot: BotContext, channel_id: str, thread_ts: str, key: 
         return None
     log.warning(
         "found a reply from an attempt whose outcome was unknown (crash, timeout, 5xx); not posting it again",
-        extra={"event_type": key.event_type, "channel": channel_id, "ts": message.get("ts")},
+        extra={"event_type": key.event_type, "channel": channel_id, "message_ts": message.get("ts")},
     )
     return str(message["ts"])
