@@ -24,6 +24,11 @@ from bot.replies import Reply
 log = logging.getLogger(__name__)
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
+#: What a user typed is quoted back in `code` at most this long, and an answer is at most ANSWER_LIMIT characters:
+#: whatever is pasted into a command, the answer stays readable and far inside Slack's message limits.
+QUOTE_LIMIT = 60
+ANSWER_LIMIT = 3_500
+_LONG_QUOTE = re.compile(rf"`([^`]{{{QUOTE_LIMIT + 1},}})`")
 
 
 class _ExpectedClientWarning(logging.Filter):
@@ -58,8 +63,18 @@ def not_available_reply(command: Command) -> str:
     return f":construction: `{command.name}` is not available yet. When it is: {command.usage}"
 
 
+def bounded(answer: str) -> str:
+    """`answer` with long quotes of user input clipped and its length capped."""
+    answer = _LONG_QUOTE.sub(lambda m: f"`{m.group(1)[:QUOTE_LIMIT]}…`", answer)
+    return answer if len(answer) <= ANSWER_LIMIT else answer[: ANSWER_LIMIT - 1] + "…"
+
+
 def acknowledge_command(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
     """The immediate, ephemeral answer to a slash command. Pure: no I/O, so it always fits in the deadline."""
+    return bounded(_acknowledge(registry, bot, name, text))
+
+
+def _acknowledge(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
     command = registry.get(name)
     if command is None:
         return unknown_command_reply(name, registry)

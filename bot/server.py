@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.context import BotContext
 from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, ingest
+from bot.signing import verify_slack_request
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
@@ -105,6 +106,8 @@ def _slack_kind(request: Request) -> str:
 def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[[], None]) -> ASGIApp:
     slack_handler = AsyncSlackRequestHandler(bolt)
     storage = bot.storage
+    assert bot.settings.slack_signing_secret is not None
+    signing_secret = bot.settings.slack_signing_secret.get_secret_value()
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -122,6 +125,20 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
         return wrapper
 
     async def slack_events(request: Request) -> Response:
+        # Verified here on the raw bytes before Bolt reads anything: a malformed timestamp or a body that is not
+        # UTF-8 must be a 401/400, not an exception inside the adapter (a 500). Bolt verifies again.
+        body = await request.body()
+        if not verify_slack_request(
+            signing_secret,
+            body,
+            request.headers.get("x-slack-request-timestamp"),
+            request.headers.get("x-slack-signature"),
+        ):
+            return JSONResponse({"error": "invalid request signature"}, status_code=401)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return JSONResponse({"error": "request body is not UTF-8"}, status_code=400)
         return await slack_handler.handle(request)
 
     async def pagerduty_webhook(request: Request) -> Response:
