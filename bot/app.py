@@ -19,6 +19,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.commands import Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
+from bot.redaction import Redactor
 from bot.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,16 @@ def _metadata_channel(metadata: str) -> str:
 def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
     settings = bot.settings
     assert settings.slack_signing_secret is not None
+    redact = Redactor.for_settings(settings)
+
+    def redacting(respond: AsyncRespond) -> AsyncRespond:
+        """Bolt's respond (response_url) with secrets blanked, as the Web API client does for its calls."""
+
+        async def send(**kwargs: Any) -> Any:
+            return await respond(**{key: redact(value) for key, value in kwargs.items()})
+
+        return send  # type: ignore[return-value]
+
     app = AsyncApp(
         client=bot.slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -128,7 +139,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             error_id = uuid.uuid4().hex[:8]
             log.exception("acknowledging a command failed", extra={"error_id": error_id})
             answer = f":warning: Something went wrong reading that command; the bot logged it as error `{error_id}`."
-        await ack(text=answer, response_type="ephemeral")
+        await ack(text=redact(answer), response_type="ephemeral")
 
     async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
         found = _runnable(registry, bot, body.get("command", ""), body.get("text", ""))
@@ -144,7 +155,10 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             trigger_id=body.get("trigger_id"),
         )
         reply = Reply(
-            bot.slack, channel_id=invocation.channel_id, user_id=invocation.user_id, respond=respond
+            bot.slack,
+            channel_id=invocation.channel_id,
+            user_id=invocation.user_id,
+            respond=redacting(respond),
         )
         assert command.run is not None
         await bot.background.guard(
@@ -160,7 +174,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         container = body.get("container") or {}
         channel_id = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
         user_id = (body.get("user") or {}).get("id", "")
-        reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id, respond=respond)
+        reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id, respond=redacting(respond))
         spec = registry.actions.get(action_id)
         if spec is None:
             log.warning("unknown action", extra={"action_id": action_id})

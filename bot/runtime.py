@@ -19,6 +19,7 @@ from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.delivery import DeliveryWorker
+from bot.redaction import Redactor
 from bot.scheduler import Scheduler
 from bot.server import build_http_app
 from bot.settings import Settings
@@ -71,14 +72,14 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.bot_catalog)
     storage = await open_storage(settings)
+    redact = Redactor.for_settings(settings)
+    token = settings.slack_bot_token.get_secret_value()
     bot = BotContext(
         settings=settings,
         catalog=catalog,
         storage=storage,
-        slack=build_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
-        slack_once=build_slack_client(
-            settings.slack_bot_token.get_secret_value(), settings.slack_api_url, blind_retries=False
-        ),
+        slack=build_slack_client(token, settings.slack_api_url, redact=redact),
+        slack_once=build_slack_client(token, settings.slack_api_url, blind_retries=False, redact=redact),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
         pagerduty=PagerDutyClient(
             settings.pagerduty_api_token.get_secret_value(),

@@ -7,6 +7,7 @@ method and status for /metrics: a Slack outage or a rate-limit storm shows up th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
@@ -32,9 +33,16 @@ CONNECTION_RETRIES = 2
 
 
 class InstrumentedWebClient(AsyncWebClient):
-    """AsyncWebClient that counts every call's final outcome."""
+    """AsyncWebClient that counts every call's final outcome and blanks `redact`'s secrets from what it sends
+    (bot.redaction: the net under "never echo a secret to Slack")."""
+
+    redact: Callable[[Any], Any] | None = None
 
     async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+        if self.redact is not None:
+            for part in ("json", "data", "params"):
+                if isinstance(kwargs.get(part), dict):
+                    kwargs[part] = self.redact(kwargs[part])
         try:
             response = await super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
@@ -49,7 +57,12 @@ class InstrumentedWebClient(AsyncWebClient):
 
 
 def build_slack_client(
-    token: str, base_url: str, *, timeout: int = 10, blind_retries: bool = True
+    token: str,
+    base_url: str,
+    *,
+    timeout: int = 10,
+    blind_retries: bool = True,
+    redact: Callable[[Any], Any] | None = None,
 ) -> InstrumentedWebClient:
     """The bot's Web API client: SLACK_API_URL as base URL (tests point it at the recording server).
 
@@ -59,7 +72,7 @@ def build_slack_client(
     looks the message up (by its metadata) before posting again. Its 429s are raised too, so the per-channel
     budget learns the Retry-After at once for every poster of the channel, not only the one request being retried.
     """
-    return InstrumentedWebClient(
+    client = InstrumentedWebClient(
         token=token,
         base_url=base_url,
         timeout=timeout,
@@ -71,6 +84,8 @@ def build_slack_client(
         if blind_retries
         else [],
     )
+    client.redact = redact
+    return client
 
 
 def retry_after_seconds(exc: SlackApiError, default: float = 1.0) -> float:

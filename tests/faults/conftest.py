@@ -4,6 +4,7 @@ database, or — for the outage tests, which stop them — on embedded servers t
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -60,6 +61,18 @@ async def world(
         yield faults
     finally:
         await faults.close()
+    assert_no_secret_leaked(faults)
+
+
+def assert_no_secret_leaked(world: FaultWorld) -> None:
+    """Every fault test doubles as a leak test: its processes ran with distinctive secrets, and none may appear
+    in their logs or in any body they sent to Slack or PagerDuty (tokens travel only in Authorization headers)."""
+    sent = [json.dumps(c.body, default=str) for c in world.slack.calls]
+    sent += [json.dumps(c.body, default=str) for c in world.pagerduty.calls]
+    logs = world.logs()
+    for secret in SECRETS.values():
+        assert secret not in logs, "a secret is in a bot's log"
+        assert not any(secret in body for body in sent), "a secret was sent in a request body"
 
 
 async def start_embedded_postgres(servers: EmbeddedServers) -> str:
