@@ -7,7 +7,7 @@ means a post started and its outcome is unknown: Slack may have stored the messa
 or a timeout may have hidden Slack's answer. So every such post carries message metadata naming what it is
 (`PostKey`, https://api.slack.com/metadata), and whoever takes over a claim older than STALE_CLAIM_SECONDS first
 looks for a message with that metadata (`find_top_level`, `find_in_thread`) and records it instead of posting
-again. The posts go through `BotContext.slack_once`, a client that never resends a request Slack may already
+again. The posts go through `BotContext.slack_unretried`, a client that never resends a request Slack may already
 have applied, and through the channel's budget, which honours Retry-After for every poster of the channel.
 """
 
@@ -56,7 +56,7 @@ async def post(bot: BotContext, budget: ChannelBudget, channel: str, key: PostKe
     """chat.postMessage once (no blind resend), within the channel's budget, carrying `key` as metadata."""
 
     async def request() -> Any:
-        return await bot.slack_once.chat_postMessage(
+        return await bot.slack_unretried.chat_postMessage(
             channel=channel, unfurl_links=False, metadata=key.metadata(), **kwargs
         )
 
@@ -68,7 +68,9 @@ async def post(bot: BotContext, budget: ChannelBudget, channel: str, key: PostKe
 async def update(bot: BotContext, budget: ChannelBudget, channel_id: str, ts: str, **kwargs: Any) -> Any:
     """chat.update within the channel's update budget (an edit is idempotent; only its pace matters)."""
     return await budget.call(
-        channel_id, lambda: bot.slack_once.chat_update(channel=channel_id, ts=ts, **kwargs), kind="update"
+        channel_id,
+        lambda: bot.slack_unretried.chat_update(channel=channel_id, ts=ts, **kwargs),
+        kind="update",
     )
 
 

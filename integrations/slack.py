@@ -1,8 +1,9 @@
-"""The one Slack Web API client every part of the bot posts through.
+"""The Slack Web API client every part of the bot posts through, and the lookups that find a post by metadata.
 
 Built on slack_sdk's AsyncWebClient with its retry handlers, so a connection error, a 429 (honouring Retry-After)
-or a 5xx is retried by the SDK rather than by ad-hoc loops in handlers. Each call's final outcome is counted by
-method and status for /metrics: a Slack outage or a rate-limit storm shows up there first.
+or a 5xx is retried by the SDK rather than by ad-hoc loops in handlers. Posts that must happen once use the same
+client without those blind retries (`blind_retries=False`, see bot/slack_once.py). Each call's final outcome is
+counted by method and status for /metrics: a Slack outage or a rate-limit storm shows up there first.
 """
 
 from __future__ import annotations
