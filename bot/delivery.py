@@ -4,7 +4,10 @@ Each pass claims a batch of pending events with `FOR UPDATE SKIP LOCKED` and a l
 share the work and an event whose worker died is picked up again when its lease ends. Events of one incident are
 handled in `occurred_at` order under a short Redis lock on the incident, so two replicas never interleave one
 thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
-backoff (the Slack client has already retried 429s and 5xx); after MAX_ATTEMPTS it is marked failed and logged.
+backoff (429s have already been waited out within the channel's budget; a 5xx or a timeout is not resent blindly,
+the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
+behind it; after MAX_ATTEMPTS it is marked failed and logged. Lease and stale-claim windows are settings
+(DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
 Then the periodic steps run: debounced root edits, storm digests, SLA timers. The clock is injected for tests.
 """
 
