@@ -29,7 +29,7 @@ HELP_WORDS = {"help", "-h", "--help", "?"}
 #: whatever is pasted into a command, the answer stays readable and far inside Slack's message limits.
 QUOTE_LIMIT = 60
 ANSWER_LIMIT = 3_500
-_LONG_QUOTE = re.compile(rf"`([^`]{{{QUOTE_LIMIT + 1},}})`")
+_LONG_QUOTE = re.compile(rf"`([^`\n]{{{QUOTE_LIMIT + 1},}})`")
 
 
 class _ExpectedClientWarning(logging.Filter):
@@ -44,7 +44,7 @@ logging.getLogger("slack_bolt.AsyncApp").addFilter(_ExpectedClientWarning())
 
 
 def usage_reply(command: Command, error: UsageError) -> str:
-    lines = [f":grey_question: {error.message}"]
+    lines = [f":grey_question: {_clip_quotes(error.message)}"]
     if error.suggestion:
         lines.append(f"Did you mean `{error.suggestion}`?")
     lines.append("Usage: " + command.usage)
@@ -53,7 +53,7 @@ def usage_reply(command: Command, error: UsageError) -> str:
 
 def unknown_command_reply(name: str, registry: CommandRegistry) -> str:
     suggestion = registry.suggest(name)
-    lines = [f":grey_question: I don't know the command `{name}`."]
+    lines = [f":grey_question: I don't know the command {_quote(name)}."]
     if suggestion:
         lines.append(f"Did you mean `{suggestion}`?")
     lines.append(registry.help_text())
@@ -64,9 +64,18 @@ def not_available_reply(command: Command) -> str:
     return f":construction: `{command.name}` is not available yet. When it is: {command.usage}"
 
 
+def _quote(word: str) -> str:
+    return f"`{word[:QUOTE_LIMIT]}…`" if len(word) > QUOTE_LIMIT else f"`{word}`"
+
+
+def _clip_quotes(message: str) -> str:
+    """A usage message with the user's words it quotes (in `code`) clipped; the message is one sentence, so its
+    backticks pair up."""
+    return _LONG_QUOTE.sub(lambda m: _quote(m.group(1)), message)
+
+
 def bounded(answer: str) -> str:
-    """`answer` with long quotes of user input clipped and its length capped."""
-    answer = _LONG_QUOTE.sub(lambda m: f"`{m.group(1)[:QUOTE_LIMIT]}…`", answer)
+    """`answer` capped in length, whatever was pasted into the command."""
     return answer if len(answer) <= ANSWER_LIMIT else answer[: ANSWER_LIMIT - 1] + "…"
 
 

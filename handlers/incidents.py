@@ -81,7 +81,22 @@ class TimelineEntry:
     text: str
 
 
+def _without_nul(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL characters; PagerDuty text never has them, a hostile payload might."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def _snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
+    return _without_nul(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
+
+
+def _snapshot_fields(snapshot: IncidentSnapshot) -> dict[str, Any]:
     return {
         "id": snapshot.id,
         "number": snapshot.number,
