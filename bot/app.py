@@ -19,11 +19,17 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from bot.commands import Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
+from bot.redaction import Redactor
 from bot.replies import Reply
 
 log = logging.getLogger(__name__)
 
 HELP_WORDS = {"help", "-h", "--help", "?"}
+#: What a user typed is quoted back in `code` at most this long, and an answer is at most ANSWER_LIMIT characters:
+#: whatever is pasted into a command, the answer stays readable and far inside Slack's message limits.
+QUOTE_LIMIT = 60
+ANSWER_LIMIT = 3_500
+_LONG_QUOTE = re.compile(rf"`([^`\n]{{{QUOTE_LIMIT + 1},}})`")
 
 
 class _ExpectedClientWarning(logging.Filter):
@@ -38,7 +44,7 @@ logging.getLogger("slack_bolt.AsyncApp").addFilter(_ExpectedClientWarning())
 
 
 def usage_reply(command: Command, error: UsageError) -> str:
-    lines = [f":grey_question: {error.message}"]
+    lines = [f":grey_question: {_clip_quotes(error.message)}"]
     if error.suggestion:
         lines.append(f"Did you mean `{error.suggestion}`?")
     lines.append("Usage: " + command.usage)
@@ -47,7 +53,7 @@ def usage_reply(command: Command, error: UsageError) -> str:
 
 def unknown_command_reply(name: str, registry: CommandRegistry) -> str:
     suggestion = registry.suggest(name)
-    lines = [f":grey_question: I don't know the command `{name}`."]
+    lines = [f":grey_question: I don't know the command {_quote(name)}."]
     if suggestion:
         lines.append(f"Did you mean `{suggestion}`?")
     lines.append(registry.help_text())
@@ -58,8 +64,27 @@ def not_available_reply(command: Command) -> str:
     return f":construction: `{command.name}` is not available yet. When it is: {command.usage}"
 
 
+def _quote(word: str) -> str:
+    return f"`{word[:QUOTE_LIMIT]}…`" if len(word) > QUOTE_LIMIT else f"`{word}`"
+
+
+def _clip_quotes(message: str) -> str:
+    """A usage message with the user's words it quotes (in `code`) clipped; the message is one sentence, so its
+    backticks pair up."""
+    return _LONG_QUOTE.sub(lambda m: _quote(m.group(1)), message)
+
+
+def bounded(answer: str) -> str:
+    """`answer` capped in length, whatever was pasted into the command."""
+    return answer if len(answer) <= ANSWER_LIMIT else answer[: ANSWER_LIMIT - 1] + "…"
+
+
 def acknowledge_command(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
     """The immediate, ephemeral answer to a slash command. Pure: no I/O, so it always fits in the deadline."""
+    return bounded(_acknowledge(registry, bot, name, text))
+
+
+def _acknowledge(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
     command = registry.get(name)
     if command is None:
         return unknown_command_reply(name, registry)
@@ -99,6 +124,16 @@ def _metadata_channel(metadata: str) -> str:
 def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
     settings = bot.settings
     assert settings.slack_signing_secret is not None
+    redact = Redactor.for_settings(settings)
+
+    def redacting(respond: AsyncRespond) -> AsyncRespond:
+        """Bolt's respond (response_url) with secrets blanked, as the Web API client does for its calls."""
+
+        async def send(**kwargs: Any) -> Any:
+            return await respond(**{key: redact(value) for key, value in kwargs.items()})
+
+        return send  # type: ignore[return-value]
+
     app = AsyncApp(
         client=bot.slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
@@ -113,7 +148,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             error_id = uuid.uuid4().hex[:8]
             log.exception("acknowledging a command failed", extra={"error_id": error_id})
             answer = f":warning: Something went wrong reading that command; the bot logged it as error `{error_id}`."
-        await ack(text=answer, response_type="ephemeral")
+        await ack(text=redact(answer), response_type="ephemeral")
 
     async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
         found = _runnable(registry, bot, body.get("command", ""), body.get("text", ""))
@@ -129,7 +164,10 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             trigger_id=body.get("trigger_id"),
         )
         reply = Reply(
-            bot.slack, channel_id=invocation.channel_id, user_id=invocation.user_id, respond=respond
+            bot.slack,
+            channel_id=invocation.channel_id,
+            user_id=invocation.user_id,
+            respond=redacting(respond),
         )
         assert command.run is not None
         await bot.background.guard(
@@ -145,7 +183,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         container = body.get("container") or {}
         channel_id = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
         user_id = (body.get("user") or {}).get("id", "")
-        reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id, respond=respond)
+        reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id, respond=redacting(respond))
         spec = registry.actions.get(action_id)
         if spec is None:
             log.warning("unknown action", extra={"action_id": action_id})

@@ -30,6 +30,8 @@ class BotContext:
     catalog: Catalog
     storage: Storage
     slack: AsyncWebClient
+    # The same Web API without blind retries, for posts that must happen once (see build_slack_client).
+    slack_unretried: AsyncWebClient
     http: httpx.AsyncClient
     pagerduty: PagerDutyClient | None = None  # None until PAGERDUTY_API_TOKEN is set
     background: BackgroundWork = field(default_factory=BackgroundWork)

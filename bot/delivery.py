@@ -4,7 +4,10 @@ Each pass claims a batch of pending events with `FOR UPDATE SKIP LOCKED` and a l
 share the work and an event whose worker died is picked up again when its lease ends. Events of one incident are
 handled in `occurred_at` order under a short Redis lock on the incident, so two replicas never interleave one
 thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
-backoff (the Slack client has already retried 429s and 5xx); after MAX_ATTEMPTS it is marked failed and logged.
+backoff (429s have already been waited out within the channel's budget; a 5xx or a timeout is not resent blindly,
+the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
+behind it; after MAX_ATTEMPTS it is marked failed and logged. Lease and stale-claim windows are settings
+(DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
 Then the periodic steps run: debounced root edits, storm digests, SLA timers. The clock is injected for tests.
 """
 
@@ -30,9 +33,7 @@ from integrations.pagerduty_webhooks import MalformedWebhook
 log = logging.getLogger(__name__)
 
 BATCH = 100
-LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 10
-INCIDENT_LOCK_MS = 30_000
 CONCURRENT_INCIDENTS = 8
 
 DELIVERIES = Counter(
@@ -51,10 +52,11 @@ class DeliveryWorker:
         self.bot = bot
         self.clock = clock
         self.poll = poll
-        # 0.8/s: Slack's limit is about one post per second per channel, and the slot is taken a moment before
-        # Slack receives the post; on a loaded host that moment varies by a tenth of a second or more, so the
-        # margin keeps jitter from turning into 429s.
-        self.budget = ChannelBudget(bot.storage.redis, per_second=0.8)
+        # SLACK_POSTS_PER_SECOND, 0.8 by default: Slack's limit is about one post per second per channel, and the
+        # slot is taken a moment before Slack receives the post; on a loaded host that moment varies by a tenth of
+        # a second or more, so the margin keeps jitter from turning into 429s.
+        self.budget = ChannelBudget(bot.storage.redis, per_second=bot.settings.slack_posts_per_second)
+        self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,17 +65,24 @@ class DeliveryWorker:
         self._wake.set()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
+        """Claim due events for one lease. An event waits while an earlier event of its incident is backing off
+        after a failure, so a thread never shows a later event before an earlier one."""
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """UPDATE pd_webhooks SET claimed_by = %s, claimed_until = %s, attempts = attempts + 1
                    WHERE id IN (
-                       SELECT id FROM pd_webhooks
+                       SELECT id FROM pd_webhooks p
                        WHERE status = 'pending' AND next_attempt_at <= %s
                          AND (claimed_until IS NULL OR claimed_until < %s)
+                         AND NOT EXISTS (
+                             SELECT 1 FROM pd_webhooks e
+                             WHERE e.incident_id = p.incident_id AND e.status = 'pending'
+                               AND e.next_attempt_at > %s
+                               AND (e.occurred_at, e.id) < (p.occurred_at, p.id))
                        ORDER BY occurred_at NULLS LAST, id
                        LIMIT %s FOR UPDATE SKIP LOCKED)
                    RETURNING id, incident_id, occurred_at, body, attempts""",
-                (incidents.OWNER, now + LEASE, now, now, BATCH),
+                (incidents.OWNER, now + self.lease, now, now, now, BATCH),
             )
             columns = [c.name for c in cursor.description or []]
             return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
@@ -110,7 +119,11 @@ class DeliveryWorker:
         try:
             return bool(
                 await self.bot.storage.redis.set(
-                    f"incident:{incident_id}:lock", incidents.OWNER, nx=True, px=INCIDENT_LOCK_MS
+                    # As long as the events' lease: a lock left by a worker that died ends with its claims.
+                    f"incident:{incident_id}:lock",
+                    incidents.OWNER,
+                    nx=True,
+                    px=int(self.lease.total_seconds() * 1000),
                 )
             )
         except redis.exceptions.RedisError:
@@ -120,13 +133,16 @@ class DeliveryWorker:
         with contextlib.suppress(redis.exceptions.RedisError):
             await self.bot.storage.redis.delete(f"incident:{incident_id}:lock")
 
-    async def _deliver_incident(self, incident_id: str, rows: list[dict[str, Any]], now: datetime) -> None:
+    async def _deliver_incident(self, incident_id: str, rows: list[dict[str, Any]], now: datetime) -> int:
+        """Deliver one incident's events in order; the number handled (given back ones are not)."""
         locked = await self._incident_lock(incident_id)
         if locked is False:
             await self._release(rows)
-            return
+            return 0
+        handled = 0
         try:
             for index, row in enumerate(rows):
+                handled += 1
                 try:
                     await incidents.deliver(self.bot, self.budget, bytes(row["body"]), now)
                 except MalformedWebhook as exc:
@@ -140,14 +156,17 @@ class DeliveryWorker:
                     await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
                     if rows[index + 1 :]:
                         await self._release(rows[index + 1 :])  # keep the thread in order behind the failure
-                    return
+                    return handled
                 await self._finish(row, now, None)
         finally:
             if locked:
                 await self._unlock(incident_id)
+        return handled
 
     async def run_once(self, now: datetime | None = None) -> int:
-        """One pass: deliver what is due, then the periodic steps. Returns the number of events handled."""
+        """One pass: deliver what is due, then the periodic steps. Returns the number of events handled (events
+        given back because another worker holds their incident do not count, so the loop waits for its next poll
+        instead of claiming them again at once)."""
         now = now or self.clock()
         rows = await self._claim(now)
         by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -156,15 +175,17 @@ class DeliveryWorker:
             by_incident[row["incident_id"]].append(row)
         limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
 
-        async def one(incident_id: str, group: list[dict[str, Any]]) -> None:
+        async def one(incident_id: str, group: list[dict[str, Any]]) -> int:
             async with limit:
-                await self._deliver_incident(incident_id, group, now)
+                return await self._deliver_incident(incident_id, group, now)
 
-        await asyncio.gather(*(one(incident_id, group) for incident_id, group in by_incident.items()))
+        handled = await asyncio.gather(
+            *(one(incident_id, group) for incident_id, group in by_incident.items())
+        )
         await incidents.flush_roots(self.bot, self.budget, now)
         await incidents.flush_digests(self.bot, self.budget, now)
         await incidents.fire_timers(self.bot, self.budget, now)
-        return len(rows)
+        return sum(handled)
 
     async def _loop(self) -> None:
         while True:

@@ -35,6 +35,7 @@ class EmbeddedServers:
     redis_url: str | None = None
     _postgres: Any = None
     _valkey: Any = None
+    _valkey_port: int | None = None
     _lock_file: IO[str] | None = field(default=None, repr=False)
 
     def _lock(self) -> None:
@@ -91,10 +92,13 @@ class EmbeddedServers:
         data_dir = self.state_dir / "valkey"
         data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._valkey = ValkeyServer(data_dir=data_dir, persist=True, appendonly="yes")
+            self._valkey = ValkeyServer(
+                port=self._valkey_port, data_dir=data_dir, persist=True, appendonly="yes"
+            )
             self._valkey.start(timeout=15.0)
         except Exception as exc:
             raise EmbeddedError(f"embedded Valkey did not start under {data_dir}: {exc}") from exc
+        self._valkey_port = int(self._valkey.port)
         self.redis_url = str(self._valkey.connection_url)
         log.info("embedded Valkey ready", extra={"data_dir": str(data_dir)})
         return self.redis_url
@@ -106,6 +110,14 @@ class EmbeddedServers:
                 self._postgres.cleanup()
             finally:
                 self._postgres = None
+
+    def stop_redis(self) -> None:
+        """Stop only the embedded Valkey (the data stays); `start_redis` brings it back on the same port."""
+        if self._valkey is not None:
+            try:
+                self._valkey.stop()
+            finally:
+                self._valkey = None
 
     def stop(self) -> None:
         if self._valkey is not None:

@@ -81,9 +81,15 @@ async def _ticks(conn: AsyncConnection[Any], handoff_id: int) -> dict[int, Tick]
     return {item: Tick(item, by, at) for item, by, at in await cursor.fetchall()}
 
 
+_RECORD_BY = {
+    "id": "SELECT * FROM handoffs WHERE id = %s",
+    "rotation": "SELECT * FROM handoffs WHERE rotation = %s",
+}
+
+
 async def _record(conn: AsyncConnection[Any], where: str, value: Any) -> HandoffRecord | None:
     cursor = conn.cursor(row_factory=dict_row)
-    await cursor.execute(f"SELECT * FROM handoffs WHERE {where} = %s", (value,))
+    await cursor.execute(_RECORD_BY[where], (value,))
     row = await cursor.fetchone()
     if row is None:
         return None

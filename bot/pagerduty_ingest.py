@@ -31,6 +31,16 @@ PAGERDUTY_BODY_LIMIT = 256 * 1024  # PagerDuty drops larger payloads itself
 HANDOFF_TEST_KEY_PREFIX = "mira-handoff-test-"
 
 
+def storable(event: WebhookEvent | None) -> WebhookEvent | None:
+    """The event, unless an identifier holds a NUL character: Postgres text cannot, and no PagerDuty ID does, so
+    such an event is kept raw as malformed (answered 202 like any signed body) instead of failing the insert and
+    being answered 503 — which PagerDuty would retry for two days."""
+    if event is None:
+        return None
+    identifiers = (event.event_id, event.event_type, event.incident_id, event.service_id)
+    return None if any(value is not None and "\x00" in value for value in identifiers) else event
+
+
 def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | None]:
     """(status, reason): `pending` for the worker, or why it is only kept."""
     if event is None:
@@ -89,7 +99,7 @@ async def ingest(request: Request, bot: BotContext, on_stored: Callable[[], None
         log.warning("malformed PagerDuty webhook stored raw", extra={"reason": str(exc)})
         event = None
     try:
-        stored = await store(bot, body, request.headers.get("x-webhook-id"), event)
+        stored = await store(bot, body, request.headers.get("x-webhook-id"), storable(event))
     except (psycopg.Error, PoolTimeout, OSError):
         log.error(
             "PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",

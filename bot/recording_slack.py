@@ -48,6 +48,7 @@ from starlette.routing import Route
 from bot.recording_base import RecordingServer
 
 __all__ = [
+    "NO_ANSWER",
     "BOT_ID",
     "BOT_USER_ID",
     "TEAM_ID",
@@ -56,6 +57,9 @@ __all__ = [
     "SlackCall",
     "StoredMessage",
 ]
+
+#: ``status`` of a call that :meth:`RecordingSlackServer.accept_and_hang` held without answering.
+NO_ANSWER = 0
 
 TEAM_ID = "T0CONSOLE"
 BOT_USER_ID = "U0MIRABOT"
@@ -90,6 +94,13 @@ class SlackCall:
     at: float
     status: int = 200
     response: dict[str, Any] | None = None  # the JSON we answered, e.g. the ts Slack gave a posted message
+    retry_after: float | None = None  # the Retry-After we answered a 429 with
+    answered_at: float | None = None  # time.monotonic() when the answer left (None while held)
+
+    @property
+    def answered(self) -> bool:
+        """False for a call held by :meth:`RecordingSlackServer.accept_and_hang` (the client never got an answer)."""
+        return self.status != NO_ANSWER
 
     @property
     def channel(self) -> Any:
@@ -133,6 +144,7 @@ class StoredMessage:
     attachments: list[Any] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
     reactions: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass
@@ -154,6 +166,9 @@ class _Fault:
     retry_after: int
     remaining: int
     error: str | None
+    #: refuse: answer ``status`` without doing anything; accept: do the call, then answer ``status`` anyway
+    #: (Slack stored the message but the client sees a failure); hang: do the call and never answer.
+    mode: str = "refuse"
 
 
 class _BadRequest(Exception):
@@ -203,13 +218,14 @@ class RecordingSlackServer(RecordingServer):
         super().__init__()
         self._calls: list[SlackCall] = []
         self._messages: dict[tuple[str, str], StoredMessage] = {}
-        self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
         self._channel_names: dict[str, str] = {}
         self._users_by_id: dict[str, tuple[str, str | None]] = {}
         self._usergroups: dict[str, list[str]] = {}
         self._users_by_email: dict[str, str] = {}
         self._faults: dict[str, list[_Fault]] = {}
+        self._held = asyncio.Event()
+        self._last_us = 0
         self._rate_limits: dict[str, float] = {}
         self._last_accepted: dict[tuple[str, str], float] = {}
         self._pending_uploads: dict[str, dict[str, Any]] = {}
@@ -234,6 +250,9 @@ class RecordingSlackServer(RecordingServer):
             "conversations.info": self._conversations_info,
             "usergroups.users.list": self._usergroups_users_list,
             "conversations.join": self._conversations_info,  # same answer: the channel, now with the bot in it
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
+            "conversations.list": self._conversations_list,
             "views.open": self._views_open,
             "views.update": self._views_open,
             "views.push": self._views_open,
@@ -247,6 +266,9 @@ class RecordingSlackServer(RecordingServer):
                 Route("/response/{key}", self._response_url_endpoint, methods=["POST"]),
             ]
         )
+
+    async def _stopping(self) -> None:
+        self._held.set()  # held calls are answered so uvicorn can shut down
 
     # ------------------------------------------------------------------ URLs
 
@@ -292,6 +314,40 @@ class RecordingSlackServer(RecordingServer):
         self._faults.setdefault(method, []).append(
             _Fault(status=status, retry_after=retry_after, remaining=count, error=error)
         )
+
+    def fail_after_accept(
+        self, method: str, status: int = 500, count: int = 1, error: str | None = None
+    ) -> None:
+        """The next ``count`` calls to ``method`` are carried out (a message is stored) and then answered with
+        HTTP ``status`` anyway: the client cannot tell that Slack applied them, as after a timeout."""
+        self._faults.setdefault(method, []).append(
+            _Fault(status=status, retry_after=1, remaining=count, error=error, mode="accept")
+        )
+
+    def accept_and_hang(self, method: str, count: int = 1) -> None:
+        """The next ``count`` calls to ``method`` are carried out and never answered (until
+        :meth:`release_held` or :meth:`stop`): the moment after Slack accepted a post and before the poster got
+        the ``ts`` — where a process killed now leaves a posted message it never recorded. Held calls are
+        recorded with status :data:`NO_ANSWER`; :meth:`wait_held` waits for them."""
+        self._faults.setdefault(method, []).append(
+            _Fault(status=NO_ANSWER, retry_after=1, remaining=count, error=None, mode="hang")
+        )
+
+    def release_held(self) -> None:
+        """Answer every call held by :meth:`accept_and_hang` (clients that are gone get nothing)."""
+        self._held.set()
+        self._held = asyncio.Event()
+
+    async def wait_held(self, count: int = 1, timeout: float = 10.0) -> list[SlackCall]:
+        """Wait until ``count`` calls are being held; return them."""
+        cond = self._require_cond()
+
+        def held() -> list[SlackCall]:
+            return [c for c in self._calls if not c.answered]
+
+        async with asyncio.timeout(timeout), cond:
+            await cond.wait_for(lambda: len(held()) >= count)
+        return held()
 
     def enforce_rate_limit(
         self, method: str = "chat.postMessage", per_channel_per_second: float = 1.0
@@ -423,6 +479,12 @@ class RecordingSlackServer(RecordingServer):
             raise TimeoutError(self._timeout_message(method, count, timeout, match, matching())) from None
         return matching()
 
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until ``condition()`` holds, re-checked whenever a call is recorded."""
+        cond = self._require_cond()
+        async with asyncio.timeout(timeout), cond:
+            await cond.wait_for(condition)
+
     # ------------------------------------------------------------------ internals
 
     def _timeout_message(
@@ -456,35 +518,49 @@ class RecordingSlackServer(RecordingServer):
         return True
 
     def _next_ts(self) -> str:
-        n = next(self._ts_counter) * 100
-        return f"{1700000000 + n // 1_000_000}.{n % 1_000_000:06d}"
+        """Like Slack's: the Unix time of the post in microseconds, unique (and increasing) within the server, so
+        ``oldest``/``latest`` filters on conversations.history mean what they mean in Slack."""
+        self._last_us = max(int(time.time() * 1_000_000), self._last_us + 1)
+        return f"{self._last_us // 1_000_000}.{self._last_us % 1_000_000:06d}"
 
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._id_counter):08X}"
 
     async def _record(self, call: SlackCall) -> None:
         cond = self._require_cond()
+        if call.status != NO_ANSWER:
+            call.answered_at = time.monotonic()
         async with cond:
             self._calls.append(call)
             cond.notify_all()
 
-    def _check_faults(self, method: str, body: dict[str, Any], now: float) -> Response | None:
-        """Injected failure or enforced rate limit for this call, if any."""
+    def _take_fault(self, method: str) -> _Fault | None:
         faults = self._faults.get(method)
-        if faults:
-            fault = faults[0]
-            fault.remaining -= 1
-            if fault.remaining <= 0:
-                faults.pop(0)
-            if fault.status == 429:
-                return JSONResponse(
-                    {"ok": False, "error": fault.error or "ratelimited"},
-                    status_code=429,
-                    headers={"Retry-After": str(fault.retry_after)},
-                )
+        if not faults:
+            return None
+        fault = faults[0]
+        fault.remaining -= 1
+        if fault.remaining <= 0:
+            faults.pop(0)
+        return fault
+
+    @staticmethod
+    def _fault_response(fault: _Fault) -> Response:
+        if fault.status == 429:
             return JSONResponse(
-                {"ok": False, "error": fault.error or "internal_error"}, status_code=fault.status
+                {"ok": False, "error": fault.error or "ratelimited"},
+                status_code=429,
+                headers={"Retry-After": str(fault.retry_after)},
             )
+        return JSONResponse({"ok": False, "error": fault.error or "internal_error"}, status_code=fault.status)
+
+    def _check_faults(self, method: str, body: dict[str, Any], now: float) -> Response | None:
+        """Injected failure (refusing ones; see :meth:`_api_endpoint` for the others) or enforced rate limit."""
+        faults = self._faults.get(method)
+        if faults and faults[0].mode == "refuse":
+            fault = self._take_fault(method)
+            assert fault is not None
+            return self._fault_response(fault)
         interval = self._rate_limits.get(method)
         channel = body.get("channel") or body.get("channel_id")
         if interval is not None and isinstance(channel, str) and channel:
@@ -549,12 +625,30 @@ class RecordingSlackServer(RecordingServer):
         token = token or (token_field if isinstance(token_field, str) else None)
 
         response = self._check_faults(method, body, now)
-        if response is None:
-            handler = self._handlers.get(method)
-            payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
-            response = JSONResponse(payload)
-        else:
-            payload = None
+        if response is not None:
+            retry_after = response.headers.get("retry-after")
+            await self._record(
+                SlackCall(
+                    method,
+                    body,
+                    token,
+                    headers,
+                    now,
+                    response.status_code,
+                    None,
+                    float(retry_after) if retry_after else None,
+                )
+            )
+            return response
+        fault = self._take_fault(method)  # an accepting fault, if any: the call is carried out first
+        handler = self._handlers.get(method)
+        payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
+        if fault is not None and fault.mode == "hang":
+            release = self._held
+            await self._record(SlackCall(method, body, token, headers, now, NO_ANSWER, payload))
+            await release.wait()
+            return JSONResponse(payload)
+        response = self._fault_response(fault) if fault is not None else JSONResponse(payload)
         await self._record(SlackCall(method, body, token, headers, now, response.status_code, payload))
         return response
 
@@ -612,8 +706,10 @@ class RecordingSlackServer(RecordingServer):
             "bot_id": BOT_ID,
         }
 
-    def _message_payload(self, msg: StoredMessage) -> dict[str, Any]:
+    def _message_payload(self, msg: StoredMessage, *, metadata: bool = True) -> dict[str, Any]:
         payload: dict[str, Any] = {"type": "message", "text": msg.text or "", "ts": msg.ts}
+        if metadata and msg.metadata is not None:
+            payload["metadata"] = msg.metadata
         if msg.blocks is not None:
             payload["blocks"] = msg.blocks
         if msg.attachments is not None:
@@ -631,11 +727,26 @@ class RecordingSlackServer(RecordingServer):
             return "no_text"
         return None
 
+    @staticmethod
+    def _metadata_error(body: dict[str, Any]) -> str | None:
+        """Slack's check of message metadata: an ``event_type`` string and an ``event_payload`` object."""
+        if "metadata" not in body or body["metadata"] in (None, ""):
+            return None
+        metadata = body["metadata"]
+        if (
+            not isinstance(metadata, dict)
+            or not isinstance(metadata.get("event_type"), str)
+            or not metadata["event_type"]
+            or not isinstance(metadata.get("event_payload"), dict)
+        ):
+            return "invalid_metadata_format"
+        return None
+
     def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = body.get("channel")
         if not isinstance(channel, str) or not channel.strip():
             return {"ok": False, "error": "channel_not_found"}
-        if error := self._content_error(body):
+        if error := self._content_error(body) or self._metadata_error(body):
             return {"ok": False, "error": error}
         msg = StoredMessage(
             channel=self.channel_id(channel),
@@ -645,6 +756,7 @@ class RecordingSlackServer(RecordingServer):
             blocks=body.get("blocks"),
             attachments=body.get("attachments"),
             user=BOT_USER_ID,
+            metadata=body.get("metadata") or None,
         )
         self._messages[(msg.channel, msg.ts)] = msg
         return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": self._message_payload(msg)}
@@ -767,6 +879,91 @@ class RecordingSlackServer(RecordingServer):
             "ok": True,
             "channel": {"id": cid, "name": name, "is_member": True, "is_im": cid.startswith("D")},
         }
+
+    @staticmethod
+    def _flag(value: Any) -> bool:
+        return value in (True, 1, "1", "true", "True")
+
+    @staticmethod
+    def _page(items: list[Any], body: dict[str, Any], default: int = 100) -> tuple[list[Any], str]:
+        """One page of ``items`` by Slack's cursor (opaque here: the offset) and ``limit``; and the next cursor."""
+        try:
+            offset = int(str(body.get("cursor") or "0").removeprefix("o"))
+            limit = int(body.get("limit") or default)
+        except ValueError:
+            return [], ""
+        limit = max(1, min(limit, 999))
+        page = items[offset : offset + limit]
+        more = offset + limit < len(items)
+        return page, f"o{offset + limit}" if more else ""
+
+    def _in_range(self, ts: str, body: dict[str, Any]) -> bool:
+        inclusive = self._flag(body.get("inclusive"))
+        key = _ts_key(ts)
+        oldest, latest = body.get("oldest"), body.get("latest")
+        if oldest not in (None, ""):
+            low = _ts_key(str(oldest))
+            if key < low or (key == low and not inclusive):
+                return False
+        if latest not in (None, ""):
+            high = _ts_key(str(latest))
+            if key > high or (key == high and not inclusive):
+                return False
+        return True
+
+    def _conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first; metadata only with ``include_all_metadata``."""
+        channel = body.get("channel")
+        if not isinstance(channel, str) or not _CONVERSATION_ID_RE.match(channel.strip()):
+            return {"ok": False, "error": "channel_not_found"}  # Slack wants an ID here, not a #name
+        metadata = self._flag(body.get("include_all_metadata"))
+        found = [
+            m
+            for m in self.messages(channel)
+            if m.ephemeral_to is None
+            and not m.deleted
+            and (m.thread_ts is None or m.thread_ts == m.ts)
+            and self._in_range(m.ts, body)
+        ]
+        page, cursor = self._page(list(reversed(found)), body)
+        return {
+            "ok": True,
+            "messages": [self._message_payload(m, metadata=metadata) for m in page],
+            "has_more": bool(cursor),
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent, then its replies, oldest first; metadata only with ``include_all_metadata``."""
+        channel, ts = body.get("channel"), body.get("ts")
+        if not isinstance(channel, str) or not _CONVERSATION_ID_RE.match(channel.strip()):
+            return {"ok": False, "error": "channel_not_found"}
+        parent = self._messages.get((channel.strip(), str(ts)))
+        if parent is None or parent.deleted or parent.ephemeral_to is not None:
+            return {"ok": False, "error": "thread_not_found"}
+        metadata = self._flag(body.get("include_all_metadata"))
+        thread = [parent] + [
+            m for m in self.thread(channel, parent.ts) if m.ephemeral_to is None and not m.deleted
+        ]
+        thread = [m for m in thread if self._in_range(m.ts, body)]
+        page, cursor = self._page(thread, body, default=1000)
+        return {
+            "ok": True,
+            "messages": [self._message_payload(m, metadata=metadata) for m in page],
+            "has_more": bool(cursor),
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The channels this server knows by name (every ``#name`` it was sent), the bot a member of each."""
+        channels = [
+            {"id": cid, "name": name.lstrip("#"), "is_channel": True, "is_member": True, "is_archived": False}
+            for cid, name in sorted(self._channel_names.items())
+            if name.startswith("#")
+        ]
+        page, cursor = self._page(channels, body)
+        return {"ok": True, "channels": page, "response_metadata": {"next_cursor": cursor}}
 
     def _views_open(self, body: dict[str, Any]) -> dict[str, Any]:
         view = body.get("view")

@@ -241,12 +241,11 @@ async def confirm(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
 
 async def end_pending(bot: BotContext, run: Run, actor: str, status: str, now: datetime) -> bool:
     """pending → cancelled (a person) or expired (the clock); audited once."""
-    expiry = "AND expires_at <= %s" if status == "expired" else "AND %s IS NOT NULL"
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
-            f"""UPDATE rollback_runs SET status = %s, ended_by = %s, finished_at = %s
-                WHERE id = %s AND status = 'pending' {expiry}""",
-            (status, actor, now, run.id, now),
+            """UPDATE rollback_runs SET status = %s, ended_by = %s, finished_at = %s
+               WHERE id = %s AND status = 'pending' AND (%s <> 'expired' OR expires_at <= %s)""",
+            (status, actor, now, run.id, status, now),
         )
         won = cursor.rowcount == 1
     if won:

@@ -19,6 +19,7 @@ from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.delivery import DeliveryWorker
+from bot.redaction import Redactor
 from bot.rollback_worker import RollbackWorker
 from bot.scheduler import Scheduler
 from bot.server import build_http_app
@@ -54,6 +55,11 @@ class Runtime:
         await self.scheduler.stop()
         await self.delivery.stop()
         await self.rollbacks.stop()
+        if self.bot.background.active:
+            log.info(
+                "waiting for post-ack work to finish",
+                extra={"active": self.bot.background.active, "within_seconds": drain_timeout},
+            )
         if not await self.bot.background.wait_idle(drain_timeout):
             log.warning(
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
@@ -70,11 +76,14 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.bot_catalog)
     storage = await open_storage(settings)
+    redact = Redactor.for_settings(settings)
+    token = settings.slack_bot_token.get_secret_value()
     bot = BotContext(
         settings=settings,
         catalog=catalog,
         storage=storage,
-        slack=build_slack_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url),
+        slack=build_slack_client(token, settings.slack_api_url, redact=redact),
+        slack_unretried=build_slack_client(token, settings.slack_api_url, blind_retries=False, redact=redact),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
         pagerduty=PagerDutyClient(
             settings.pagerduty_api_token.get_secret_value(),
@@ -86,7 +95,7 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     )
     registry = build_registry()
     bolt = build_bolt_app(bot, registry)
-    scheduler = Scheduler(storage.pool, clock=lambda: bot.clock())
+    scheduler = Scheduler(storage.pool, clock=lambda: bot.clock(), tick=settings.scheduler_tick_seconds)
     for job in scheduled_jobs(bot):
         scheduler.add(job)
     for name, sweep in scheduled_sweeps(bot):

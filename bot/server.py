@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -30,6 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.context import BotContext
 from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, ingest
+from bot.signing import verify_slack_request
+
+log = logging.getLogger(__name__)
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
@@ -105,6 +109,8 @@ def _slack_kind(request: Request) -> str:
 def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[[], None]) -> ASGIApp:
     slack_handler = AsyncSlackRequestHandler(bolt)
     storage = bot.storage
+    assert bot.settings.slack_signing_secret is not None
+    signing_secret = bot.settings.slack_signing_secret.get_secret_value()
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -122,7 +128,27 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
         return wrapper
 
     async def slack_events(request: Request) -> Response:
-        return await slack_handler.handle(request)
+        # Verified here on the raw bytes before Bolt reads anything: a malformed timestamp or a body that is not
+        # UTF-8 must be a 401/400, not an exception inside the adapter (a 500). Bolt verifies again.
+        body = await request.body()
+        if not verify_slack_request(
+            signing_secret,
+            body,
+            request.headers.get("x-slack-request-timestamp"),
+            request.headers.get("x-slack-signature"),
+        ):
+            return JSONResponse({"error": "invalid request signature"}, status_code=401)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return JSONResponse({"error": "request body is not UTF-8"}, status_code=400)
+        try:
+            return await slack_handler.handle(request)
+        except Exception:
+            # Only a signed request gets here, so only Slack (or someone holding the signing secret) can send
+            # what Bolt cannot read; it is logged for us and refused plainly rather than answered 500.
+            log.exception("a signed Slack request could not be read")
+            return JSONResponse({"error": "request not understood"}, status_code=400)
 
     async def pagerduty_webhook(request: Request) -> Response:
         return await ingest(request, bot, on_webhook_stored)

@@ -47,6 +47,10 @@ EXPECTATIONS: dict[str, str] = {
     "LOG_FORMAT": "json or console",
     "STATE_DIR": "a writable directory for the embedded servers' data",
     "STORM_THRESHOLD": "new incidents per minute per channel above which they are grouped in a digest (0: never)",
+    "SLACK_POSTS_PER_SECOND": "posts per second per Slack channel, shared by all replicas (Slack allows about 1)",
+    "DELIVERY_LEASE_SECONDS": "seconds a delivery worker holds a claimed PagerDuty event before another may take it",
+    "STALE_CLAIM_SECONDS": "seconds after which a Slack post claimed but not recorded counts as abandoned",
+    "SCHEDULER_TICK_SECONDS": "seconds between two checks for due scheduled jobs",
 }
 
 
@@ -102,6 +106,14 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     state_dir: Path = Path(".state")
     storm_threshold: int = Field(default=10, ge=0)
+    # Delivery timing. A post claimed longer ago than STALE_CLAIM_SECONDS without its Slack `ts` recorded is
+    # taken to be abandoned by a worker that died; it is looked up in Slack (message metadata) before it is posted
+    # again. It must exceed the longest time one post can take (Slack's Retry-After included); the fault tests
+    # shorten both windows so that a restart is observed in seconds, not minutes.
+    slack_posts_per_second: float = Field(default=0.8, gt=0)
+    delivery_lease_seconds: float = Field(default=60.0, gt=0)
+    stale_claim_seconds: float = Field(default=120.0, gt=0)
+    scheduler_tick_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("pagerduty_webhook_secrets", "bot_admins", mode="before")
     @classmethod

@@ -23,6 +23,22 @@ def sign_slack_request(secret: str, body: bytes, timestamp: int | None = None) -
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": slack_signature(secret, ts, body)}
 
 
+#: Slack's replay window: a request whose timestamp is further than this from now is refused.
+SLACK_TIMESTAMP_WINDOW = 5 * 60
+
+
+def verify_slack_request(
+    secret: str, body: bytes, timestamp: str | None, signature: str | None, now: float | None = None
+) -> bool:
+    """True when `signature` is Slack's v0 HMAC of `body` at `timestamp`, within the 5-minute window.
+    Malformed headers (missing, not a number, not ASCII) are simply invalid, never an error."""
+    if not timestamp or not signature or not timestamp.isascii() or not timestamp.strip().isdigit():
+        return False
+    if abs((time.time() if now is None else now) - int(timestamp)) > SLACK_TIMESTAMP_WINDOW:
+        return False
+    return hmac.compare_digest(slack_signature(secret, timestamp.strip(), body).encode(), signature.encode())
+
+
 def pagerduty_signature(secret: str, body: bytes) -> str:
     return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -5,6 +5,8 @@ fast as the worker can would earn a wall of 429s and leave the channel minutes b
 first takes that channel's slot: `SET slot NX PX interval` succeeds for one caller per interval across all
 replicas, and everyone else waits for the key to expire. A 429 that still happens pushes the slot out by its
 Retry-After. Without Redis the budget falls back to this process alone (logged), which keeps one replica polite.
+Within a process, one request per channel is in flight at a time (`call`), so a 429 is seen before the next post
+to that channel leaves.
 """
 
 from __future__ import annotations
@@ -13,11 +15,21 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from slack_sdk.errors import SlackApiError
+
+from integrations.slack import retry_after_seconds
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How many 429s one call sits out (each after its Retry-After) before it gives up and the caller retries later.
+RATE_LIMITED_RETRIES = 5
 
 
 class ChannelBudget:
@@ -29,6 +41,7 @@ class ChannelBudget:
         self.prefix = prefix
         self._local_next: dict[str, float] = {}
         self._aliases: dict[str, str] = {}
+        self._in_flight: dict[str, asyncio.Lock] = {}
 
     def _key(self, kind: str, channel: str) -> str:
         return f"{self.prefix}:{kind}:{channel}"
@@ -46,7 +59,8 @@ class ChannelBudget:
             await self.client.set(f"{self.prefix}:alias:{name}", channel_id)
         self._aliases[name] = channel_id
 
-    async def _canonical(self, channel: str) -> str:
+    async def canonical(self, channel: str) -> str:
+        """The channel ID a `#name` is known by (learnt from a post's answer), else the name itself."""
         if channel in self._aliases:
             return self._aliases[channel]
         if not channel.startswith("#"):
@@ -63,7 +77,7 @@ class ChannelBudget:
     async def take(self, channel: str, kind: str = "post") -> None:
         """Wait until this caller holds the channel's next slot."""
         while True:
-            key = self._key(kind, await self._canonical(channel))  # the alias may be learnt while we wait
+            key = self._key(kind, await self.canonical(channel))  # the alias may be learnt while we wait
             try:
                 if await self.client.set(key, "1", nx=True, px=self.interval_ms):
                     return
@@ -82,8 +96,25 @@ class ChannelBudget:
 
     async def back_off(self, channel: str, seconds: float, kind: str = "post") -> None:
         """After a 429: nobody posts to the channel until Retry-After has passed."""
-        key = self._key(kind, await self._canonical(channel))
+        key = self._key(kind, await self.canonical(channel))
         try:
             await self.client.set(key, "1", px=max(1, int(seconds * 1000)))
         except RedisError:
             self._local_next[key] = time.monotonic() + seconds
+
+    async def call(self, channel: str, request: Callable[[], Awaitable[T]], kind: str = "post") -> T:
+        """Make `request` within the channel's budget. One request per channel and kind is in flight in this
+        process at a time, so when Slack answers 429 the next poster has not been sent yet: the 429 pushes the
+        channel's slot out by its Retry-After (for every replica, through Redis) before anyone calls again.
+        After RATE_LIMITED_RETRIES the 429 is raised to the caller."""
+        lock = self._in_flight.setdefault(f"{kind}:{await self.canonical(channel)}", asyncio.Lock())
+        async with lock:
+            for attempt in range(RATE_LIMITED_RETRIES + 1):
+                await self.take(channel, kind)
+                try:
+                    return await request()
+                except SlackApiError as exc:
+                    if exc.response.status_code != 429 or attempt == RATE_LIMITED_RETRIES:
+                        raise
+                    await self.back_off(channel, retry_after_seconds(exc), kind)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -21,6 +21,7 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+POOL_TIMEOUT = 5.0
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -124,7 +125,11 @@ async def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
             await asyncio.to_thread(embedded.stop)
             raise
 
-    pool = AsyncConnectionPool(database_url, min_size=1, max_size=10, open=False, name="mira-bot")
+    # timeout: how long a caller waits for a connection. Without a database, every command and delivery pass
+    # would otherwise hang for psycopg_pool's default 30 s before saying so; 5 s is far beyond a healthy wait.
+    pool = AsyncConnectionPool(
+        database_url, min_size=1, max_size=10, open=False, name="mira-bot", timeout=POOL_TIMEOUT
+    )
     client = redis.from_url(
         redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
     )

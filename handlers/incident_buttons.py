@@ -195,10 +195,10 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
     )
     if ctx.message_ts:
         root = incidents.Root(ctx.channel_id, ctx.channel_id, _thread_of(ctx), None)
-        with contextlib.suppress(SlackApiError):
+        with contextlib.suppress(SlackApiError, incidents.RetryLater):
             await incidents.post_once(
                 bot,
-                ChannelBudget(bot.storage.redis),
+                ChannelBudget(bot.storage.redis, per_second=bot.settings.slack_posts_per_second),
                 f"postmortem_scheduled:{incident_id}",
                 "postmortem_scheduled",
                 incident_id,

@@ -4,7 +4,9 @@ post-mortem drafts, storm digests, and the buttons that act in PagerDuty.
 The delivery worker (bot/delivery.py) hands this module the stored events of one incident at a time, oldest
 `occurred_at` first. Every Slack effect is claimed in Postgres before it happens — a root by
 `(incident, channel)`, a reply by `(event, channel)`, a timer by `fired_at` — so a redelivery, a retry after a
-crash or a second replica never posts twice. The root shows the incident as of its newest `occurred_at`, so events
+crash or a second replica never posts twice. A claim whose post began but has no `ts` after STALE_CLAIM_SECONDS
+was abandoned by a worker that died: the message is looked up in Slack by its metadata before it is posted again
+(bot/slack_once.py). The root shows the incident as of its newest `occurred_at`, so events
 that arrive out of order (a resolve before its trigger) still leave the right root. Root edits are debounced:
 a burst of events marks the root dirty and one chat.update follows (`flush_roots`).
 
@@ -27,6 +29,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from slack_sdk.errors import SlackApiError
 
+from bot import slack_once
 from bot.catalog import Service
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
@@ -37,7 +40,6 @@ from integrations.pagerduty_webhooks import IncidentSnapshot, WebhookEvent, pars
 log = logging.getLogger(__name__)
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
-STALE_CLAIM = timedelta(minutes=2)  # a root/reply claimed but not posted for this long: its poster died
 DEBOUNCE_QUIET = timedelta(seconds=1)  # a root is edited once its incident has been quiet this long…
 DEBOUNCE_MAX = timedelta(seconds=5)  # …or has waited this long
 POSTMORTEM_WITHIN = timedelta(hours=48)
@@ -79,7 +81,22 @@ class TimelineEntry:
     text: str
 
 
+def _without_nul(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL characters; PagerDuty text never has them, a hostile payload might."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    return value
+
+
 def _snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
+    return _without_nul(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
+
+
+def _snapshot_fields(snapshot: IncidentSnapshot) -> dict[str, Any]:
     return {
         "id": snapshot.id,
         "number": snapshot.number,
@@ -266,16 +283,21 @@ def channels_for(bot: BotContext, view: IncidentView) -> list[str]:
 # --- Slack effects, each claimed once ---------------------------------------------------------------------------
 
 
-async def _post(bot: BotContext, budget: ChannelBudget, channel: str, **kwargs: Any) -> Any:
-    await budget.take(channel)
-    try:
-        response = await bot.slack.chat_postMessage(channel=channel, unfurl_links=False, **kwargs)
-    except SlackApiError as exc:
-        if exc.response.status_code == 429:
-            await budget.back_off(channel, float(exc.response.headers.get("Retry-After", 1)))
-        raise
-    await budget.alias(channel, str(response["channel"]))
-    return response
+ROOT_POST = "mira_incident_root"
+REPLY_POST = "mira_incident_reply"
+DIGEST_POST = "mira_storm_digest"
+
+
+def root_key(incident_id: str, channel: str) -> slack_once.PostKey:
+    return slack_once.PostKey(ROOT_POST, {"incident_id": incident_id, "channel": channel})
+
+
+def reply_key(key: str, channel: str) -> slack_once.PostKey:
+    return slack_once.PostKey(REPLY_POST, {"key": key, "channel": channel})
+
+
+def digest_key(digest_id: int) -> slack_once.PostKey:
+    return slack_once.PostKey(DIGEST_POST, {"digest_id": str(digest_id)})
 
 
 @dataclass
@@ -367,16 +389,32 @@ async def ensure_root(
     if row is None:
         async with bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
-                """INSERT INTO incident_roots (incident_id, channel, claimed_by, claimed_at)
-                   VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                (view.id, channel, OWNER, now),
+                """INSERT INTO incident_roots (incident_id, channel, claimed_by, claimed_at, posting_at)
+                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                (view.id, channel, OWNER, now, now),
             )
             if cursor.rowcount != 1:
                 raise RetryLater(f"root of {view.id} in {channel} is being posted")
-    elif not row["in_digest"] and row["claimed_at"] > now - STALE_CLAIM:
-        raise RetryLater(f"root of {view.id} in {channel} is being posted")
+    else:
+        found = await _recover_root(bot, budget, view.id, channel, row, now)
+        if found is not None:
+            return found
+        async with bot.storage.pool.connection() as conn:
+            cursor = await conn.execute(
+                """UPDATE incident_roots SET posting_at = %s, claimed_by = %s
+                   WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
+                (now, OWNER, view.id, channel, row["posting_at"]),
+            )
+            if cursor.rowcount != 1:
+                raise RetryLater(f"root of {view.id} in {channel} is being posted")
     text, attachments = blocks.render_root(view, now)
-    response = await _post(bot, budget, channel, text=text, attachments=attachments)
+    try:
+        response = await slack_once.post(
+            bot, budget, channel, root_key(view.id, channel), text=text, attachments=attachments
+        )
+    except Exception as exc:
+        await _root_post_failed(bot, view.id, channel, now, exc)
+        raise
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
             """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s, claimed_by = %s
@@ -386,6 +424,43 @@ async def ensure_root(
     return Root(
         channel, str(response["channel"]), str(response["ts"]), row["in_digest"] if row else None, True
     )
+
+
+async def _recover_root(
+    bot: BotContext, budget: ChannelBudget, incident_id: str, channel: str, row: dict[str, Any], now: datetime
+) -> Root | None:
+    """A root whose post started (`posting_at`) but has no `ts`: still being posted (RetryLater), or abandoned —
+    then it is looked up in Slack by its metadata and recorded if it was posted after all."""
+    attempted = row["posting_at"]
+    if attempted is None:
+        return None  # never attempted: a digest member getting its own thread
+    if attempted > now - slack_once.stale_window(bot):
+        raise RetryLater(f"root of {incident_id} in {channel} is being posted")
+    found = await slack_once.find_top_level(bot, budget, channel, root_key(incident_id, channel), attempted)
+    if found is None:
+        return None
+    channel_id, ts = found
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s
+               WHERE incident_id = %s AND channel = %s AND ts IS NULL""",
+            (channel_id, ts, now, incident_id, channel),
+        )
+    return Root(channel, channel_id, ts, row["in_digest"])
+
+
+async def _root_post_failed(
+    bot: BotContext, incident_id: str, channel: str, now: datetime, exc: BaseException
+) -> None:
+    """Slack refused: the next attempt posts at once. Outcome unknown: the attempt is made stale at once, so the
+    next one looks the root up before posting."""
+    attempted = None if slack_once.surely_not_posted(exc) else now - slack_once.stale_window(bot)
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incident_roots SET posting_at = %s
+               WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at = %s""",
+            (attempted, incident_id, channel, now),
+        )
 
 
 async def post_once(
@@ -399,7 +474,8 @@ async def post_once(
     text: str,
     blocks_: list[dict[str, Any]] | None = None,
 ) -> bool:
-    """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`)."""
+    """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`). False when it
+    was posted already; RetryLater while another worker is posting it."""
     assert root.ts is not None and root.channel_id is not None
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
@@ -407,6 +483,7 @@ async def post_once(
                VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
             (key, root.channel, incident_id, kind, now),
         )
+        existing = None
         if cursor.rowcount != 1:
             existing = await (
                 await conn.execute(
@@ -414,15 +491,70 @@ async def post_once(
                     (key, root.channel),
                 )
             ).fetchone()
-            if existing is None or existing[0] or existing[1] > now - STALE_CLAIM:
-                return False  # posted already (or being posted right now)
-    response = await _post(bot, budget, root.channel_id, text=text, blocks=blocks_, thread_ts=root.ts)
+            if existing is None:
+                raise RetryLater(f"reply {key} in {root.channel} was given up just now")
+    if existing is not None:
+        ts, claimed_at = existing
+        if ts:
+            return False
+        if claimed_at > now - slack_once.stale_window(bot):
+            raise RetryLater(f"reply {key} in {root.channel} is being posted")
+        # Abandoned by a worker that died: posted after all?
+        found = await slack_once.find_in_thread(bot, root.channel_id, root.ts, reply_key(key, root.channel))
+        async with bot.storage.pool.connection() as conn:
+            if found is not None:
+                await conn.execute(
+                    """UPDATE incident_replies SET ts = %s, posted_at = %s
+                       WHERE event_id = %s AND channel = %s AND ts IS NULL""",
+                    (found, now, key, root.channel),
+                )
+                return False
+            taken = await conn.execute(
+                """UPDATE incident_replies SET claimed_at = %s
+                   WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
+                (now, key, root.channel, claimed_at),
+            )
+            if taken.rowcount != 1:
+                raise RetryLater(f"reply {key} in {root.channel} is being posted")
+    try:
+        response = await slack_once.post(
+            bot,
+            budget,
+            root.channel_id,
+            reply_key(key, root.channel),
+            text=text,
+            blocks=blocks_,
+            thread_ts=root.ts,
+        )
+    except Exception as exc:
+        await _reply_post_failed(bot, key, root.channel, now, exc)
+        raise
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
             "UPDATE incident_replies SET ts = %s, posted_at = %s WHERE event_id = %s AND channel = %s",
             (response["ts"], now, key, root.channel),
         )
     return True
+
+
+async def _reply_post_failed(
+    bot: BotContext, key: str, channel: str, now: datetime, exc: BaseException
+) -> None:
+    """Slack refused: the claim is dropped and the next attempt posts. Outcome unknown: the claim is made stale at
+    once, so the next attempt looks the reply up in the thread before posting."""
+    async with bot.storage.pool.connection() as conn:
+        if slack_once.surely_not_posted(exc):
+            await conn.execute(
+                """DELETE FROM incident_replies
+                   WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
+                (key, channel, now),
+            )
+        else:
+            await conn.execute(
+                """UPDATE incident_replies SET claimed_at = %s
+                   WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
+                (now - slack_once.stale_window(bot), key, channel, now),
+            )
 
 
 # --- timers -------------------------------------------------------------------------------------------------------
@@ -558,7 +690,8 @@ async def post_postmortem(
 
 
 async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> int:
-    """One chat.update per dirty root once its incident is quiet (or has waited long enough)."""
+    """One chat.update per dirty root once its incident is quiet (or has waited long enough). An edit that fails
+    marks the root dirty again, so it is retried on the next pass instead of lost."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -584,10 +717,15 @@ async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
             ).fetchall()
         view = view_of(bot, row)
         text, attachments = blocks.render_root(view, now)
-        for channel_id, ts in roots:
-            await budget.take(channel_id, kind="update")
-            await bot.slack.chat_update(channel=channel_id, ts=ts, text=text, attachments=attachments)
-            edited += 1
+        try:
+            for channel_id, ts in roots:
+                await slack_once.update(bot, budget, channel_id, ts, text=text, attachments=attachments)
+                edited += 1
+        except Exception:
+            log.warning(
+                "root edit failed; retrying on the next pass", exc_info=True, extra={"incident": view.id}
+            )
+            await _mark_dirty(bot, view.id, now)
     return edited
 
 
@@ -628,19 +766,58 @@ async def _render_digest(
         )
         if claimed.rowcount != 1:
             return
+    try:
+        await _show_digest(bot, budget, digest, now)
+    except Exception as exc:
+        await _mark_digest_dirty(bot, digest["id"], now)  # edited on a later pass instead of lost
+        if not isinstance(exc, RetryLater):
+            log.warning("storm digest not shown yet", exc_info=True, extra={"digest": digest["id"]})
+
+
+async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
+    """Post the digest once (claimed by `posting_at`, found by its metadata after a crash), or edit it."""
     text, digest_blocks = blocks.render_digest(await _digest_views(bot, digest["id"]))
-    if digest["ts"] is None:
-        response = await _post(bot, budget, digest["channel"], text=text, blocks=digest_blocks)
+    channel_id, ts = digest["channel_id"], digest["ts"]
+    key = digest_key(digest["id"])
+    if ts is None and digest["posting_at"] is not None:
+        if digest["posting_at"] > now - slack_once.stale_window(bot):
+            raise RetryLater(f"digest {digest['id']} is being posted")
+        found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
+        if found is not None:
+            channel_id, ts = found
+            async with bot.storage.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
+                    (channel_id, ts, digest["id"]),
+                )
+    if ts is None:
+        async with bot.storage.pool.connection() as conn:
+            taken = await conn.execute(
+                """UPDATE storm_digests SET posting_at = %s
+                   WHERE id = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
+                (now, digest["id"], digest["posting_at"]),
+            )
+            if taken.rowcount != 1:
+                raise RetryLater(f"digest {digest['id']} is being posted")
+        try:
+            response = await slack_once.post(
+                bot, budget, digest["channel"], key, text=text, blocks=digest_blocks
+            )
+        except Exception as exc:
+            attempted = None if slack_once.surely_not_posted(exc) else now - slack_once.stale_window(bot)
+            async with bot.storage.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE storm_digests SET posting_at = %s WHERE id = %s AND ts IS NULL AND posting_at = %s",
+                    (attempted, digest["id"], now),
+                )
+            raise
         async with bot.storage.pool.connection() as conn:
             await conn.execute(
                 "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
                 (response["channel"], response["ts"], digest["id"]),
             )
-    else:
-        await budget.take(digest["channel_id"], kind="update")
-        await bot.slack.chat_update(
-            channel=digest["channel_id"], ts=digest["ts"], text=text, blocks=digest_blocks
-        )
+        return
+    await slack_once.update(bot, budget, channel_id, ts, text=text, blocks=digest_blocks)
 
 
 async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) -> bool:
@@ -673,34 +850,59 @@ async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, A
             )
             return
     for row in waiting:
-        await ensure_root(bot, budget, view_of(bot, row), digest["channel"], now, own_thread=True)
+        try:
+            await ensure_root(bot, budget, view_of(bot, row), digest["channel"], now, own_thread=True)
+        except RetryLater:
+            continue  # another worker is posting it
 
 
 async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> list[tuple[str, str]]:
-    """Nudges and reminders that are due: each claimed by `fired_at`, so it fires once across replicas."""
+    """Nudges and reminders that are due: each claimed by `fired_at` and finished by `done_at`, so it fires once
+    across replicas; a claim whose worker died (older than the stale window, not done) is taken over, and its
+    reply, keyed by timer, is still posted only once."""
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
             """UPDATE incident_timers SET fired_at = %s
-               WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= %s
+               WHERE done_at IS NULL AND cancelled_at IS NULL AND due_at <= %s
+                 AND (fired_at IS NULL OR fired_at <= %s)
                RETURNING incident_id, kind""",
-            (now, now),
+            (now, now, now - slack_once.stale_window(bot)),
         )
         due = await cursor.fetchall()
     fired = []
     for incident_id, kind in due:
+        try:
+            if await _fire_timer(bot, budget, incident_id, kind, now):
+                fired.append((incident_id, kind))
+        except Exception as exc:
+            if not isinstance(exc, RetryLater):
+                log.warning(
+                    "timer not fired yet", exc_info=True, extra={"incident": incident_id, "kind": kind}
+                )
+            continue  # taken over once its claim is stale
         async with bot.storage.pool.connection() as conn:
-            row = await _incident(conn, incident_id)
-        if row is None:
-            continue
-        view = view_of(bot, row)
-        text = await _timer_text(bot, view, kind, now)
-        if text is None:
-            continue
-        for channel in channels_for(bot, view):
-            root = await ensure_root(bot, budget, view, channel, now, own_thread=True)
-            await post_once(bot, budget, f"{kind}:{incident_id}", kind, incident_id, root, now, text)
-        fired.append((incident_id, kind))
+            await conn.execute(
+                "UPDATE incident_timers SET done_at = %s WHERE incident_id = %s AND kind = %s",
+                (now, incident_id, kind),
+            )
     return fired
+
+
+async def _fire_timer(
+    bot: BotContext, budget: ChannelBudget, incident_id: str, kind: str, now: datetime
+) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        row = await _incident(conn, incident_id)
+    if row is None:
+        return False
+    view = view_of(bot, row)
+    text = await _timer_text(bot, view, kind, now)
+    if text is None:
+        return False
+    for channel in channels_for(bot, view):
+        root = await ensure_root(bot, budget, view, channel, now, own_thread=True)
+        await post_once(bot, budget, f"{kind}:{incident_id}", kind, incident_id, root, now, text)
+    return True
 
 
 async def _assignee_email(bot: BotContext, assignee: dict[str, Any]) -> str | None:

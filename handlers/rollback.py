@@ -225,6 +225,15 @@ async def confirm(ctx: ActionContext) -> None:
     if run.status != "pending":
         await ctx.reply.ephemeral(_not_pending(run))
         return
+    if not await authorize(
+        bot,
+        ctx.user_id,
+        run.service,
+        "confirm a rollback of",
+        str(run.id),
+        ctx.reply,
+    ):
+        return
     if now >= run.expires_at:
         await _refuse(
             ctx,
@@ -246,15 +255,6 @@ async def confirm(ctx: ActionContext) -> None:
             f"cannot confirm their own rollback. Ask {others} to confirm.",
             "two-person rule",
         )
-        return
-    if not await authorize(
-        bot,
-        ctx.user_id,
-        run.service,
-        "confirm a rollback of",
-        str(run.id),
-        ctx.reply,
-    ):
         return
     try:
         won = await rollbacks.confirm(bot, run, ctx.user_id, now)
@@ -346,16 +346,15 @@ async def sign_off(ctx: ActionContext) -> None:
         return
     users, groups = rollback_run.approvers_of(ctx.bot, run, step)
     if not await is_among(ctx.bot, ctx.user_id, users, groups):
-        who = (
-            mentions(users, groups)
-            or "nobody: add `approvers` to the step or owners to the service in the catalog"
+        who = mentions(users, groups)
+        message = (
+            f":lock: Only {who} may sign off step {position} ({step.spec.approver})."
+            if who
+            else f":lock: Nobody may sign off step {position} ({step.spec.approver}) yet: no approver or owner is "
+            f"configured. Add `approvers` to the step or owners to `services[{run.service.name}].owners` in the "
+            "catalog (BOT_CATALOG), or set BOT_ADMINS."
         )
-        await _refuse(
-            ctx,
-            run,
-            f":lock: Only {who} may sign off step {position} ({step.spec.approver}).",
-            "not an approver",
-        )
+        await _refuse(ctx, run, message, "not an approver")
         return
     now = ctx.bot.clock()
     if not await rollbacks.approve(ctx.bot, run, position, ctx.user_id, now):

@@ -1,12 +1,14 @@
-"""The one Slack Web API client every part of the bot posts through.
+"""The Slack Web API client every part of the bot posts through, and the lookups that find a post by metadata.
 
 Built on slack_sdk's AsyncWebClient with its retry handlers, so a connection error, a 429 (honouring Retry-After)
-or a 5xx is retried by the SDK rather than by ad-hoc loops in handlers. Each call's final outcome is counted by
-method and status for /metrics: a Slack outage or a rate-limit storm shows up there first.
+or a 5xx is retried by the SDK rather than by ad-hoc loops in handlers. Posts that must happen once use the same
+client without those blind retries (`blind_retries=False`, see bot/slack_once.py). Each call's final outcome is
+counted by method and status for /metrics: a Slack outage or a rate-limit storm shows up there first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
@@ -32,9 +34,16 @@ CONNECTION_RETRIES = 2
 
 
 class InstrumentedWebClient(AsyncWebClient):
-    """AsyncWebClient that counts every call's final outcome."""
+    """AsyncWebClient that counts every call's final outcome and blanks `redact`'s secrets from what it sends
+    (bot.redaction: the net under "never echo a secret to Slack")."""
+
+    redact: Callable[[Any], Any] | None = None
 
     async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+        if self.redact is not None:
+            for part in ("json", "data", "params"):
+                if isinstance(kwargs.get(part), dict):
+                    kwargs[part] = self.redact(kwargs[part])
         try:
             response = await super().api_call(api_method, **kwargs)
         except SlackApiError as exc:
@@ -48,9 +57,23 @@ class InstrumentedWebClient(AsyncWebClient):
         return response
 
 
-def build_slack_client(token: str, base_url: str, *, timeout: int = 10) -> InstrumentedWebClient:
-    """The bot's Web API client: SLACK_API_URL as base URL (tests point it at the recording server)."""
-    return InstrumentedWebClient(
+def build_slack_client(
+    token: str,
+    base_url: str,
+    *,
+    timeout: int = 10,
+    blind_retries: bool = True,
+    redact: Callable[[Any], Any] | None = None,
+) -> InstrumentedWebClient:
+    """The bot's Web API client: SLACK_API_URL as base URL (tests point it at the recording server).
+
+    `blind_retries=False` builds the client for posts that must happen once (incident roots and replies): a
+    timeout, a dropped connection or a 5xx may come *after* Slack stored the message, so resending the same
+    request could post it twice. That client raises instead; the caller records the outcome as uncertain and
+    looks the message up (by its metadata) before posting again. Its 429s are raised too, so the per-channel
+    budget learns the Retry-After at once for every poster of the channel, not only the one request being retried.
+    """
+    client = InstrumentedWebClient(
         token=token,
         base_url=base_url,
         timeout=timeout,
@@ -58,12 +81,99 @@ def build_slack_client(token: str, base_url: str, *, timeout: int = 10) -> Instr
             AsyncConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
             AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
             AsyncServerErrorRetryHandler(max_retry_count=SERVER_ERROR_RETRIES),
-        ],
+        ]
+        if blind_retries
+        else [],
     )
+    client.redact = redact
+    return client
+
+
+def retry_after_seconds(exc: SlackApiError, default: float = 1.0) -> float:
+    """Slack's Retry-After (seconds) on a 429, else `default`."""
+    headers = getattr(exc.response, "headers", None) or {}
+    value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
 
 def slack_error_code(exc: BaseException) -> str | None:
     """The `error` field of a Slack API failure ("not_in_channel", "ratelimited", …), if that is what `exc` is."""
     if isinstance(exc, SlackApiError):
         return str(exc.response.get("error") or exc.response.status_code)
+    return None
+
+
+# --- finding what was posted: message metadata -------------------------------------------------------------------
+#
+# A post that must happen once carries metadata naming what it is (https://api.slack.com/metadata): when a worker
+# died after Slack accepted a post but before its `ts` was stored, the next worker finds the message by that
+# metadata instead of posting it again. conversations.history/replies return metadata only with
+# include_all_metadata. These are Tier 3 methods for an internal app (Slack's 2025 limits on them apply to
+# commercially distributed, non-Marketplace apps only), and they are called only after such a crash.
+
+HISTORY_PAGE = 200
+HISTORY_MAX_PAGES = 25
+
+
+def _matches(message: dict[str, Any], event_type: str, payload: dict[str, Any]) -> bool:
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != event_type:
+        return False
+    found = metadata.get("event_payload")
+    return isinstance(found, dict) and all(found.get(key) == value for key, value in payload.items())
+
+
+async def find_posted(
+    client: AsyncWebClient,
+    channel_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    thread_ts: str | None = None,
+    oldest: float | None = None,
+) -> dict[str, Any] | None:
+    """The message in `channel_id` (in the thread `thread_ts`, else at the top level since `oldest`, a Unix time)
+    whose metadata has `event_type` and carries every item of `payload`; None when there is none."""
+    cursor: str | None = None
+    for _ in range(HISTORY_MAX_PAGES):
+        args: dict[str, Any] = {"channel": channel_id, "include_all_metadata": True, "limit": HISTORY_PAGE}
+        if cursor:
+            args["cursor"] = cursor
+        if thread_ts is not None:
+            response = await client.conversations_replies(ts=thread_ts, **args)
+        else:
+            if oldest is not None:
+                args["oldest"] = f"{max(0.0, oldest):.6f}"
+            response = await client.conversations_history(**args)
+        for message in response.get("messages") or []:
+            if isinstance(message, dict) and _matches(message, event_type, payload):
+                return message
+        cursor = ((response.get("response_metadata") or {}).get("next_cursor")) or None
+        if not response.get("has_more") or not cursor:
+            return None
+    return None
+
+
+async def channel_id_by_name(client: AsyncWebClient, name: str) -> str | None:
+    """The ID of the channel `#name` (public or private, the bot a member), from conversations.list."""
+    wanted = name.lstrip("#").lower()
+    cursor: str | None = None
+    for _ in range(HISTORY_MAX_PAGES):
+        args: dict[str, Any] = {
+            "types": "public_channel,private_channel",
+            "exclude_archived": True,
+            "limit": 200,
+        }
+        if cursor:
+            args["cursor"] = cursor
+        response = await client.conversations_list(**args)
+        for channel in response.get("channels") or []:
+            if isinstance(channel, dict) and str(channel.get("name", "")).lower() == wanted:
+                return str(channel["id"])
+        cursor = ((response.get("response_metadata") or {}).get("next_cursor")) or None
+        if not cursor:
+            return None
     return None

@@ -18,6 +18,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 import redis
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from bot.catalog import Catalog, load_catalog
 from bot.embedded import EmbeddedServers
@@ -26,6 +28,20 @@ from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
 from bot.settings import Settings
 from tests.harness import SIGNING_SECRET, BotUnderTest
+
+# Property tests: the "ci" profile keeps every test's own (small) example count; MIRA_FUZZ=long runs every fuzz
+# target of tests/fuzz with at least 10,000 examples (README, Tests; docs/RELIABILITY.md).
+FUZZ_PROFILE = os.environ.get("MIRA_FUZZ", "ci")
+hypothesis_settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile(
+    "long",
+    max_examples=10_000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(FUZZ_PROFILE)
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/15"

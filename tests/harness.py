@@ -33,6 +33,68 @@ USER = "U0ALICE01"
 CHANNEL = "C0OPS0001"
 
 
+def command_body(
+    slack: RecordingSlackServer,
+    command: str,
+    text: str = "",
+    *,
+    user: str = USER,
+    channel: str = CHANNEL,
+    response_key: str | None = None,
+) -> bytes:
+    """A slash command's form body as Slack sends it, answering to `slack`'s response URL."""
+    return urlencode(
+        {
+            "token": "legacy-verification-token",
+            "team_id": TEAM_ID,
+            "team_domain": "test",
+            "channel_id": channel,
+            "channel_name": "ops",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0TEST",
+            "response_url": slack.response_url(response_key or uuid.uuid4().hex),
+            "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
+        }
+    ).encode()
+
+
+def click_body(
+    slack: RecordingSlackServer,
+    message_channel: str,
+    message_ts: str,
+    action_id: str,
+    value: str | None = None,
+    *,
+    user: str = USER,
+) -> bytes:
+    """A button click (block_actions) on a message, as Slack sends it."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+        "api_app_id": "A0TEST",
+        "token": "legacy-verification-token",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": message_channel},
+        "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
+        "channel": {"id": message_channel, "name": "ops"},
+        "message": {"ts": message_ts, "text": ""},
+        "response_url": slack.response_url(uuid.uuid4().hex),
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
 @dataclass
 class BotUnderTest:
     runtime: Runtime
@@ -55,31 +117,8 @@ class BotUnderTest:
         headers = {"Content-Type": content_type, **sign_slack_request(SIGNING_SECRET, body, timestamp)}
         return await self.client.post("/slack/events", content=body, headers=headers)
 
-    def command_body(
-        self,
-        command: str,
-        text: str = "",
-        *,
-        user: str = USER,
-        channel: str = CHANNEL,
-        response_key: str | None = None,
-    ) -> bytes:
-        return urlencode(
-            {
-                "token": "legacy-verification-token",
-                "team_id": TEAM_ID,
-                "team_domain": "test",
-                "channel_id": channel,
-                "channel_name": "ops",
-                "user_id": user,
-                "user_name": user.lower(),
-                "command": command,
-                "text": text,
-                "api_app_id": "A0TEST",
-                "response_url": self.slack.response_url(response_key or uuid.uuid4().hex),
-                "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
-            }
-        ).encode()
+    def command_body(self, command: str, text: str = "", **kwargs: Any) -> bytes:
+        return command_body(self.slack, command, text, **kwargs)
 
     async def command(self, command: str, text: str = "", **kwargs: Any) -> httpx.Response:
         return await self.post_signed(self.command_body(command, text, **kwargs))
@@ -93,28 +132,9 @@ class BotUnderTest:
         *,
         user: str = USER,
     ) -> httpx.Response:
-        payload = {
-            "type": "block_actions",
-            "team": {"id": TEAM_ID, "domain": "test"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
-            "api_app_id": "A0TEST",
-            "token": "legacy-verification-token",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": message_channel},
-            "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
-            "channel": {"id": message_channel, "name": "ops"},
-            "message": {"ts": message_ts, "text": ""},
-            "response_url": self.slack.response_url(uuid.uuid4().hex),
-            "actions": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "block_id": "b",
-                    "value": value,
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
-        }
-        return await self.post_signed(urlencode({"payload": json.dumps(payload)}).encode())
+        return await self.post_signed(
+            click_body(self.slack, message_channel, message_ts, action_id, value, user=user)
+        )
 
     async def toggle(
         self,

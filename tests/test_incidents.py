@@ -24,7 +24,7 @@ from bot.recording_slack import RecordingSlackServer
 from bot.runtime import start_runtime
 from bot.server import start_server
 from bot.settings import Settings
-from bot.signing import pagerduty_signature, sign_pagerduty_webhook
+from bot.signing import sign_pagerduty_webhook
 from tests import pd_payloads as pd
 from tests.harness import BotUnderTest, closed_port
 
@@ -211,23 +211,6 @@ async def test_resolve_before_trigger_still_gives_a_correct_root(bot: BotUnderTe
     assert root.text.startswith("Resolved: [#1]")
     assert [c.text for c in replies(bot, ALERTS)][0] == ":white_check_mark: Resolved by Alice Example"
     assert bot.slack.calls_to("chat.update") == []  # the late trigger is older: the root stays resolved
-
-
-@pytest.mark.parametrize("case", ["missing header", "wrong secret", "v0 prefix", "another body", "empty"])
-async def test_bad_signatures_get_401_and_nothing_is_stored(
-    bot: BotUnderTest, database_url: str, case: str
-) -> None:
-    payload = lifecycle()[0]
-    body = pd.body(payload)
-    headers = {
-        "missing header": {},
-        "wrong secret": sign_pagerduty_webhook("not-our-secret", body),
-        "v0 prefix": {"X-PagerDuty-Signature": pagerduty_signature(SECRET_NEW, body).replace("v1=", "v0=")},
-        "another body": sign_pagerduty_webhook(SECRET_NEW, body + b" "),
-        "empty": {"X-PagerDuty-Signature": ""},
-    }[case]
-    assert await send(bot, payload, headers=headers) == 401
-    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 0
 
 
 async def test_rotated_secrets_both_pass_and_several_signatures_are_accepted(

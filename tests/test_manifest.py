@@ -45,6 +45,9 @@ SCOPES_FOR_METHOD: dict[str, tuple[str, ...]] = {
     "views_open": (),
     "views_update": (),
     "conversations_info": ("channels:read",),
+    "conversations_list": ("channels:read", "groups:read"),
+    "conversations_history": ("channels:history", "groups:history"),
+    "conversations_replies": ("channels:history", "groups:history"),
 }
 WEB_API_CALL = re.compile(r"\.(" + "|".join(SCOPES_FOR_METHOD) + r")\(")
 

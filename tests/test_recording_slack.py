@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -140,11 +142,15 @@ async def test_post_update_and_thread_reply(client: AsyncWebClient, slack: Recor
     assert slack.messages("#elsewhere") == []
 
 
-async def test_ts_values_strictly_increase(client: AsyncWebClient, slack: RecordingSlackServer) -> None:
+async def test_ts_values_are_post_times_and_strictly_increase(
+    client: AsyncWebClient, slack: RecordingSlackServer
+) -> None:
+    before = time.time()
     tss = [(await client.chat_postMessage(channel="#a", text=str(i)))["ts"] for i in range(5)]
-    assert tss[0] == "1700000000.000100"
-    assert tss[1] == "1700000000.000200"
-    assert tss == sorted(tss) and len(set(tss)) == 5
+    after = time.time()
+    assert all(re.fullmatch(r"\d{10}\.\d{6}", ts) for ts in tss)
+    assert before - 0.001 <= float(tss[0]) and float(tss[-1]) <= after + 0.001  # the Unix time of the post
+    assert sorted(tss, key=lambda ts: tuple(map(int, ts.split(".")))) == tss and len(set(tss)) == 5
     assert [m.ts for m in slack.messages("#a")] == tss
 
 
@@ -572,3 +578,109 @@ async def test_get_permalink_links_a_message_and_a_reply_in_its_thread(
     with pytest.raises(SlackApiError) as raised:
         await client.chat_getPermalink(channel=channel, message_ts="1.000001")
     assert raised.value.response["error"] == "message_not_found"
+
+
+# --------------------------------------------------------------------------- metadata, history, replies
+
+
+METADATA = {"event_type": "mira_incident_root", "event_payload": {"incident_id": "PABC123", "channel": "#a"}}
+
+
+async def test_metadata_is_stored_and_returned_only_when_asked_for(
+    client: AsyncWebClient, slack: RecordingSlackServer
+) -> None:
+    root = await client.chat_postMessage(channel="#a", text="root", metadata=METADATA)
+    assert root["message"]["metadata"] == METADATA
+    cid = root["channel"]
+    reply = await client.chat_postMessage(
+        channel=cid,
+        text="reply",
+        thread_ts=root["ts"],
+        metadata={"event_type": "mira_incident_reply", "event_payload": {"key": "e1"}},
+    )
+    await client.chat_postMessage(channel=cid, text="plain")
+
+    history = await client.conversations_history(channel=cid)
+    assert [m["text"] for m in history["messages"]] == ["plain", "root"]  # newest first, no thread replies
+    assert all("metadata" not in m for m in history["messages"])
+    with_metadata = await client.conversations_history(channel=cid, include_all_metadata=True)
+    assert with_metadata["messages"][1]["metadata"] == METADATA
+
+    thread = await client.conversations_replies(channel=cid, ts=root["ts"], include_all_metadata=True)
+    assert [m["ts"] for m in thread["messages"]] == [root["ts"], reply["ts"]]
+    assert thread["messages"][1]["metadata"]["event_payload"] == {"key": "e1"}
+    bare = await client.conversations_replies(channel=cid, ts=root["ts"])
+    assert all("metadata" not in m for m in bare["messages"])
+
+
+async def test_invalid_metadata_is_refused(client: AsyncWebClient, slack: RecordingSlackServer) -> None:
+    for metadata in ({"event_type": "x"}, {"event_payload": {}}, {"event_type": "", "event_payload": {}}):
+        with pytest.raises(SlackApiError) as raised:
+            await client.chat_postMessage(channel="#a", text="x", metadata=metadata)
+        assert raised.value.response["error"] == "invalid_metadata_format"
+    assert slack.messages("#a") == []
+
+
+async def test_history_oldest_latest_and_pages(client: AsyncWebClient, slack: RecordingSlackServer) -> None:
+    posted = [await client.chat_postMessage(channel="#b", text=str(i)) for i in range(5)]
+    cid, tss = posted[0]["channel"], [p["ts"] for p in posted]
+    since = await client.conversations_history(channel=cid, oldest=tss[1])
+    assert [m["ts"] for m in since["messages"]] == tss[:1:-1]  # oldest is exclusive
+    inclusive = await client.conversations_history(channel=cid, oldest=tss[1], latest=tss[3], inclusive=True)
+    assert [m["ts"] for m in inclusive["messages"]] == [tss[3], tss[2], tss[1]]
+    first = await client.conversations_history(channel=cid, limit=2)
+    assert first["has_more"] and [m["ts"] for m in first["messages"]] == [tss[4], tss[3]]
+    rest = await client.conversations_history(
+        channel=cid, limit=10, cursor=first["response_metadata"]["next_cursor"]
+    )
+    assert not rest["has_more"] and [m["ts"] for m in rest["messages"]] == [tss[2], tss[1], tss[0]]
+    with pytest.raises(SlackApiError):
+        await client.conversations_history(channel="#b")  # an ID is needed, as in Slack
+    with pytest.raises(SlackApiError) as raised:
+        await client.conversations_replies(channel=cid, ts="1.000001")
+    assert raised.value.response["error"] == "thread_not_found"
+
+
+async def test_conversations_list_names_the_channels_posted_to_by_name(
+    client: AsyncWebClient, slack: RecordingSlackServer
+) -> None:
+    await client.chat_postMessage(channel="#incidents", text="x")
+    listed = await client.conversations_list(types="public_channel,private_channel")
+    [channel] = listed["channels"]
+    assert (channel["id"], channel["name"]) == (slack.channel_id("#incidents"), "incidents")
+
+
+async def test_fail_after_accept_stores_the_message_and_answers_an_error(
+    client: AsyncWebClient, slack: RecordingSlackServer
+) -> None:
+    slack.fail_after_accept("chat.postMessage", status=500)
+    with pytest.raises(SlackApiError) as raised:
+        await client.chat_postMessage(channel="#c", text="maybe")
+    assert raised.value.response.status_code == 500
+    [stored] = slack.messages("#c")
+    assert stored.text == "maybe"
+    await client.chat_postMessage(channel="#c", text="next")
+    assert [m.text for m in slack.messages("#c")] == ["maybe", "next"]
+
+
+async def test_accept_and_hang_holds_the_answer_until_released(
+    client: AsyncWebClient, slack: RecordingSlackServer
+) -> None:
+    slack.accept_and_hang("chat.postMessage")
+    posting = asyncio.create_task(client.chat_postMessage(channel="#d", text="held"))
+    [held] = await slack.wait_held(1)
+    assert held.status == 0 and not held.answered
+    assert [m.text for m in slack.messages("#d")] == ["held"]  # stored although unanswered
+    assert not posting.done()
+    slack.release_held()
+    assert (await posting)["ts"] == slack.messages("#d")[0].ts
+
+
+async def test_a_refused_429_records_its_retry_after(
+    client: AsyncWebClient, slack: RecordingSlackServer
+) -> None:
+    slack.fail_next("chat.postMessage", 429, retry_after=3)
+    with pytest.raises(SlackApiError):
+        await client.chat_postMessage(channel="#e", text="x")
+    [call] = slack.calls_to("chat.postMessage")
+    assert (call.status, call.retry_after) == (429, 3.0)

@@ -1,0 +1,41 @@
+"""Never echo a secret: every configured secret value is blanked from whatever the bot sends to Slack.
+
+Secrets are SecretStr and never put in messages on purpose; this is the net under that rule, for the cases no
+one planned — an upstream that quotes the token back in its error ("PagerDuty's words", Supabase's message), or
+a user who pastes a token into a command and would see it echoed in the usage answer. Log lines get the same
+treatment from `bot.logs.RedactSecrets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from bot.logs import secret_values
+from bot.settings import Settings
+
+BLANK = "**********"
+
+
+class Redactor:
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Redactor:
+        return cls(secret_values(settings))
+
+    def __call__(self, value: Any) -> Any:
+        """`value` (a string, or JSON-like lists and dicts of them) with every secret blanked."""
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            for secret in self.secrets:
+                if secret in value:
+                    value = value.replace(secret, BLANK)
+            return value
+        if isinstance(value, dict):
+            return {key: self(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self(item) for item in value)
+        return value

@@ -1,0 +1,115 @@
+"""Slack posts that must happen once, even when the poster dies between Slack accepting a post and its `ts` being
+stored.
+
+The claim that says "I am posting this" lives in Postgres, next to what is posted (incident roots and replies,
+storm digests; the weekly handoff post and rollback progress can use the same pieces). A claim without a `ts`
+means a post started and its outcome is unknown: Slack may have stored the message while the worker was killed,
+or a timeout may have hidden Slack's answer. So every such post carries message metadata naming what it is
+(`PostKey`, https://api.slack.com/metadata), and whoever takes over a claim older than STALE_CLAIM_SECONDS first
+looks for a message with that metadata (`find_top_level`, `find_in_thread`) and records it instead of posting
+again. The posts go through `BotContext.slack_unretried`, a client that never resends a request Slack may already
+have applied, and through the channel's budget, which honours Retry-After for every poster of the channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.context import BotContext
+from bot.slack_budget import ChannelBudget
+from integrations.slack import channel_id_by_name, find_posted
+
+log = logging.getLogger(__name__)
+
+#: Slack's `ts` and our clock may disagree; a lookup starts this long before the attempt it looks for.
+CLOCK_MARGIN = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class PostKey:
+    """What a message is, as its metadata says: e.g. `mira_incident_root` with the incident and channel."""
+
+    event_type: str
+    payload: dict[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        return {"event_type": self.event_type, "event_payload": dict(self.payload)}
+
+
+def stale_window(bot: BotContext) -> timedelta:
+    """A post started longer ago than this without a recorded `ts` was abandoned (STALE_CLAIM_SECONDS)."""
+    return timedelta(seconds=bot.settings.stale_claim_seconds)
+
+
+def surely_not_posted(exc: BaseException) -> bool:
+    """Slack answered and refused (a 4xx, `ok: false` — a 429 included): nothing was stored. A 5xx, a timeout or
+    a dropped connection leave the outcome unknown."""
+    return isinstance(exc, SlackApiError) and exc.response.status_code < 500
+
+
+async def post(bot: BotContext, budget: ChannelBudget, channel: str, key: PostKey, **kwargs: Any) -> Any:
+    """chat.postMessage once (no blind resend), within the channel's budget, carrying `key` as metadata."""
+
+    async def request() -> Any:
+        return await bot.slack_unretried.chat_postMessage(
+            channel=channel, unfurl_links=False, metadata=key.metadata(), **kwargs
+        )
+
+    response = await budget.call(channel, request)
+    await budget.alias(channel, str(response["channel"]))
+    return response
+
+
+async def update(bot: BotContext, budget: ChannelBudget, channel_id: str, ts: str, **kwargs: Any) -> Any:
+    """chat.update within the channel's update budget (an edit is idempotent; only its pace matters)."""
+    return await budget.call(
+        channel_id,
+        lambda: bot.slack_unretried.chat_update(channel=channel_id, ts=ts, **kwargs),
+        kind="update",
+    )
+
+
+async def channel_id_of(bot: BotContext, budget: ChannelBudget, channel: str) -> str | None:
+    """A conversation ID for `channel` (an ID already, or `#name`): as learnt from an earlier post's answer (the
+    budget's aliases), else from Slack. None when Slack does not know the channel: nothing was posted to it."""
+    if not channel.startswith("#"):
+        return channel
+    known = await budget.canonical(channel)
+    if not known.startswith("#"):
+        return known
+    return await channel_id_by_name(bot.slack, channel)
+
+
+async def find_top_level(
+    bot: BotContext, budget: ChannelBudget, channel: str, key: PostKey, attempted_at: datetime
+) -> tuple[str, str] | None:
+    """(channel ID, ts) of the top-level message carrying `key`, posted since the attempt began."""
+    channel_id = await channel_id_of(bot, budget, channel)
+    if channel_id is None:
+        return None
+    since = (attempted_at - CLOCK_MARGIN).timestamp()
+    message = await find_posted(bot.slack, channel_id, key.event_type, key.payload, oldest=since)
+    if message is None:
+        return None
+    log.warning(
+        "found a message from an attempt whose outcome was unknown (crash, timeout, 5xx); not posting it again",
+        extra={"event_type": key.event_type, "channel": channel_id, "message_ts": message.get("ts")},
+    )
+    return channel_id, str(message["ts"])
+
+
+async def find_in_thread(bot: BotContext, channel_id: str, thread_ts: str, key: PostKey) -> str | None:
+    """The ts of the reply carrying `key` in the thread `thread_ts`."""
+    message = await find_posted(bot.slack, channel_id, key.event_type, key.payload, thread_ts=thread_ts)
+    if message is None:
+        return None
+    log.warning(
+        "found a reply from an attempt whose outcome was unknown (crash, timeout, 5xx); not posting it again",
+        extra={"event_type": key.event_type, "channel": channel_id, "message_ts": message.get("ts")},
+    )
+    return str(message["ts"])
