@@ -3,7 +3,8 @@
 Every pass expires unconfirmed requests whose time is up, then takes the lease of each running rollback that is
 its own or whose lease lapsed, and advances it (handlers/rollback_run.py). A long step (a deploy hook's status
 polling) keeps its lease alive with a heartbeat; a replica that dies stops renewing, and another takes the run over
-after LEASE and says so in the thread. The clock is injected so tests move time instead of sleeping.
+after ROLLBACK_LEASE_SECONDS (60 s) and says so in the thread. The clock is injected so tests move time instead of
+sleeping.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from handlers import rollback_run
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=60)
-
 
 class RollbackWorker:
     def __init__(
@@ -34,12 +33,12 @@ class RollbackWorker:
         *,
         clock: Callable[[], datetime] | None = None,
         poll: float = 1.0,
-        lease: timedelta = LEASE,
+        lease: timedelta | None = None,
     ) -> None:
         self.bot = bot
         self.clock = clock or (lambda: bot.clock())
         self.poll = poll
-        self.lease = lease
+        self.lease = lease or timedelta(seconds=bot.settings.rollback_lease_seconds)
         # One name per worker, not per process, so two runtimes in one test process are two replicas.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task[None] | None = None

@@ -49,6 +49,7 @@ EXPECTATIONS: dict[str, str] = {
     "STORM_THRESHOLD": "new incidents per minute per channel above which they are grouped in a digest (0: never)",
     "SLACK_POSTS_PER_SECOND": "posts per second per Slack channel, shared by all replicas (Slack allows about 1)",
     "DELIVERY_LEASE_SECONDS": "seconds a delivery worker holds a claimed PagerDuty event before another may take it",
+    "ROLLBACK_LEASE_SECONDS": "seconds without a heartbeat after which another replica takes over a running rollback",
     "STALE_CLAIM_SECONDS": "seconds after which a Slack post claimed but not recorded counts as abandoned",
     "SCHEDULER_TICK_SECONDS": "seconds between two checks for due scheduled jobs",
 }
@@ -112,6 +113,7 @@ class Settings(BaseSettings):
     # shorten both windows so that a restart is observed in seconds, not minutes.
     slack_posts_per_second: float = Field(default=0.8, gt=0)
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
+    rollback_lease_seconds: float = Field(default=60.0, gt=0)
     stale_claim_seconds: float = Field(default=120.0, gt=0)
     scheduler_tick_seconds: float = Field(default=30.0, gt=0)
 

@@ -293,7 +293,12 @@ def signoff_reminder(run: Run, step: Step, approvers: str, waited: timedelta) ->
 
 def resumed(run: Run, step: Step | None, previous_owner: str) -> str:
     done = [s.position for s in run.steps if s.status == "done"]
-    kept = f"Steps {done[0]}–{done[-1]} are done and will not run again. " if done else ""
+    if not done:
+        kept = ""
+    elif len(done) == 1:
+        kept = f"Step {done[0]} is done and will not run again. "
+    else:
+        kept = f"Steps {done[0]}–{done[-1]} are done and will not run again. "
     at = f"at step {step.position}: {step.spec.title}" if step else "at the end"
     return f":recycle: Resumed after a restart (`{previous_owner}` stopped). {kept}Continuing {at}."
 
