@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("names", nargs="*", default=["all"], help=f"all, or some of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--smoke", action="store_true", help="small numbers: proves the benchmarks run (CI)")
     parser.add_argument("--rounds", type=int, help="rounds per benchmark (default: the profile's)")
+    parser.add_argument(
+        "--py-spy", action="store_true", help="record each bot with py-spy (speedscope JSON beside the logs)"
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON file (default {DEFAULT_OUT})")
     return parser
 
@@ -89,7 +92,9 @@ async def _main(args: argparse.Namespace, names: list[str]) -> int:
     try:
         postgres = await asyncio.to_thread(environment.postgres_settings, storage.database_url)
         async with RecordingSlackServer() as slack:
-            ctx = Context(profile=profile, storage=storage, slack=slack, run_dir=run_dir, log=_log)
+            ctx = Context(
+                profile=profile, storage=storage, slack=slack, run_dir=run_dir, log=_log, py_spy=args.py_spy
+            )
             started = time.monotonic()
             results, documents = await _run(names, ctx)
     finally:

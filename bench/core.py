@@ -136,6 +136,7 @@ class Context:
     slack: RecordingSlackServer
     run_dir: Path
     log: Callable[[str], None]
+    py_spy: bool = False
 
     @property
     def log_dir(self) -> Path:
@@ -160,7 +161,9 @@ class Context:
             "LOG_FORMAT": "json",
             **(settings or {}),
         }
-        bot = BotProcess(f"bot-{label}-{schema[-8:]}", env, self.log_dir)
+        name = f"bot-{label}-{schema[-8:]}"
+        profile_to = self.run_dir / f"{name}.speedscope.json" if self.py_spy else None
+        bot = BotProcess(name, env, self.log_dir, profile_to)
         await bot.start()
         return bot, schema
 

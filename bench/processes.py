@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -62,8 +62,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def _open_log(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("ab")
+
+
 class Child:
     """A child process with its log file and a URL it serves on."""
+
+    stop_signal = signal.SIGTERM
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
@@ -78,8 +85,7 @@ class Child:
         return self.process.pid
 
     async def spawn(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
+        with _open_log(self.log_path) as log:
             self.process = await asyncio.create_subprocess_exec(
                 *self.command,
                 env=self.env,
@@ -118,7 +124,7 @@ class Child:
         if process is None or process.returncode is not None:
             return process.returncode if process else None
         with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(self.stop_signal)
         try:
             return await asyncio.wait_for(process.wait(), grace)
         except TimeoutError:
@@ -127,13 +133,29 @@ class Child:
             return await process.wait()
 
 
-class BotProcess(Child):
-    """`mira-bot serve` on a free loopback port, configured like production through its environment."""
+class Profiler(Child):
+    """py-spy recording a running process until stopped (SIGINT makes it write its profile)."""
 
-    def __init__(self, name: str, settings: dict[str, str], log_dir: Path) -> None:
+    stop_signal = signal.SIGINT
+
+    def __init__(self, name: str, pid: int, out: Path, log_dir: Path) -> None:
+        command = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--format", "speedscope"]
+        command += ["--output", str(out), "--nonblocking"]
+        super().__init__(name, command, child_environment({}), log_dir)
+
+
+class BotProcess(Child):
+    """`mira-bot serve` on a free loopback port, configured like production through its environment. With
+    `profile_to`, py-spy records it from start to stop (a speedscope JSON file to open at speedscope.app)."""
+
+    def __init__(
+        self, name: str, settings: dict[str, str], log_dir: Path, profile_to: Path | None = None
+    ) -> None:
         self.port = free_port()
         env = child_environment({"HOST": "127.0.0.1", "PORT": str(self.port), **settings})
         super().__init__(name, mira_bot_command(), env, log_dir)
+        self.profile_to = profile_to
+        self.profiler: Profiler | None = None
 
     @property
     def url(self) -> str:
@@ -142,7 +164,16 @@ class BotProcess(Child):
     async def start(self) -> BotProcess:
         await self.spawn()
         await self.wait_http(self.url + "/readyz")
+        if self.profile_to is not None:
+            self.profiler = Profiler(f"py-spy-{self.name}", self.pid, self.profile_to, self.log_path.parent)
+            await self.profiler.spawn()
         return self
+
+    async def stop(self, grace: float = 15.0) -> int | None:
+        if self.profiler is not None:
+            await self.profiler.stop(grace=30.0)
+            self.profiler = None
+        return await super().stop(grace)
 
     def rss(self) -> tuple[float, float]:
         return rss_mb(self.pid)
@@ -168,8 +199,7 @@ class ModuleServer(Child):
 
 async def run_load(spec: dict[str, Any], log_dir: Path) -> dict[str, Any]:
     """Run the load generator (bench/load.py) in its own process and return its result."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "load.log").open("ab") as log:
+    with _open_log(log_dir / "load.log") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

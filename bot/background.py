@@ -4,11 +4,18 @@ Bolt's lazy listeners run after the ack and swallow exceptions (bolt-python issu
 work goes through `BackgroundWork.guard`, which logs a failure with its traceback, counts it, and tells the user in
 Slack. The in-flight count lets the console wait until the bot has finished answering, and lets a graceful
 shutdown wait for work in progress.
+
+At most POST_ACK_CONCURRENCY pieces of work run at once; the others wait their turn in arrival order. Unbounded,
+a burst of slash commands (bench/: 200 concurrent `/health`) started every one of their probes at once, and the
+shared HTTP client's connection pool spends time quadratic in its queue (httpcore re-assigns every queued request
+on every change): the event loop went to the pool, and acks took seconds, past Slack's 3-second deadline. Bounded,
+the acks keep the loop and the answers follow in order (docs/PERFORMANCE.md, "ack").
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import psycopg
 import redis.exceptions
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from bot.storage import StorageUnavailable
 from integrations.slack import slack_error_code
@@ -26,6 +33,12 @@ log = logging.getLogger(__name__)
 POST_ACK_FAILURES = Counter(
     "mira_post_ack_failures_total", "Post-ack work that raised, by command or action.", ["work"]
 )
+POST_ACK_WAITING = Gauge("mira_post_ack_waiting", "Post-ack work acknowledged but waiting for a free slot.")
+
+#: Post-ack work running at once. Sixteen /health runs of the bundled catalog (about seven HTTP probes each) fit
+#: the HTTP client's 100 connections; more would only wait in its pool, where waiting costs CPU, instead of here,
+#: where it costs none.
+POST_ACK_CONCURRENCY = 16
 
 
 def describe_error(exc: BaseException) -> str:
@@ -44,12 +57,14 @@ def describe_error(exc: BaseException) -> str:
 
 
 class BackgroundWork:
-    """Counts post-ack work in flight and reports failures."""
+    """Counts post-ack work in flight (running or waiting for a slot), bounds how much runs at once, and reports
+    failures."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_running: int = POST_ACK_CONCURRENCY) -> None:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._slots = asyncio.Semaphore(max_running)
 
     @property
     def active(self) -> int:
@@ -61,11 +76,16 @@ class BackgroundWork:
         job: Awaitable[None],
         tell_user: Callable[[str], Awaitable[None]] | None,
     ) -> None:
-        """Await `job`; on failure log it with traceback and tell the user through `tell_user`."""
+        """Await `job` once a slot is free; on failure log it with traceback and tell the user through
+        `tell_user`."""
         self._active += 1
         self._idle.clear()
         try:
-            await job
+            await self._take_slot(job)
+            try:
+                await job
+            finally:
+                self._slots.release()
         except Exception as exc:
             error_id = uuid.uuid4().hex[:8]
             POST_ACK_FAILURES.labels(work).inc()
@@ -83,6 +103,17 @@ class BackgroundWork:
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
+
+    async def _take_slot(self, job: Awaitable[None]) -> None:
+        POST_ACK_WAITING.inc()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            if inspect.iscoroutine(job):
+                job.close()  # cancelled while waiting (shutdown): it never started, and must not warn so
+            raise
+        finally:
+            POST_ACK_WAITING.dec()
 
     async def wait_idle(self, timeout: float = 30.0) -> bool:
         """True once no post-ack work is running (after letting just-scheduled work start)."""

@@ -90,6 +90,7 @@ class SlackCall:
     at: float
     status: int = 200
     response: dict[str, Any] | None = None  # the JSON we answered, e.g. the ts Slack gave a posted message
+    client_port: int | None = None  # the caller's TCP port: calls on one kept-alive connection share it
 
     @property
     def channel(self) -> Any:
@@ -554,7 +555,8 @@ class RecordingSlackServer(RecordingServer):
             response = JSONResponse(payload)
         else:
             payload = None
-        await self._record(SlackCall(method, body, token, headers, now, response.status_code, payload))
+        port = request.client.port if request.client else None
+        await self._record(SlackCall(method, body, token, headers, now, response.status_code, payload, port))
         return response
 
     async def _upload_endpoint(self, request: Request) -> Response:

@@ -13,7 +13,7 @@ import asyncio
 from typing import Any
 
 from bench.catalogs import ack_catalog
-from bench.core import SLACK_SIGNING_SECRET, BenchResult, Context, Row, order, wait_until
+from bench.core import SLACK_SIGNING_SECRET, BenchResult, Context, Row, wait_until
 from bench.environment import free_port
 from bench.processes import ModuleServer, run_load
 from bench.stats import Summary, percentile
@@ -24,7 +24,7 @@ P99_RATIO = 1.25
 THROUGHPUT_RATIO = 0.9
 
 
-def load_spec(ctx: Context, url: str, channel: str) -> dict[str, Any]:
+def load_spec(ctx: Context, url: str, channel: str, text: str = "") -> dict[str, Any]:
     profile = ctx.profile
     return {
         "kind": "slack_commands",
@@ -35,7 +35,7 @@ def load_spec(ctx: Context, url: str, channel: str) -> dict[str, Any]:
         "warmup": profile.ack_concurrency,
         "warmup_text": "help",  # acked with the usage, no post-ack work: opens the connections only
         "command": "/health",
-        "text": "",
+        "text": text,
         "channel": channel,
         "response_url": ctx.slack.base_url + "/response",
     }
@@ -64,15 +64,17 @@ async def run(ctx: Context) -> BenchResult:
         ctx.log_dir,
         {},
     ).start()
-    figures: dict[str, list[dict[str, float]]] = {"bot": [], "baseline": []}
+    sides = ("bot", "bot_help", "baseline")
+    figures: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     drains: list[float] = []
-    statuses: dict[str, list[dict[str, int]]] = {"bot": [], "baseline": []}
+    statuses: dict[str, list[dict[str, int]]] = {side: [] for side in sides}
     try:
         for index in range(profile.rounds):
-            for side in order(index):
-                channel = f"C0ACK{index:02d}{'B' if side == 'bot' else 'L'}"
-                server = bot if side == "bot" else baseline
-                result = await run_load(load_spec(ctx, server.url, channel), ctx.log_dir)
+            for side in sides[index % 3 :] + sides[: index % 3]:  # each side first in turn
+                channel = f"C0ACK{index:02d}{sides.index(side)}"
+                server = baseline if side == "baseline" else bot
+                text = "help" if side == "bot_help" else ""
+                result = await run_load(load_spec(ctx, server.url, channel, text), ctx.log_dir)
                 figures[side].append(_round_figures(result))
                 statuses[side].append(result["statuses"])
                 ctx.log(
@@ -101,7 +103,7 @@ async def run(ctx: Context) -> BenchResult:
 
     bot_p99, base_p99 = summary("bot", "p99_ms"), summary("baseline", "p99_ms")
     bot_tp, base_tp = summary("bot", "throughput"), summary("baseline", "throughput")
-    errors = sum(r["errors"] for r in figures["bot"])
+    errors = sum(r["errors"] for side in ("bot", "bot_help") for r in figures[side])
     rows = [
         Row(NAME, "p50", "ms", summary("bot", "p50_ms"), summary("baseline", "p50_ms"), "bare Bolt"),
         Row(
@@ -124,6 +126,22 @@ async def run(ctx: Context) -> BenchResult:
             f"≥ {THROUGHPUT_RATIO} × baseline",
             bot_tp.median >= THROUGHPUT_RATIO * base_tp.median,
         ),
+        Row(
+            NAME,
+            "p99, /health help (no post-ack work)",
+            "ms",
+            summary("bot_help", "p99_ms"),
+            base_p99,
+            "bare Bolt",
+        ),
+        Row(
+            NAME,
+            "throughput, /health help",
+            "req/s",
+            summary("bot_help", "throughput"),
+            base_tp,
+            "bare Bolt",
+        ),
         Row(NAME, "errors (non-2xx)", "requests", Summary.of([errors]), target="0", met=errors == 0),
     ]
     return BenchResult(
@@ -133,7 +151,7 @@ async def run(ctx: Context) -> BenchResult:
             "requests_per_round": profile.ack_requests,
             "concurrency": profile.ack_concurrency,
             "rounds": profile.rounds,
-            "command": "/health (one HTTP probe answering at once)",
+            "command": "/health (one HTTP probe answering at once); /health help acks with the usage only",
         },
         details={
             "rounds": figures,

@@ -27,7 +27,7 @@ from psycopg import sql
 from bench import events_table
 from bench.benchmarks.health import send_command
 from bench.catalogs import latency_catalog
-from bench.core import BenchResult, Context, Row, order
+from bench.core import BenchResult, Context, Row, order, wait_until
 from bench.stats import Summary
 from integrations import metrics_db
 
@@ -86,9 +86,7 @@ async def _wait_for_trend(ctx: Context, channel: str) -> None:
         replies = [c for c in ctx.slack.calls_to("chat.postMessage", channel=channel) if c.thread_ts]
         return bool(shares or replies)
 
-    deadline = time.monotonic() + 30.0
-    while not done() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await wait_until(done, timeout=30.0)
 
 
 async def run(ctx: Context) -> BenchResult:
