@@ -1,8 +1,8 @@
 """Post-ack work: run it, count it, and never let its failure go unseen.
 
-Bolt's lazy listeners run after the ack and swallow exceptions (bolt-python issue #635). Every piece of post-ack
-work goes through `BackgroundWork.guard`, which logs a failure with its traceback, counts it, and tells the user in
-Slack. The in-flight count lets the console wait until the bot has finished answering, and lets a graceful
+Every piece of post-ack work is started by `BackgroundWork.start` once the ack is sent (bot/app.py) and runs as a
+task of its own; nobody awaits such a task, so an exception would vanish (as it does in Bolt's lazy listeners,
+bolt-python issue #635). The work logs a failure with its traceback, counts it, and tells the user in Slack. The in-flight count lets the console wait until the bot has finished answering, and lets a graceful
 shutdown wait for work in progress.
 
 At most POST_ACK_CONCURRENCY pieces of work run at once; the others wait their turn in arrival order. Unbounded,
@@ -56,6 +56,13 @@ def describe_error(exc: BaseException) -> str:
     return f"an internal error ({type(exc).__name__})"
 
 
+def _close_unstarted(job: Awaitable[None]) -> None:
+    """A coroutine that never started (cancelled while waiting for a slot, or before its task ran) is closed, so
+    it is not reported as "never awaited"."""
+    if inspect.iscoroutine(job) and inspect.getcoroutinestate(job) == inspect.CORO_CREATED:
+        job.close()
+
+
 class BackgroundWork:
     """Counts post-ack work in flight (running or waiting for a slot), bounds how much runs at once, and reports
     failures."""
@@ -65,10 +72,30 @@ class BackgroundWork:
         self._idle = asyncio.Event()
         self._idle.set()
         self._slots = asyncio.Semaphore(max_running)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def active(self) -> int:
         return self._active
+
+    def start(
+        self,
+        work: str,
+        job: Awaitable[None],
+        tell_user: Callable[[str], Awaitable[None]] | None,
+    ) -> None:
+        """Run `job` as a task of its own (as `guard` does); counted as in flight from now, not from when the
+        task first runs, so `wait_idle` right after an ack waits for it."""
+        self._enter()
+        task = asyncio.create_task(self._guarded(work, job, tell_user), name=f"post-ack {work}")
+        self._tasks.add(task)  # the loop keeps only a weak reference to a task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            _close_unstarted(job)  # cancelled before it ran (shutdown): it must not warn "never awaited"
+            self._leave()
+
+        task.add_done_callback(done)
 
     async def guard(
         self,
@@ -78,8 +105,29 @@ class BackgroundWork:
     ) -> None:
         """Await `job` once a slot is free; on failure log it with traceback and tell the user through
         `tell_user`."""
+        self._enter()
+        try:
+            await self._guarded(work, job, tell_user)
+        finally:
+            _close_unstarted(job)
+            self._leave()
+
+    def _enter(self) -> None:
         self._active += 1
         self._idle.clear()
+
+    def _leave(self) -> None:
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
+
+    async def _guarded(
+        self,
+        work: str,
+        job: Awaitable[None],
+        tell_user: Callable[[str], Awaitable[None]] | None,
+    ) -> None:
+        """The work under its slot, with failures reported."""
         try:
             await self._take_slot(job)
             try:
@@ -99,19 +147,11 @@ class BackgroundWork:
                     await tell_user(message)
                 except Exception:
                     log.exception("could not tell the user about a failure", extra={"error_id": error_id})
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
     async def _take_slot(self, job: Awaitable[None]) -> None:
         POST_ACK_WAITING.inc()
         try:
             await self._slots.acquire()
-        except BaseException:
-            if inspect.iscoroutine(job):
-                job.close()  # cancelled while waiting (shutdown): it never started, and must not warn so
-            raise
         finally:
             POST_ACK_WAITING.dec()
 

@@ -105,3 +105,53 @@ async def test_work_cancelled_while_waiting_for_a_slot_never_starts_and_leaves_n
     gate.set()
     await first
     assert await background.wait_idle(timeout=5.0)
+
+
+async def test_started_work_is_in_flight_at_once_and_runs_after_the_caller_returns() -> None:
+    """`start` is what the ack listener calls: the work must not run inside the ack, yet `wait_idle` right after
+    must wait for it."""
+    background = BackgroundWork()
+    ran: list[str] = []
+
+    async def job() -> None:
+        await asyncio.sleep(0)
+        ran.append("answered")
+
+    background.start("/health", job(), None)
+    assert ran == [] and background.active == 1
+    assert await background.wait_idle(timeout=5.0)
+    assert ran == ["answered"] and background.active == 0
+
+
+async def test_a_failure_of_started_work_is_told_to_the_user() -> None:
+    background = BackgroundWork()
+    told: list[str] = []
+
+    async def failing() -> None:
+        raise ValueError("boom")
+
+    async def tell(text: str) -> None:
+        told.append(text)
+
+    background.start("/latency", failing(), tell)
+    assert await background.wait_idle(timeout=5.0)
+    assert len(told) == 1 and "`/latency` failed after it was acknowledged" in told[0]
+
+
+async def test_started_work_cancelled_before_it_ran_is_closed_and_uncounted() -> None:
+    background = BackgroundWork()
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append("ran")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        background.start("/health", job(), None)
+        [task] = list(background._tasks)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        gc.collect()
+    assert not [w for w in caught if "was never awaited" in str(w.message)]
+    assert ran == [] and background.active == 0
+    assert await background.wait_idle(timeout=1.0)
