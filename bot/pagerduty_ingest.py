@@ -44,7 +44,7 @@ def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | N
 async def store(bot: BotContext, body: bytes, webhook_id: str | None, event: WebhookEvent | None) -> bool:
     """Insert the delivery; False when the event was already stored (a redelivery)."""
     status, reason = classify(event, bot.catalog)
-    async with bot.storage.pool.connection(timeout=2.0) as conn:
+    async with bot.storage.autocommit(timeout=2.0) as conn:
         cursor = await conn.execute(
             """INSERT INTO pd_webhooks (webhook_id, event_id, event_type, incident_id, service_id, occurred_at,
                                         body, status, reason)
