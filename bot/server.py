@@ -29,7 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.context import BotContext
-from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, ingest
+from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, WebhookStore, ingest
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
@@ -105,6 +105,7 @@ def _slack_kind(request: Request) -> str:
 def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[[], None]) -> ASGIApp:
     slack_handler = AsyncSlackRequestHandler(bolt)
     storage = bot.storage
+    webhooks = WebhookStore(bot)
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -125,7 +126,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
         return await slack_handler.handle(request)
 
     async def pagerduty_webhook(request: Request) -> Response:
-        return await ingest(request, bot, on_webhook_stored)
+        return await ingest(request, bot, webhooks, on_webhook_stored)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -54,7 +54,9 @@ class Storage:
             try:
                 yield conn
             finally:
-                with contextlib.suppress(psycopg.Error):  # only a broken connection refuses; the pool drops it
+                with contextlib.suppress(
+                    psycopg.Error
+                ):  # only a broken connection refuses; the pool drops it
                     await conn.set_autocommit(False)
 
     async def ready(self, timeout: float = 2.0) -> dict[str, str]:
