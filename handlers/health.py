@@ -188,7 +188,7 @@ async def record_run(bot: BotContext, report: HealthReport, scope: str | None, c
     """Keep the run as evidence (the weekly handoff shows the latest); its id, or None when the bot's database is
     unavailable. Best effort: /health must answer even then, so the failure is logged and noted in the message."""
     try:
-        async with bot.storage.pool.connection(timeout=2.0) as conn:
+        async with bot.storage.autocommit(timeout=2.0) as conn:  # one statement: one round trip
             cursor = await conn.execute(
                 """INSERT INTO health_runs (requested_by, scope, channel, started_at, finished_at, results)
                    VALUES (%s, %s, %s, %s, now(), %s) RETURNING id""",
@@ -204,7 +204,7 @@ async def record_run(bot: BotContext, report: HealthReport, scope: str | None, c
 async def attach_message(bot: BotContext, run_id: int, message: PostedMessage) -> None:
     """Where the run's answer is, so later features can link to it."""
     try:
-        async with bot.storage.pool.connection(timeout=2.0) as conn:
+        async with bot.storage.autocommit(timeout=2.0) as conn:
             await conn.execute(
                 "UPDATE health_runs SET message_channel = %s, message_ts = %s WHERE id = %s",
                 (message.channel, message.ts, run_id),
