@@ -46,6 +46,9 @@ class Profile:
     health_hung_timeout_s: float
     events_rows: int
     single_rounds: int  # rounds for the one-command benchmarks (health, latency)
+    drain_timeout_s: (
+        float  # how long to wait for the delivery worker to empty the outbox after a webhook load
+    )
 
 
 FULL = Profile(
@@ -64,6 +67,7 @@ FULL = Profile(
     health_hung_timeout_s=1.0,
     events_rows=10_000_000,
     single_rounds=9,
+    drain_timeout_s=300.0,
 )
 
 SMOKE = Profile(
@@ -82,6 +86,7 @@ SMOKE = Profile(
     health_hung_timeout_s=0.5,
     events_rows=20_000,
     single_rounds=2,
+    drain_timeout_s=3.0,
 )
 
 

@@ -57,7 +57,11 @@ def with_search_path(url: str, schema: str) -> str:
 
 
 def with_redis_db(url: str, db: int) -> str:
+    """The same server, database `db`: the path of a redis:// URL, the `db` parameter of a unix:// one."""
     parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = [kv for kv in parts.query.split("&") if kv and not kv.startswith("db=")]
+        return urlunsplit(parts._replace(query="&".join([*query, f"db={db}"])))
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
@@ -115,31 +119,40 @@ def _bench_database(server_url: str) -> str:
 
 
 def open_storage() -> Storage:
+    """BENCH_DATABASE_URL / BENCH_REDIS_URL name servers (the CI smoke test passes the test suite's); the bench
+    always uses its own database and Redis database number on them."""
     embedded: EmbeddedServers | None = None
-    kind = "environment"
-    database_url = os.environ.get("BENCH_DATABASE_URL")
-    redis_url = os.environ.get("BENCH_REDIS_URL")
-    if database_url is None:
-        kind = "local"
-        if answers("127.0.0.1", 5432):
-            try:
-                with psycopg.connect(LOCAL_POSTGRES, connect_timeout=2):
-                    database_url = _bench_database(LOCAL_POSTGRES)
-            except psycopg.Error:
-                database_url = None
-        if database_url is None:
-            kind = "embedded"
-            embedded = EmbeddedServers(STATE_DIR)
-            database_url = _bench_database(embedded.start_postgres())
-    if redis_url is None:
-        if answers("127.0.0.1", 6379):
-            redis_url = f"redis://127.0.0.1:6379/{BENCH_REDIS_DB}"
-        else:
-            if embedded is None:
-                embedded = EmbeddedServers(STATE_DIR)
-            kind = "embedded" if kind != "local" else "local postgres, embedded redis"
-            redis_url = with_redis_db(embedded.start_redis(), BENCH_REDIS_DB)
-    return Storage(database_url=database_url, redis_url=redis_url, kind=kind, embedded=embedded)
+    server_url = os.environ.get("BENCH_DATABASE_URL")
+    redis_server = os.environ.get("BENCH_REDIS_URL")
+    kinds = []
+    if server_url is not None:
+        kinds.append("postgres from BENCH_DATABASE_URL")
+    elif answers("127.0.0.1", 5432):
+        try:
+            with psycopg.connect(LOCAL_POSTGRES, connect_timeout=2):
+                server_url = LOCAL_POSTGRES
+                kinds.append("local postgres")
+        except psycopg.Error:
+            server_url = None
+    if server_url is None:
+        embedded = EmbeddedServers(STATE_DIR)
+        server_url = embedded.start_postgres()
+        kinds.append("embedded postgres")
+    if redis_server is not None:
+        kinds.append("redis from BENCH_REDIS_URL")
+    elif answers("127.0.0.1", 6379):
+        redis_server = "redis://127.0.0.1:6379/0"
+        kinds.append("local redis")
+    else:
+        embedded = embedded or EmbeddedServers(STATE_DIR)
+        redis_server = embedded.start_redis()
+        kinds.append("embedded redis")
+    return Storage(
+        database_url=_bench_database(server_url),
+        redis_url=with_redis_db(redis_server, BENCH_REDIS_DB),
+        kind=", ".join(kinds),
+        embedded=embedded,
+    )
 
 
 def _lscpu_model() -> str:

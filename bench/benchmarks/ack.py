@@ -10,6 +10,7 @@ runs beside the bot's leftover post-ack work; how long that took is reported as 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from bench.catalogs import ack_catalog
@@ -51,6 +52,11 @@ def _round_figures(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def all_answered(ctx: Context, channel: str) -> bool:
+    """Every /health of the round has posted its answer (the post-ack work is done)."""
+    return len(ctx.slack.calls_to("chat.postMessage", channel=channel)) >= ctx.profile.ack_requests
+
+
 async def run(ctx: Context) -> BenchResult:
     profile = ctx.profile
     upstreams = await ModuleServer(
@@ -83,12 +89,7 @@ async def run(ctx: Context) -> BenchResult:
                 )
                 if side == "bot":
                     drained = await wait_until(
-                        lambda channel=channel: (
-                            len(ctx.slack.calls_to("chat.postMessage", channel=channel))
-                            >= profile.ack_requests
-                        ),
-                        timeout=120.0,
-                        interval=0.2,
+                        functools.partial(all_answered, ctx, channel), timeout=120.0, interval=0.2
                     )
                     drains.append(drained if drained is not None else float("nan"))
                     await asyncio.sleep(0.5)  # the last runs' UPDATE of health_runs

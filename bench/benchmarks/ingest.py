@@ -86,7 +86,7 @@ async def run(ctx: Context) -> BenchResult:
                         pending = "SELECT count(*) FROM pd_webhooks WHERE status = 'pending'"
                         return await asyncio.to_thread(_count, database_url, pending) == 0
 
-                    drained = await wait_until(outbox_empty, timeout=300.0, interval=0.5)
+                    drained = await wait_until(outbox_empty, timeout=profile.drain_timeout_s, interval=0.5)
                     drains.append(drained if drained is not None else float("nan"))
         rss, peak = bot.rss()
         stored = await asyncio.to_thread(

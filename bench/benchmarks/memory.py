@@ -10,6 +10,7 @@ baseline: the target is absolute.
 from __future__ import annotations
 
 import asyncio
+import functools
 import statistics
 
 import psycopg
@@ -43,7 +44,7 @@ async def run(ctx: Context) -> BenchResult:
     )
     database_url = ctx.bot_database_url(schema)
     try:
-        await asyncio.sleep(SETTLE_S)
+        await asyncio.sleep(SETTLE_S if profile.name == "full" else 1.0)
         samples = []
         for _ in range(5):
             samples.append(bot.rss()[0])
@@ -53,11 +54,7 @@ async def run(ctx: Context) -> BenchResult:
 
         channel = "C0MEMORY1"
         await run_load(ack.load_spec(ctx, bot.url, channel), ctx.log_dir)
-        await wait_until(
-            lambda: len(ctx.slack.calls_to("chat.postMessage", channel=channel)) >= profile.ack_requests,
-            timeout=120.0,
-            interval=0.2,
-        )
+        await wait_until(functools.partial(ack.all_answered, ctx, channel), timeout=120.0, interval=0.2)
         after_ack, peak_ack = bot.rss()
         ctx.log(f"  memory after ack load: {after_ack:.0f} MB (peak {peak_ack:.0f} MB)")
 
@@ -66,7 +63,7 @@ async def run(ctx: Context) -> BenchResult:
         async def outbox_empty() -> bool:
             return await asyncio.to_thread(_pending, database_url) == 0
 
-        await wait_until(outbox_empty, timeout=300.0, interval=0.5)
+        await wait_until(outbox_empty, timeout=profile.drain_timeout_s, interval=0.5)
         after_ingest, peak = bot.rss()
         ctx.log(f"  memory after ingest load: {after_ingest:.0f} MB (peak {peak:.0f} MB)")
     finally:
