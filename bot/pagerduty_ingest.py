@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg_pool import PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -45,9 +44,16 @@ def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | N
     return "pending", None
 
 
-_COLUMNS = "webhook_id, event_id, event_type, incident_id, service_id, occurred_at, body, status, reason"
-_ROW = sql.SQL("(%s, %s, %s, %s, %s, %s, %s, %s, %s)")
-#: A batch never grows past this: one statement of 9 × 200 parameters, well inside Postgres' 65,535.
+#: One statement whatever the batch size: the columns travel as arrays, so the text never changes and psycopg
+#: prepares it once per connection (a VALUES list per batch size would be parsed and planned every time).
+_INSERT = """
+    INSERT INTO pd_webhooks (webhook_id, event_id, event_type, incident_id, service_id, occurred_at, body, status,
+                             reason)
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
+                         %s::bytea[], %s::text[], %s::text[])
+    ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
+    RETURNING event_id"""
+#: A batch never grows past this (one statement, one WAL flush for all of them).
 MAX_BATCH = 200
 
 
@@ -63,7 +69,7 @@ class WebhookStore:
 
     Each webhook waits until the statement holding it has committed, then learns whether it was new: the 202 still
     comes only after the row is on disk. The first webhook after a quiet moment is written at once, alone; the ones
-    that arrive while a write is in flight go together in the next multi-row INSERT … ON CONFLICT DO NOTHING, one
+    that arrive while a write is in flight go together in the next INSERT … ON CONFLICT DO NOTHING (from arrays), one
     round trip and one WAL flush for all of them. So nothing waits for a timer, and under a burst the cost per
     webhook falls instead of the queue growing: one INSERT per webhook gave a third of a bare endpoint's
     throughput (docs/PERFORMANCE.md, "ingest"). When the statement fails, every webhook in it gets the error (and
@@ -117,13 +123,9 @@ class WebhookStore:
     async def _insert(self, batch: list[_Pending]) -> list[bool]:
         """Which webhooks of the batch were new. An event id stored before, or seen earlier in the same batch,
         is a redelivery; a webhook without an event id (malformed) is always kept."""
-        query = sql.SQL(
-            "INSERT INTO pd_webhooks ({columns}) VALUES {rows} "
-            "ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING RETURNING event_id"
-        ).format(columns=sql.SQL(_COLUMNS), rows=sql.SQL(", ").join([_ROW] * len(batch)))
-        params = [value for pending in batch for value in pending.row]
+        columns = [list(values) for values in zip(*(pending.row for pending in batch), strict=True)]
         async with self.bot.storage.autocommit(timeout=2.0) as conn:
-            cursor = await conn.execute(query, params)
+            cursor = await conn.execute(_INSERT, columns)
             inserted = {row[0] for row in await cursor.fetchall() if row[0] is not None}
         claimed: set[str] = set()
         new = []
