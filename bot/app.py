@@ -1,9 +1,13 @@
 """The Bolt AsyncApp: verify (Bolt's signature middleware), ack from the registry, then run the handler.
 
-Every slash command goes through one listener pair: `ack_command` parses the text in memory and acks within
-Slack's 3-second deadline (usage errors and "not available yet" are answered right there, ephemerally);
-`run_command` is a lazy listener that does the slow work after the ack under `BackgroundWork.guard`, so a failure
-is logged with its traceback and told to the user. Buttons work the same way through `ack_action`/`run_action`.
+Every slash command goes through one listener: `on_command` parses the text once, in memory, and acks within
+Slack's 3-second deadline (usage errors and "not available yet" are answered right there, ephemerally), then hands
+the slow work to `BackgroundWork.start`, which runs it after the ack as a task of its own, so a failure is logged
+with its traceback and told to the user. Buttons and modal submissions work the same way.
+
+Why not Bolt's lazy listeners: Bolt deep-copies the whole request for each of them and parses it again, a fifth
+of the ack path's CPU in the ack benchmark (docs/PERFORMANCE.md), for a mechanism built for FaaS; this is a
+long-running server, where starting a task after the ack is all that is needed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from bot.commands import Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
 from bot.redaction import Redactor
 from bot.replies import Reply
+from integrations.slack import bolt_client
 
 log = logging.getLogger(__name__)
 
@@ -81,35 +86,34 @@ def bounded(answer: str) -> str:
 
 def acknowledge_command(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
     """The immediate, ephemeral answer to a slash command. Pure: no I/O, so it always fits in the deadline."""
-    return bounded(_acknowledge(registry, bot, name, text))
+    return prepare_command(registry, bot, name, text)[0]
 
 
-def _acknowledge(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> str:
+def prepare_command(
+    registry: CommandRegistry, bot: BotContext, name: str, text: str
+) -> tuple[str, tuple[Command, Any] | None]:
+    """The ack's answer (bounded), and the command with its parsed request when that answer promised post-ack
+    work: the text is parsed once, before the ack."""
+    answer, runnable = _acknowledge(registry, bot, name, text)
+    return bounded(answer), runnable
+
+
+def _acknowledge(
+    registry: CommandRegistry, bot: BotContext, name: str, text: str
+) -> tuple[str, tuple[Command, Any] | None]:
     command = registry.get(name)
     if command is None:
-        return unknown_command_reply(name, registry)
+        return unknown_command_reply(name, registry), None
     if not command.available:
-        return not_available_reply(command)
+        return not_available_reply(command), None
     if text.strip().lower() in HELP_WORDS:
-        return command.usage
+        return command.usage, None
     assert command.parse is not None and command.acknowledge is not None
     try:
         parsed = command.parse(text, bot.catalog)
     except UsageError as error:
-        return usage_reply(command, error)
-    return command.acknowledge(parsed, bot.catalog)
-
-
-def _runnable(registry: CommandRegistry, bot: BotContext, name: str, text: str) -> tuple[Command, Any] | None:
-    """The command and its parsed request when the ack promised post-ack work, else None."""
-    command = registry.get(name)
-    if command is None or not command.available or text.strip().lower() in HELP_WORDS:
-        return None
-    assert command.parse is not None
-    try:
-        return command, command.parse(text, bot.catalog)
-    except UsageError:
-        return None
+        return usage_reply(command, error), None
+    return command.acknowledge(parsed, bot.catalog), (command, parsed)
 
 
 def _metadata_channel(metadata: str) -> str:
@@ -135,26 +139,24 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         return send  # type: ignore[return-value]
 
     app = AsyncApp(
-        client=bot.slack,
+        client=bolt_client(bot.slack),
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=False,
         raise_error_for_unhandled_request=False,
     )
 
-    async def ack_command(ack: AsyncAck, body: dict[str, Any]) -> None:
+    async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        runnable: tuple[Command, Any] | None = None
         try:
-            answer = acknowledge_command(registry, bot, body.get("command", ""), body.get("text", ""))
+            answer, runnable = prepare_command(registry, bot, body.get("command", ""), body.get("text", ""))
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("acknowledging a command failed", extra={"error_id": error_id})
             answer = f":warning: Something went wrong reading that command; the bot logged it as error `{error_id}`."
         await ack(text=redact(answer), response_type="ephemeral")
-
-    async def run_command(body: dict[str, Any], respond: AsyncRespond) -> None:
-        found = _runnable(registry, bot, body.get("command", ""), body.get("text", ""))
-        if found is None:
+        if runnable is None:
             return
-        command, parsed = found
+        command, parsed = runnable
         invocation = Invocation(
             command=command.name,
             text=body.get("text", ""),
@@ -170,14 +172,12 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             respond=redacting(respond),
         )
         assert command.run is not None
-        await bot.background.guard(
+        bot.background.start(
             command.name, command.run(parsed, CommandContext(bot, invocation, reply)), reply.ephemeral
         )
 
-    async def ack_action(ack: AsyncAck) -> None:
+    async def on_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
-
-    async def run_action(body: dict[str, Any], respond: AsyncRespond) -> None:
         action = (body.get("actions") or [{}])[0]
         action_id = action.get("action_id", "")
         container = body.get("container") or {}
@@ -187,7 +187,11 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         spec = registry.actions.get(action_id)
         if spec is None:
             log.warning("unknown action", extra={"action_id": action_id})
-            await reply.ephemeral("That button is no longer supported; run the command again.")
+            bot.background.start(
+                "unknown button",
+                reply.ephemeral("That button is no longer supported; run the command again."),
+                None,
+            )
             return
         ctx = ActionContext(
             bot=bot,
@@ -199,12 +203,10 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             reply=reply,
             payload=body,
         )
-        await bot.background.guard(action_id, spec.run(ctx), reply.ephemeral)
+        bot.background.start(action_id, spec.run(ctx), reply.ephemeral)
 
-    async def ack_view(ack: AsyncAck) -> None:
+    async def on_view(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # closes the modal; the work and its outcome follow ephemerally
-
-    async def run_view(body: dict[str, Any]) -> None:
         view = body.get("view") or {}
         callback_id = view.get("callback_id", "")
         user_id = (body.get("user") or {}).get("id", "")
@@ -220,11 +222,11 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             log.warning("unknown modal", extra={"callback_id": callback_id})
             return
         ctx = ViewContext(bot, user_id, callback_id, values, metadata, reply)
-        await bot.background.guard(callback_id, spec.run(ctx), reply.ephemeral if channel_id else None)
+        bot.background.start(callback_id, spec.run(ctx), reply.ephemeral if channel_id else None)
 
-    app.command(re.compile(r"^/"))(ack=ack_command, lazy=[run_command])
-    app.action(re.compile(r".*"))(ack=ack_action, lazy=[run_action])
-    app.view(re.compile(r".*"))(ack=ack_view, lazy=[run_view])
+    app.command(re.compile(r"^/"))(on_command)
+    app.action(re.compile(r".*"))(on_action)
+    app.view(re.compile(r".*"))(on_view)
 
     @app.error
     async def on_error(error: Exception, body: dict[str, Any]) -> None:

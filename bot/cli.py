@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -31,6 +32,11 @@ async def serve(settings: Settings) -> int:
 
     runtime = await start_runtime(settings)
     runtime.start_background()
+    # What start-up loaded (libraries, the catalog, the registry) lives as long as the process: freeze it out of
+    # the cyclic GC. Otherwise every full collection walks those ~100,000 objects, about 50 ms on the benchmark
+    # machine, stalling every request in flight (docs/PERFORMANCE.md, "ack").
+    gc.collect()
+    gc.freeze()
     socket_mode = None
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler

@@ -96,6 +96,7 @@ class SlackCall:
     response: dict[str, Any] | None = None  # the JSON we answered, e.g. the ts Slack gave a posted message
     retry_after: float | None = None  # the Retry-After we answered a 429 with
     answered_at: float | None = None  # time.monotonic() when the answer left (None while held)
+    client_port: int | None = None  # the caller's TCP port: calls on one kept-alive connection share it
 
     @property
     def answered(self) -> bool:
@@ -625,6 +626,7 @@ class RecordingSlackServer(RecordingServer):
         token = token or (token_field if isinstance(token_field, str) else None)
 
         response = self._check_faults(method, body, now)
+        port = request.client.port if request.client else None
         if response is not None:
             retry_after = response.headers.get("retry-after")
             await self._record(
@@ -637,6 +639,7 @@ class RecordingSlackServer(RecordingServer):
                     response.status_code,
                     None,
                     float(retry_after) if retry_after else None,
+                    client_port=port,
                 )
             )
             return response
@@ -645,11 +648,15 @@ class RecordingSlackServer(RecordingServer):
         payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
         if fault is not None and fault.mode == "hang":
             release = self._held
-            await self._record(SlackCall(method, body, token, headers, now, NO_ANSWER, payload))
+            await self._record(
+                SlackCall(method, body, token, headers, now, NO_ANSWER, payload, client_port=port)
+            )
             await release.wait()
             return JSONResponse(payload)
         response = self._fault_response(fault) if fault is not None else JSONResponse(payload)
-        await self._record(SlackCall(method, body, token, headers, now, response.status_code, payload))
+        await self._record(
+            SlackCall(method, body, token, headers, now, response.status_code, payload, client_port=port)
+        )
         return response
 
     async def _upload_endpoint(self, request: Request) -> Response:

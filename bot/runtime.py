@@ -27,7 +27,7 @@ from bot.settings import Settings
 from bot.storage import open_storage
 from handlers import build_registry, scheduled_jobs, scheduled_sweeps
 from integrations.pagerduty import PagerDutyClient
-from integrations.slack import build_slack_client
+from integrations.slack import build_slack_client, close_slack_client
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class Runtime:
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
             )
         await self.bot.http.aclose()
+        await close_slack_client(self.bot.slack)
+        await close_slack_client(self.bot.slack_unretried)
         if self.bot.pagerduty is not None:
             await self.bot.pagerduty.aclose()
         await self.bot.storage.close()

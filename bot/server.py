@@ -30,7 +30,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.context import BotContext
-from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, ingest
+from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, WebhookStore, ingest
 from bot.signing import verify_slack_request
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
     storage = bot.storage
     assert bot.settings.slack_signing_secret is not None
     signing_secret = bot.settings.slack_signing_secret.get_secret_value()
+    webhooks = WebhookStore(bot)
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -151,7 +152,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
             return JSONResponse({"error": "request not understood"}, status_code=400)
 
     async def pagerduty_webhook(request: Request) -> Response:
-        return await ingest(request, bot, on_webhook_stored)
+        return await ingest(request, bot, webhooks, on_webhook_stored)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

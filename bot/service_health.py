@@ -136,7 +136,7 @@ async def record_run(
     """Keep the run as evidence; its id, or None when the bot's database is unavailable. Best effort: /health must
     answer even then, so the failure is logged and the caller notes it in the message."""
     try:
-        async with bot.storage.pool.connection(timeout=2.0) as conn:
+        async with bot.storage.autocommit(timeout=2.0) as conn:  # one statement: one round trip
             cursor = await conn.execute(
                 """INSERT INTO health_runs (requested_by, scope, channel, started_at, finished_at, results)
                    VALUES (%s, %s, %s, %s, now(), %s) RETURNING id""",

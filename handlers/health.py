@@ -101,7 +101,7 @@ async def record_run(bot: BotContext, report: HealthReport, scope: str | None, c
 async def attach_message(bot: BotContext, run_id: int, message: PostedMessage) -> None:
     """Where the run's answer is, so later features can link to it."""
     try:
-        async with bot.storage.pool.connection(timeout=2.0) as conn:
+        async with bot.storage.autocommit(timeout=2.0) as conn:
             await conn.execute(
                 "UPDATE health_runs SET message_channel = %s, message_ts = %s WHERE id = %s",
                 (message.channel, message.ts, run_id),

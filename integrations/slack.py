@@ -4,6 +4,10 @@ Built on slack_sdk's AsyncWebClient with its retry handlers, so a connection err
 or a 5xx is retried by the SDK rather than by ad-hoc loops in handlers. Posts that must happen once use the same
 client without those blind retries (`blind_retries=False`, see bot/slack_once.py). Each call's final outcome is
 counted by method and status for /metrics: a Slack outage or a rate-limit storm shows up there first.
+
+The client keeps one aiohttp session, so calls reuse their connections. Without one, slack_sdk opens a session
+for every call and closes it after: a new TCP (and, to slack.com, TLS) connection per message, which in the
+ack benchmark was a fifth of the bot's post-ack CPU (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from prometheus_client import Counter
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -72,11 +77,17 @@ def build_slack_client(
     request could post it twice. That client raises instead; the caller records the outcome as uncertain and
     looks the message up (by its metadata) before posting again. Its 429s are raised too, so the per-channel
     budget learns the Retry-After at once for every poster of the channel, not only the one request being retried.
+
+    The client has its own connection-reusing session: call this with the event loop running;
+    `close_slack_client` releases it.
     """
+    # With a session of its own, slack_sdk no longer applies `timeout` per call: the session carries it.
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
     client = InstrumentedWebClient(
         token=token,
         base_url=base_url,
         timeout=timeout,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),
             AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
@@ -97,6 +108,24 @@ def retry_after_seconds(exc: SlackApiError, default: float = 1.0) -> float:
         return max(0.0, float(value)) if value is not None else default
     except (TypeError, ValueError):
         return default
+
+
+def bolt_client(client: AsyncWebClient) -> InstrumentedWebClient:
+    """A session-less twin of `client` for Bolt itself (its one-time auth.test). Bolt deep-copies its client into
+    the request of every lazy listener (slack_bolt's `AsyncioListenerRunner._build_lazy_request`), and an aiohttp
+    session in use cannot be deep-copied ("cannot pickle 'TaskStepMethWrapper'"). The handlers post through the
+    bot's own client, never Bolt's."""
+    return InstrumentedWebClient(
+        token=client.token,
+        base_url=client.base_url,
+        timeout=client.timeout,
+        retry_handlers=list(client.retry_handlers),
+    )
+
+
+async def close_slack_client(client: AsyncWebClient) -> None:
+    if client.session is not None and not client.session.closed:
+        await client.session.close()
 
 
 def slack_error_code(exc: BaseException) -> str | None:

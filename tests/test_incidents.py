@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -251,6 +252,59 @@ async def test_what_is_not_posted_is_still_stored_and_answered_202(
     assert rows == [("ignored",), ("ignored",), ("malformed",)]
     await drain(bot, T0)
     assert bot.slack.calls_to("chat.postMessage") == []
+
+
+async def test_a_burst_of_webhooks_stores_each_event_once_and_tells_each_sender_the_truth(
+    bot: BotUnderTest, database_url: str
+) -> None:
+    """Webhooks arriving together share one INSERT (bot/pagerduty_ingest.py, WebhookStore): every distinct event
+    is stored once, a redelivery inside the same burst is a duplicate, a malformed body is still kept."""
+    events = [
+        pd.event(
+            "incident.triggered", pd.incident(id=f"PBURST{n:02d}", number=n, created_at=T0), event_id=f"b-{n}"
+        )
+        for n in range(40)
+    ]
+    bodies = [pd.body(event) for event in events]
+    bodies += [bodies[n] for n in range(0, 40, 4)]  # ten redeliveries, byte for byte
+    bodies += [b'{"event": "not an object"', b"[]"]
+
+    async def post(body: bytes) -> httpx.Response:
+        headers = {"Content-Type": "application/json", **sign_pagerduty_webhook(SECRET_NEW, body)}
+        return await bot.client.post("/pagerduty/webhook", content=body, headers=headers)
+
+    responses = await asyncio.gather(*(post(body) for body in bodies))
+    assert {r.status_code for r in responses} == {202}
+    outcomes = [r.json()["status"] for r in responses]
+    assert outcomes.count("accepted") == 42 and outcomes.count("duplicate") == 10
+    for n in range(0, 40, 4):  # the original and its redelivery: exactly one of the two was stored
+        first, again = outcomes[n], outcomes[40 + n // 4]
+        assert sorted([first, again]) == ["accepted", "duplicate"]
+    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 42
+    assert await _count(database_url, "SELECT count(DISTINCT event_id) FROM pd_webhooks") == 40
+
+
+async def test_a_burst_that_cannot_be_stored_is_answered_503_for_every_webhook(
+    bot: BotUnderTest, database_url: str
+) -> None:
+    storage = bot.runtime.bot.storage
+    working = storage.pool
+    unreachable = AsyncConnectionPool(
+        f"postgresql://postgres@127.0.0.1:{closed_port()}/x", min_size=0, max_size=1, open=False
+    )
+    await unreachable.open(wait=False)
+    storage.pool = unreachable
+    try:
+        burst = [
+            pd.event("incident.triggered", pd.incident(id=f"PFAIL{n}", number=n), event_id=f"f-{n}")
+            for n in range(5)
+        ]
+        statuses = await asyncio.gather(*(send(bot, event) for event in burst))
+    finally:
+        storage.pool = working
+        await unreachable.close()
+    assert statuses == [503] * 5
+    assert await _count(database_url, "SELECT count(*) FROM pd_webhooks") == 0
 
 
 async def test_unknown_incident_event_types_get_a_generic_reply(bot: BotUnderTest) -> None:

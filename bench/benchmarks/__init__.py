@@ -1,0 +1,1 @@
+"""One module per benchmark, each an `async def run(ctx) -> BenchResult` (see bench/core.py)."""

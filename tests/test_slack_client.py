@@ -1,0 +1,61 @@
+"""The bot's Slack Web API client (integrations/slack.py) against the recording Slack server over HTTP.
+
+Connection reuse is what the ack benchmark measured (docs/PERFORMANCE.md): slack_sdk without a session opens and
+closes a connection per call, which to slack.com is a TLS handshake per message.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.recording_slack import RecordingSlackServer
+from integrations.slack import bolt_client, build_slack_client, close_slack_client
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[RecordingSlackServer]:
+    async with RecordingSlackServer() as server:
+        yield server
+
+
+async def test_the_bots_client_sends_its_calls_over_one_kept_alive_connection(
+    slack: RecordingSlackServer,
+) -> None:
+    client = build_slack_client("xoxb-test-token", slack.api_url)
+    try:
+        for n in range(3):
+            await client.chat_postMessage(channel="#ops", text=f"message {n}")
+        await client.chat_update(channel="#ops", ts=slack.calls[0].response["ts"], text="edited")  # type: ignore[index]
+    finally:
+        await close_slack_client(client)
+    ports = {call.client_port for call in slack.calls}
+    assert len(slack.calls) == 4 and len(ports) == 1
+    assert client.session is not None and client.session.closed
+
+
+async def test_a_client_without_a_session_opens_a_connection_per_call(slack: RecordingSlackServer) -> None:
+    """What the bot did before: the control that shows the test above can fail."""
+    client = AsyncWebClient(token="xoxb-test-token", base_url=slack.api_url)
+    for n in range(3):
+        await client.chat_postMessage(channel="#ops", text=f"message {n}")
+    assert len({call.client_port for call in slack.calls}) == 3
+
+
+async def test_bolts_client_is_a_session_less_twin_that_bolt_can_deep_copy(
+    slack: RecordingSlackServer,
+) -> None:
+    client = build_slack_client("xoxb-test-token", slack.api_url)
+    try:
+        await client.chat_postMessage(channel="#ops", text="the bot's session is in use")
+        twin = bolt_client(client)
+        assert twin.session is None
+        assert (twin.token, twin.base_url, twin.timeout) == (client.token, client.base_url, client.timeout)
+        assert [type(h) for h in twin.retry_handlers] == [type(h) for h in client.retry_handlers]
+        copied = copy.deepcopy(twin)  # what Bolt does for every lazy listener's request
+        assert (await copied.auth_test())["ok"] is True
+    finally:
+        await close_slack_client(client)
