@@ -24,7 +24,6 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from bot.commands import Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
 from bot.replies import Reply
-from integrations.slack import bolt_client
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
     settings = bot.settings
     assert settings.slack_signing_secret is not None
     app = AsyncApp(
-        client=bolt_client(bot.slack),
+        client=bot.slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=False,
         raise_error_for_unhandled_request=False,
