@@ -176,6 +176,12 @@ class Context:
         return with_search_path(self.storage.database_url, schema)
 
 
+def per_round_ratio(bot: list[float], baseline: list[float]) -> Summary:
+    """bot ÷ baseline within each round, then the median of those: the figure a noisy machine moves least,
+    because both sides of a ratio ran within seconds of each other."""
+    return Summary.of([b / a for b, a in zip(bot, baseline, strict=True) if a])
+
+
 def order(round_index: int) -> tuple[str, str]:
     """Bot first in even rounds, baseline first in odd ones."""
     return ("bot", "baseline") if round_index % 2 == 0 else ("baseline", "bot")

@@ -25,7 +25,6 @@ from bot.commands import Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
 from bot.redaction import Redactor
 from bot.replies import Reply
-from integrations.slack import bolt_client
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         return send  # type: ignore[return-value]
 
     app = AsyncApp(
-        client=bolt_client(bot.slack),
+        client=bot.slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         process_before_response=False,
         raise_error_for_unhandled_request=False,

@@ -110,19 +110,6 @@ def retry_after_seconds(exc: SlackApiError, default: float = 1.0) -> float:
         return default
 
 
-def bolt_client(client: AsyncWebClient) -> InstrumentedWebClient:
-    """A session-less twin of `client` for Bolt itself (its one-time auth.test). Bolt deep-copies its client into
-    the request of every lazy listener (slack_bolt's `AsyncioListenerRunner._build_lazy_request`), and an aiohttp
-    session in use cannot be deep-copied ("cannot pickle 'TaskStepMethWrapper'"). The handlers post through the
-    bot's own client, never Bolt's."""
-    return InstrumentedWebClient(
-        token=client.token,
-        base_url=client.base_url,
-        timeout=client.timeout,
-        retry_handlers=list(client.retry_handlers),
-    )
-
-
 async def close_slack_client(client: AsyncWebClient) -> None:
     if client.session is not None and not client.session.closed:
         await client.session.close()

@@ -6,14 +6,13 @@ closes a connection per call, which to slack.com is a TLS handshake per message.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.recording_slack import RecordingSlackServer
-from integrations.slack import bolt_client, build_slack_client, close_slack_client
+from integrations.slack import build_slack_client, close_slack_client
 
 
 @pytest.fixture
@@ -43,19 +42,3 @@ async def test_a_client_without_a_session_opens_a_connection_per_call(slack: Rec
     for n in range(3):
         await client.chat_postMessage(channel="#ops", text=f"message {n}")
     assert len({call.client_port for call in slack.calls}) == 3
-
-
-async def test_bolts_client_is_a_session_less_twin_that_bolt_can_deep_copy(
-    slack: RecordingSlackServer,
-) -> None:
-    client = build_slack_client("xoxb-test-token", slack.api_url)
-    try:
-        await client.chat_postMessage(channel="#ops", text="the bot's session is in use")
-        twin = bolt_client(client)
-        assert twin.session is None
-        assert (twin.token, twin.base_url, twin.timeout) == (client.token, client.base_url, client.timeout)
-        assert [type(h) for h in twin.retry_handlers] == [type(h) for h in client.retry_handlers]
-        copied = copy.deepcopy(twin)  # what Bolt does for every lazy listener's request
-        assert (await copied.auth_test())["ok"] is True
-    finally:
-        await close_slack_client(client)

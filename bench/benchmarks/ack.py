@@ -14,7 +14,7 @@ import functools
 from typing import Any
 
 from bench.catalogs import ack_catalog
-from bench.core import SLACK_SIGNING_SECRET, BenchResult, Context, Row, wait_until
+from bench.core import SLACK_SIGNING_SECRET, BenchResult, Context, Row, per_round_ratio, wait_until
 from bench.environment import free_port
 from bench.processes import ModuleServer, run_load
 from bench.stats import Summary, percentile
@@ -104,6 +104,11 @@ async def run(ctx: Context) -> BenchResult:
 
     bot_p99, base_p99 = summary("bot", "p99_ms"), summary("baseline", "p99_ms")
     bot_tp, base_tp = summary("bot", "throughput"), summary("baseline", "throughput")
+
+    def column_ratio(side: str, key: str) -> Summary:
+        return per_round_ratio([r[key] for r in figures[side]], [r[key] for r in figures["baseline"]])
+
+    p99_ratio, tp_ratio = column_ratio("bot", "p99_ms"), column_ratio("bot", "throughput")
     errors = sum(r["errors"] for side in ("bot", "bot_help") for r in figures[side])
     rows = [
         Row(NAME, "p50", "ms", summary("bot", "p50_ms"), summary("baseline", "p50_ms"), "bare Bolt"),
@@ -114,18 +119,25 @@ async def run(ctx: Context) -> BenchResult:
             bot_p99,
             base_p99,
             "bare Bolt",
-            f"≤ {P99_RATIO} × baseline and ≤ {P99_LIMIT_MS:g} ms",
-            bot_p99.median <= P99_RATIO * base_p99.median and bot_p99.median <= P99_LIMIT_MS,
+            f"≤ {P99_LIMIT_MS:g} ms",
+            bot_p99.median <= P99_LIMIT_MS,
         ),
         Row(
             NAME,
-            "throughput",
-            "req/s",
-            bot_tp,
-            base_tp,
-            "bare Bolt",
-            f"≥ {THROUGHPUT_RATIO} × baseline",
-            bot_tp.median >= THROUGHPUT_RATIO * base_tp.median,
+            "p99 ÷ baseline's, same round",
+            "×",
+            p99_ratio,
+            target=f"≤ {P99_RATIO}",
+            met=p99_ratio.median <= P99_RATIO,
+        ),
+        Row(NAME, "throughput", "req/s", bot_tp, base_tp, "bare Bolt"),
+        Row(
+            NAME,
+            "throughput ÷ baseline's, same round",
+            "×",
+            tp_ratio,
+            target=f"≥ {THROUGHPUT_RATIO}",
+            met=tp_ratio.median >= THROUGHPUT_RATIO,
         ),
         Row(
             NAME,
@@ -143,6 +155,7 @@ async def run(ctx: Context) -> BenchResult:
             base_tp,
             "bare Bolt",
         ),
+        Row(NAME, "throughput ÷ baseline's, /health help", "×", column_ratio("bot_help", "throughput")),
         Row(NAME, "errors (non-2xx)", "requests", Summary.of([errors]), target="0", met=errors == 0),
     ]
     return BenchResult(

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from bench.catalogs import DISPLAY_NAME, PAGERDUTY_SERVICE_ID, incidents_catalog
-from bench.core import PAGERDUTY_SECRET, BenchResult, Context, Row, wait_until
+from bench.core import PAGERDUTY_SECRET, BenchResult, Context, Row, per_round_ratio, wait_until
 from bench.processes import ModuleServer, run_load
 from bench.stats import Summary, percentile
 
@@ -118,6 +118,9 @@ async def run(ctx: Context) -> BenchResult:
 
     bot_tp, base_tp = summary("bot", "throughput"), summary("baseline", "throughput")
     bot_p99 = summary("bot", "p99_ms")
+    tp_ratio = per_round_ratio(
+        [r["throughput"] for r in figures["bot"]], [r["throughput"] for r in figures["baseline"]]
+    )
     lost = sent_distinct - stored
     doubled = rows_total - stored
     rows = [
@@ -132,15 +135,14 @@ async def run(ctx: Context) -> BenchResult:
             f"≤ {P99_LIMIT_MS:g} ms",
             bot_p99.median <= P99_LIMIT_MS,
         ),
+        Row(NAME, "throughput", "req/s", bot_tp, base_tp, "bare Starlette"),
         Row(
             NAME,
-            "throughput",
-            "req/s",
-            bot_tp,
-            base_tp,
-            "bare Starlette",
-            f"≥ {THROUGHPUT_RATIO} × baseline",
-            bot_tp.median >= THROUGHPUT_RATIO * base_tp.median,
+            "throughput ÷ baseline's, same round",
+            "×",
+            tp_ratio,
+            target=f"≥ {THROUGHPUT_RATIO}",
+            met=tp_ratio.median >= THROUGHPUT_RATIO,
         ),
         Row(
             NAME,
@@ -149,6 +151,15 @@ async def run(ctx: Context) -> BenchResult:
             summary("bot_route", "throughput"),
             base_tp,
             "bare Starlette",
+        ),
+        Row(
+            NAME,
+            "throughput ÷ baseline's, service outside the catalog",
+            "×",
+            per_round_ratio(
+                [r["throughput"] for r in figures["bot_route"]],
+                [r["throughput"] for r in figures["baseline"]],
+            ),
         ),
         Row(
             NAME,
