@@ -322,6 +322,8 @@ class Console:
                     )
                 ).fetchone()
             if row is not None and row[0] == 0:
+                # A pass may have claimed the last dirty root and still be editing it in Slack.
+                await asyncio.wait_for(self.runtime.delivery.between_passes(), timeout=10.0)
                 return
             await asyncio.sleep(0.1)
 

@@ -58,6 +58,8 @@ class DeliveryWorker:
         self.budget = ChannelBudget(bot.storage.redis, per_second=bot.settings.slack_posts_per_second)
         self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
         self._wake = asyncio.Event()
+        self._between_passes = asyncio.Event()
+        self._between_passes.set()
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
@@ -187,13 +189,21 @@ class DeliveryWorker:
         await incidents.fire_timers(self.bot, self.budget, now)
         return sum(handled)
 
+    async def between_passes(self) -> None:
+        """Return once no pass of the loop is running: what a pass claimed (a dirty root, say) has reached Slack.
+        The console waits on it before showing the conversation."""
+        await self._between_passes.wait()
+
     async def _loop(self) -> None:
         while True:
+            self._between_passes.clear()
             try:
                 handled = await self.run_once()
             except Exception:
                 log.exception("delivery pass failed; retrying")
                 handled = 0
+            finally:
+                self._between_passes.set()
             if handled:
                 continue  # more may be waiting
             self._wake.clear()

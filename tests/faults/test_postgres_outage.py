@@ -38,8 +38,8 @@ async def test_postgres_outage_answers_503_and_database_unavailable_then_recover
 
     await asyncio.to_thread(embedded.stop_postgres)
     world.slack.release_held()
-    outage = [await bot.webhook(event.body) for event in later[:5]]
-    assert outage == [503] * 5  # not stored: PagerDuty must retry
+    outage = [await bot.webhook(event.body) for event in later[:2]]
+    assert outage == [503, 503]  # not stored: PagerDuty must retry
 
     flag = await bot.command(world.slack, "/flag", "revert 1")
     health = await bot.command(world.slack, "/health", "mira-copilot")
