@@ -27,11 +27,13 @@ async def test_kill_9_mid_stream_loses_nothing_and_posts_nothing_twice(world: Fa
     events = incident_stream(INCIDENTS)
     assert len(events) == 500
     answered: dict[str, int | None] = {}
-    halfway = asyncio.Event()
+    halfway, killed = asyncio.Event(), asyncio.Event()
     queue = list(events)
 
     async def pagerduty_sender() -> None:
         while queue:
+            if halfway.is_set():
+                await killed.wait()  # the second half goes out only once the bot is dead (and is redelivered)
             event = queue.pop(0)
             answered[event.event_id] = await bot.webhook(event.body)
             if sum(map(_accepted, answered.values())) >= len(events) // 2:
@@ -43,6 +45,7 @@ async def test_kill_9_mid_stream_loses_nothing_and_posts_nothing_twice(world: Fa
         world.slack.accept_and_hang("chat.postMessage", count=2)
         held = await world.slack.wait_held(2, timeout=60)
         await bot.kill()
+        killed.set()
         world.slack.release_held()
         await asyncio.gather(*senders)
     assert {call.channel for call in held}  # two posts Slack stored and the dead bot never recorded
