@@ -24,10 +24,8 @@ from hypothesis import settings as hypothesis_settings
 from bot.catalog import Catalog, load_catalog
 from bot.embedded import EmbeddedServers
 from bot.recording_slack import RecordingSlackServer
-from bot.runtime import Runtime, start_runtime
-from bot.server import RunningServer, start_server
 from bot.settings import Settings
-from tests.harness import SIGNING_SECRET, BotUnderTest
+from tests.harness import SIGNING_SECRET, BotUnderTest, running_bot
 
 # Property tests: the "ci" profile keeps every test's own (small) example count; MIRA_FUZZ=long runs every fuzz
 # target of tests/fuzz with at least 10,000 examples (README, Tests; docs/RELIABILITY.md).
@@ -154,12 +152,5 @@ async def bot(
     settings: Settings, catalog: Catalog, slack: RecordingSlackServer
 ) -> AsyncIterator[BotUnderTest]:
     """The real runtime behind a real uvicorn server on a loopback port."""
-    runtime: Runtime = await start_runtime(settings, catalog)
-    server: RunningServer = await start_server(runtime.http_app)
-    under_test = BotUnderTest(runtime=runtime, server=server, slack=slack)
-    try:
+    async with running_bot(settings, catalog, slack) as under_test:
         yield under_test
-    finally:
-        await under_test.close()
-        await server.stop()
-        await runtime.close()

@@ -23,9 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.catalog import Catalog
 from bot.recording_slack import TEAM_ID, RecordingSlackServer
-from bot.runtime import Runtime
+from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
+from bot.settings import Settings
 from bot.signing import sign_slack_request
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
@@ -176,6 +178,23 @@ class BotUnderTest:
     async def settle(self) -> None:
         """Wait until post-ack work is done (the same signal the console waits on)."""
         assert await self.runtime.bot.background.wait_idle(15.0), "post-ack work did not finish"
+
+
+@asynccontextmanager
+async def running_bot(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> AsyncIterator[BotUnderTest]:
+    """The real runtime behind a real uvicorn server on a loopback port; several on the same settings are
+    replicas sharing Postgres and Redis."""
+    runtime = await start_runtime(settings, catalog)
+    server = await start_server(runtime.http_app)
+    under_test = BotUnderTest(runtime=runtime, server=server, slack=slack)
+    try:
+        yield under_test
+    finally:
+        await under_test.close()
+        await server.stop()
+        await runtime.close()
 
 
 async def finishes(awaitable: Awaitable[Any], *, within: float, what: str) -> Any:

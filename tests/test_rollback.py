@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,8 @@ from bot.recording_supabase import RecordingSupabaseServer
 from bot.rollback_worker import RollbackWorker
 from bot.runtime import start_runtime
 from bot.scheduler import utc_now
-from bot.server import start_server
 from bot.settings import Settings
-from tests.harness import CHANNEL, BotUnderTest, answer, blocks_text, fake_service
+from tests.harness import CHANNEL, BotUnderTest, answer, blocks_text, fake_service, running_bot
 
 REQUESTER = "U0OWNER01"
 CONFIRMER = "U0OWNER02"
@@ -113,22 +111,6 @@ def settings(settings: Settings, supabase: RecordingSupabaseServer) -> Settings:
             "supabase_project_ref": PROJECT,
         }
     )
-
-
-@asynccontextmanager
-async def _another_bot(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
-) -> AsyncIterator[BotUnderTest]:
-    """A bot with other settings or another catalog, on the same Postgres schema, Redis and Slack."""
-    runtime = await start_runtime(settings, catalog)
-    server = await start_server(runtime.http_app)
-    other = BotUnderTest(runtime=runtime, server=server, slack=slack)
-    try:
-        yield other
-    finally:
-        await other.close()
-        await server.stop()
-        await runtime.close()
 
 
 def _owned(tmp_path: Path, env: dict[str, str]) -> Catalog:
@@ -274,7 +256,7 @@ async def test_a_stranger_cannot_even_request_and_an_unowned_service_refuses_eve
     [refusal] = _ephemerals(bot)
     assert refusal.startswith(":lock: Only the owners of FA AI System may request a rollback")
 
-    async with _another_bot(settings, load_catalog(env=catalog_env), slack) as unowned:  # no owners at all
+    async with running_bot(settings, load_catalog(env=catalog_env), slack) as unowned:  # no owners at all
         await unowned.command("/rollback", "fa", user=REQUESTER)
         await unowned.settle()
     message = _ephemerals(bot)[-1]
@@ -549,7 +531,7 @@ async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
                SELECT 'agent_response', 5000, true, now() - n * interval '10 seconds' FROM generate_series(1, 60) n"""
         )
     measured = _owned(tmp_path, {**catalog_env, "MIRA_DATABASE_URL": database_url})
-    async with _another_bot(settings, measured, slack) as bot:
+    async with running_bot(settings, measured, slack) as bot:
         root = await _request(bot, "mira", user=REQUESTER)
         await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
         t0 = utc_now()
@@ -587,7 +569,7 @@ async def test_the_services_primary_on_call_in_pagerduty_may_confirm_and_others_
             update={"pagerduty_api_token": SecretStr(PD_TOKEN), "pagerduty_api_url": pagerduty.base_url}
         )
         catalog = _owned(tmp_path, {**catalog_env, "MIRA_PD_ESCALATION_POLICY": "PEPMIRA"})
-        async with _another_bot(with_pagerduty, catalog, slack) as bot:
+        async with running_bot(with_pagerduty, catalog, slack) as bot:
             root = await _request(bot, "mira", user=REQUESTER)
             await _click(bot, root, "rollback_confirm", "1", user=secondary)
             refusal = _ephemerals(bot)[-1]

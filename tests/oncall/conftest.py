@@ -11,10 +11,8 @@ from pydantic import SecretStr
 from bot.catalog import Catalog
 from bot.recording_pagerduty import RecordingPagerDutyServer
 from bot.recording_slack import RecordingSlackServer
-from bot.runtime import start_runtime
-from bot.server import start_server
 from bot.settings import Settings
-from tests.harness import BotUnderTest, answer, fake_service
+from tests.harness import BotUnderTest, answer, fake_service, running_bot
 from tests.oncall.world import (
     PD_TOKEN,
     PEOPLE,
@@ -81,12 +79,5 @@ async def replica(
     settings: Settings, catalog: Catalog, slack: RecordingSlackServer
 ) -> AsyncIterator[BotUnderTest]:
     """A second bot process's runtime on the same Postgres schema and Redis database as `bot`."""
-    runtime = await start_runtime(settings, catalog)
-    server = await start_server(runtime.http_app)
-    other = BotUnderTest(runtime=runtime, server=server, slack=slack)
-    try:
+    async with running_bot(settings, catalog, slack) as other:
         yield other
-    finally:
-        await other.close()
-        await server.stop()
-        await runtime.close()
