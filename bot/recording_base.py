@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
 
 __all__ = ["RecordingServer"]
+
+_Call = TypeVar("_Call")
 
 #: How long :meth:`RecordingServer.start` waits for uvicorn to bind its port.
 START_TIMEOUT = 10.0
@@ -147,6 +150,26 @@ class RecordingServer:
         return f"http://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------------------------------ internals
+
+    async def _wait_matching(
+        self, matching: Callable[[], list[_Call]], count: int, timeout: float, report: Callable[[], str]
+    ) -> list[_Call]:
+        """Wait until `matching()` holds `count` calls (woken per recorded call, no polling); on timeout raise
+        TimeoutError with `report()`, so a failing test says what the server did receive."""
+        cond = self._require_cond()
+        try:
+            async with asyncio.timeout(timeout), cond:
+                await cond.wait_for(lambda: len(matching()) >= count)
+        except TimeoutError:
+            raise TimeoutError(report()) from None
+        return matching()
+
+    @staticmethod
+    def _received(calls: Sequence[Any], wanted: str, matched: int) -> str:
+        """The timeout report of a REST fake: what was awaited, and the last calls (method, path, status, body)."""
+        lines = [f"{wanted}; {matched} matched. Received {len(calls)} call(s):"]
+        lines += [f"  {c.method} {c.path} [{c.status}] {json.dumps(c.body)[:200]}" for c in calls[-25:]]
+        return "\n".join(lines)
 
     def _require_cond(self) -> asyncio.Condition:
         """The condition :meth:`wait_for`-style helpers wait on, notified whenever something is recorded."""

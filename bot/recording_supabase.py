@@ -29,7 +29,6 @@ Usage::
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -204,26 +203,19 @@ class RecordingSupabaseServer(RecordingServer):
 
         Raises :class:`TimeoutError` listing what was received, so a failing test says what happened instead.
         """
-        cond = self._require_cond()
 
         def matching() -> list[SupabaseCall]:
             return self.calls_to(method, ref=ref, status=status)
 
-        try:
-            async with asyncio.timeout(timeout), cond:
-                await cond.wait_for(lambda: len(matching()) >= count)
-        except TimeoutError:
-            lines = [
+        def report() -> str:
+            wanted = (
                 f"timed out after {timeout}s waiting for {count} {method.upper()} call(s)"
                 + (f" for {ref}" if ref else "")
                 + (f" answered {status}" if status is not None else "")
-                + f"; {len(matching())} matched. Received {len(self._calls)} call(s):"
-            ]
-            lines += [
-                f"  {c.method} {c.path} [{c.status}] {json.dumps(c.body)[:200]}" for c in self._calls[-25:]
-            ]
-            raise TimeoutError("\n".join(lines or ["  (none)"])) from None
-        return matching()
+            )
+            return self._received(self._calls, wanted, len(matching()))
+
+        return await self._wait_matching(matching, count, timeout, report)
 
     # ------------------------------------------------------------------------------------------ internals
 

@@ -63,16 +63,15 @@ def command_body(
     ).encode()
 
 
-def click_body(
+def block_actions_body(
     slack: RecordingSlackServer,
     message_channel: str,
     message_ts: str,
-    action_id: str,
-    value: str | None = None,
+    action: dict[str, Any],
     *,
     user: str = USER,
 ) -> bytes:
-    """A button click (block_actions) on a message, as Slack sends it."""
+    """An interaction (block_actions) with one element of a message, as Slack sends it."""
     payload = {
         "type": "block_actions",
         "team": {"id": TEAM_ID, "domain": "test"},
@@ -84,17 +83,23 @@ def click_body(
         "channel": {"id": message_channel, "name": "ops"},
         "message": {"ts": message_ts, "text": ""},
         "response_url": slack.response_url(uuid.uuid4().hex),
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": "b",
-                "value": value,
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [{**action, "action_ts": f"{time.time():.6f}"}],
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def click_body(
+    slack: RecordingSlackServer,
+    message_channel: str,
+    message_ts: str,
+    action_id: str,
+    value: str | None = None,
+    *,
+    user: str = USER,
+) -> bytes:
+    """A button click on a message, as Slack sends it."""
+    button = {"type": "button", "action_id": action_id, "block_id": "b", "value": value}
+    return block_actions_body(slack, message_channel, message_ts, button, user=user)
 
 
 @dataclass
@@ -152,28 +157,15 @@ class BotUnderTest:
         """A click on a one-option checkbox, as Slack sends it: the option is in `selected_options` when the click
         left it checked, and the list is empty when it left it unchecked."""
         option = {"text": {"type": "mrkdwn", "text": "item"}, "value": option_value}
-        payload = {
-            "type": "block_actions",
-            "team": {"id": TEAM_ID, "domain": "test"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
-            "api_app_id": "A0TEST",
-            "token": "legacy-verification-token",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": message_channel},
-            "trigger_id": f"{int(time.time())}.test.{uuid.uuid4().hex[:8]}",
-            "channel": {"id": message_channel, "name": "alerts"},
-            "message": {"ts": message_ts, "text": ""},
-            "response_url": self.slack.response_url(uuid.uuid4().hex),
-            "actions": [
-                {
-                    "type": "checkboxes",
-                    "action_id": action_id,
-                    "block_id": block_id,
-                    "selected_options": [option] if checked else [],
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
+        checkbox = {
+            "type": "checkboxes",
+            "action_id": action_id,
+            "block_id": block_id,
+            "selected_options": [option] if checked else [],
         }
-        return await self.post_signed(urlencode({"payload": json.dumps(payload)}).encode())
+        return await self.post_signed(
+            block_actions_body(self.slack, message_channel, message_ts, checkbox, user=user)
+        )
 
     async def settle(self) -> None:
         """Wait until post-ack work is done (the same signal the console waits on)."""
