@@ -204,14 +204,16 @@ async def record_change(
     pending: bool,
     reverts: int | None = None,
 ) -> FlagChange:
-    """Insert the change: `pending` (waits for Confirm) or already `applying` (claimed by the requester)."""
+    """Insert the change: `pending` (waits for Confirm) or already `applying` (claimed by the requester). Its
+    times are the bot's clock, the one the confirmation window is judged by (`claim`)."""
     status = "pending" if pending else "applying"
+    now = bot.clock()
     async with bot.storage.pool.connection() as conn:
         row = await (
             await conn.execute(
                 """INSERT INTO flag_changes (service, kind, label, requested_by, requested_in, status, changes,
-                                             reverts, decided_by, decided_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN NULL ELSE now() END)
+                                             reverts, decided_by, decided_at, created_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN NULL ELSE %s END, %s)
                    RETURNING id, created_at""",
                 (
                     service.name,
@@ -224,6 +226,8 @@ async def record_change(
                     reverts,
                     None if pending else requested_by,
                     pending,
+                    now,
+                    now,
                 ),
             )
         ).fetchone()
@@ -282,12 +286,14 @@ async def load_change(bot: BotContext, change_id: int) -> tuple[FlagChange, dict
 
 
 async def claim(bot: BotContext, change_id: int, actor: str) -> bool:
-    """pending → applying, once, and only within the confirmation window. True for the one caller that won."""
+    """pending → applying, once, and only within the confirmation window (by the bot's clock, which also wrote
+    `created_at`). True for the one caller that won."""
+    now = bot.clock()
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
-            """UPDATE flag_changes SET status = 'applying', decided_by = %s, decided_at = now()
-               WHERE id = %s AND status = 'pending' AND created_at > now() - %s""",
-            (actor, change_id, CONFIRM_WITHIN),
+            """UPDATE flag_changes SET status = 'applying', decided_by = %s, decided_at = %s
+               WHERE id = %s AND status = 'pending' AND created_at > %s""",
+            (actor, now, change_id, now - CONFIRM_WITHIN),
         )
         return cursor.rowcount == 1
 
@@ -295,9 +301,9 @@ async def claim(bot: BotContext, change_id: int, actor: str) -> bool:
 async def cancel(bot: BotContext, change_id: int, actor: str) -> bool:
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
-            """UPDATE flag_changes SET status = 'cancelled', decided_by = %s, decided_at = now()
+            """UPDATE flag_changes SET status = 'cancelled', decided_by = %s, decided_at = %s
                WHERE id = %s AND status = 'pending'""",
-            (actor, change_id),
+            (actor, bot.clock(), change_id),
         )
         won = cursor.rowcount == 1
     if won:
@@ -359,11 +365,12 @@ async def apply(bot: BotContext, change: FlagChange, actor: str) -> ApplyResult:
     status = "applied" if result.ok else "failed"
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
-            """UPDATE flag_changes SET status = %s, applied_at = CASE WHEN %s THEN now() END, backend_response = %s
+            """UPDATE flag_changes SET status = %s, applied_at = CASE WHEN %s THEN %s END, backend_response = %s
                WHERE id = %s""",
             (
                 status,
                 result.ok,
+                bot.clock(),
                 Jsonb(
                     {
                         "responses": [_response_json(r) for r in result.responses],
@@ -382,10 +389,10 @@ async def _remember(bot: BotContext, change: FlagChange, items: Sequence[Planned
         for item in items:
             await conn.execute(
                 """INSERT INTO flag_values (service, flag, value, change_id, set_by, set_at)
-                   VALUES (%s, %s, %s, %s, %s, now())
+                   VALUES (%s, %s, %s, %s, %s, %s)
                    ON CONFLICT (service, flag) DO UPDATE SET value = EXCLUDED.value, change_id = EXCLUDED.change_id,
                        set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at""",
-                (change.service.name, item.flag.name, item.after, change.id, actor),
+                (change.service.name, item.flag.name, item.after, change.id, actor, bot.clock()),
             )
 
 

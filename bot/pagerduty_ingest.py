@@ -65,11 +65,14 @@ def _incident_key(event: WebhookEvent | None) -> str | None:
 
 #: One statement whatever the batch size: the columns travel as arrays, so the text never changes and psycopg
 #: prepares it once per connection (a VALUES list per batch size would be parsed and planned every time).
+#: `received_at` and `next_attempt_at` are the bot's clock, the one the delivery worker claims by: a webhook
+#: stamped with the database's now() would wait (or jump the queue) whenever the two clocks disagree.
 _INSERT = """
     INSERT INTO pd_webhooks (webhook_id, event_id, event_type, incident_id, service_id, occurred_at, body, status,
-                             reason, incident_key)
-    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[],
-                         %s::bytea[], %s::text[], %s::text[], %s::text[])
+                             reason, incident_key, received_at, next_attempt_at)
+    SELECT w.*, r.at, r.at FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                       %s::timestamptz[], %s::bytea[], %s::text[], %s::text[], %s::text[]) AS w,
+                                (SELECT %s::timestamptz AS at) AS r
     ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
     RETURNING event_id"""
 #: A batch never grows past this (one statement, one WAL flush for all of them).
@@ -145,7 +148,7 @@ class WebhookStore:
         is a redelivery; a webhook without an event id (malformed) is always kept."""
         columns = [list(values) for values in zip(*(pending.row for pending in batch), strict=True)]
         async with self.bot.storage.autocommit(timeout=2.0) as conn:
-            cursor = await conn.execute(_INSERT, columns)
+            cursor = await conn.execute(_INSERT, [*columns, self.bot.clock()])
             inserted = {row[0] for row in await cursor.fetchall() if row[0] is not None}
         claimed: set[str] = set()
         new = []

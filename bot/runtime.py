@@ -102,7 +102,7 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         scheduler.add(job)
     for name, sweep in scheduled_sweeps(bot):
         scheduler.add_sweep(name, sweep)
-    delivery = DeliveryWorker(bot)
+    delivery = DeliveryWorker(bot, clock=lambda: bot.clock())
     return Runtime(
         bot=bot,
         registry=registry,

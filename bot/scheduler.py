@@ -101,8 +101,8 @@ class Scheduler:
     async def _finish(self, job: Job, slot: datetime, error: str | None) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
-                "UPDATE job_runs SET finished_at = now(), error = %s WHERE job = %s AND slot = %s",
-                (error, job.name, slot),
+                "UPDATE job_runs SET finished_at = %s, error = %s WHERE job = %s AND slot = %s",
+                (self.clock(), error, job.name, slot),
             )
 
     async def run_due(self) -> list[str]:

@@ -133,7 +133,9 @@ async def start(ctx: ActionContext) -> None:
     await handoff.refresh_message(bot, record.id)
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
-            "UPDATE handoff_pagerduty_tests SET sent_at = clock_timestamp() WHERE id = %s", (test_id,)
+            # The bot's clock, as the webhook's received_at is (bot/pagerduty_ingest.py): one clock for the round trip.
+            "UPDATE handoff_pagerduty_tests SET sent_at = %s WHERE id = %s",
+            (bot.clock(), test_id),
         )
     try:
         await _event(

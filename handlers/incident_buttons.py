@@ -20,7 +20,6 @@ from slack_sdk.errors import SlackApiError
 from bot.audit import audit
 from bot.commands import Action, Modal
 from bot.context import ActionContext, BotContext, ViewContext
-from bot.scheduler import utc_now
 from bot.slack_budget import ChannelBudget
 from handlers import incidents
 from handlers import incidents_blocks as blocks
@@ -179,9 +178,9 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
                 (incident_id, ctx.user_id),
             )
             await conn.execute(
-                """UPDATE incident_timers SET cancelled_at = now()
+                """UPDATE incident_timers SET cancelled_at = %s
                    WHERE incident_id = %s AND kind = 'postmortem_reminder' AND fired_at IS NULL""",
-                (incident_id,),
+                (bot.clock(), incident_id),
             )
     if exists is not None:
         await ctx.reply.ephemeral(f"Already marked as scheduled by <@{exists[0]}>.")
@@ -203,7 +202,7 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
                 "postmortem_scheduled",
                 incident_id,
                 root,
-                utc_now(),
+                bot.clock(),
                 f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>.",
             )
     await ctx.reply.ephemeral("Marked as scheduled; no reminder will follow.")

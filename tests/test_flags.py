@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -412,8 +413,8 @@ async def test_confirm_after_fifteen_minutes_is_refused(
 ) -> None:
     await bot.command("/flag", "on MIRA_COPILOT_ENABLED", user=OWNER)
     await bot.settle()
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        await conn.execute("UPDATE flag_changes SET created_at = now() - interval '16 minutes'")
+    later = bot.runtime.bot.clock() + timedelta(minutes=16)
+    bot.runtime.bot.clock = lambda: later
     await bot.click("C0OPS0001", "", "flag_confirm", "1", user=OWNER)
     await bot.settle()
     assert supabase.calls_to("POST") == []

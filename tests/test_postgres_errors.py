@@ -78,6 +78,11 @@ def test_first_line_and_timed_out() -> None:
         ),
         (ATTEMPT + 'FATAL:  database "nope" does not exist', 'database "nope" does not exist'),
         (ATTEMPT + "FATAL:  the database system is starting up", "the database system is starting up"),
+        (
+            'connection failed: connection to server on socket "/tmp/pg/.s.PGSQL.5432" failed: FATAL:  '
+            'database "nope" does not exist',
+            'database "nope" does not exist',
+        ),
         ("", "OperationalError"),
     ],
 )

@@ -41,6 +41,7 @@ from tests.oncall.world import (
 async def _open_incident(bot: BotUnderTest) -> None:
     """An incident triggered on Sunday and still open, delivered to Slack by the real worker (its root exists)."""
     sunday = ROTATION - timedelta(days=1)
+    at(bot, sunday)  # the bot's clock stamps the webhook (received_at, next_attempt_at) and drives the worker
     incident = pd.incident(id="PINC042", number=42, title="Edge function 503s", created_at=sunday)
     assert await send_webhook(bot, pd.event("incident.triggered", incident, occurred_at=sunday)) == 202
     await bot.runtime.delivery.run_once(sunday)
