@@ -130,7 +130,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
 
     async def slack_events(request: Request) -> Response:
         # Verified here on the raw bytes before Bolt reads anything: a malformed timestamp or a body that is not
-        # UTF-8 must be a 401/400, not an exception inside the adapter (a 500). Bolt verifies again.
+        # UTF-8 must be a 401/400, not an exception inside the adapter (a 500). The only check: Bolt's is off (bot/app.py).
         body = await request.body()
         if not verify_slack_request(
             signing_secret,
