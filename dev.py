@@ -45,6 +45,15 @@ def ensure_environment() -> None:
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "install", "-c", str(LOCK), "-e", f"{ROOT}[{EXTRAS}]"], check=True)
+    # The stand-ins (recording servers, console, demo), the tests and the bench are not part of the installed
+    # package (a production install has none of them); in .venv they are importable from the checkout.
+    site = subprocess.run(
+        [str(BIN / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(site, "mira-checkout.pth").write_text(f"{ROOT}\n")
     STAMP.write_text(wanted)
 
 

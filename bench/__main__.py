@@ -24,7 +24,7 @@ from typing import Any
 from bench import environment, report
 from bench.benchmarks import ack, health, ingest, latency, memory, storm
 from bench.core import FULL, SMOKE, BenchResult, Context
-from bot.recording_slack import RecordingSlackServer
+from stand_ins.recording_slack import RecordingSlackServer
 
 BENCHMARKS = {
     "ack": ack.run,

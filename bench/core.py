@@ -19,7 +19,7 @@ from bench.catalogs import write_catalog
 from bench.environment import Storage, with_search_path
 from bench.processes import BotProcess
 from bench.stats import Summary
-from bot.recording_slack import RecordingSlackServer
+from stand_ins.recording_slack import RecordingSlackServer
 
 SLACK_SIGNING_SECRET = "bench-signing-secret-0123456789"
 SLACK_BOT_TOKEN = "xoxb-bench-token"

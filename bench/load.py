@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from bot.signing import sign_pagerduty_webhook, sign_slack_request
-from integrations import pagerduty_payloads as pd
+from stand_ins import pagerduty_payloads as pd
 
 Request = tuple[
     bytes, Callable[[], dict[str, str]]

@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from bot.context import BotContext
 from bot.scheduler import utc_now
 from bot.slack_budget import ChannelBudget
-from handlers import incidents
+from handlers.incidents import threads as incidents
 from integrations.pagerduty_webhooks import MalformedWebhook
 
 log = logging.getLogger(__name__)

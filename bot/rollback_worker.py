@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from bot import rollbacks
 from bot.context import BotContext
-from handlers import rollback_run
+from handlers.rollback import run as rollback_run
+from handlers.rollback import store as rollbacks
 
 log = logging.getLogger(__name__)
 

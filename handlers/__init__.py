@@ -8,7 +8,14 @@ from datetime import datetime
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.scheduler import Job
-from handlers import flags, handoff, handoff_pd_test, health, incident_buttons, latency, oncall, rollback
+from handlers.flags import command as flags
+from handlers.handoff import checklist as handoff
+from handlers.handoff import pagerduty_test as handoff_pd_test
+from handlers.health import command as health
+from handlers.incidents import buttons as incident_buttons
+from handlers.latency import command as latency
+from handlers.oncall import command as oncall
+from handlers.rollback import command as rollback
 
 
 def build_registry() -> CommandRegistry:

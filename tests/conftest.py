@@ -23,8 +23,8 @@ from hypothesis import settings as hypothesis_settings
 
 from bot.catalog import Catalog, load_catalog
 from bot.embedded import EmbeddedServers
-from bot.recording_slack import RecordingSlackServer
 from bot.settings import Settings
+from stand_ins.recording_slack import RecordingSlackServer
 from tests.harness import SIGNING_SECRET, BotUnderTest, running_bot
 
 # Property tests: the "ci" profile keeps every test's own (small) example count; MIRA_FUZZ=long runs every fuzz

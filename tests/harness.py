@@ -24,11 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.catalog import Catalog
-from bot.recording_slack import TEAM_ID, RecordingSlackServer
 from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
 from bot.settings import Settings
 from bot.signing import sign_slack_request
+from stand_ins.recording_slack import TEAM_ID, RecordingSlackServer
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 USER = "U0ALICE01"

@@ -1,7 +1,7 @@
 """The PagerDuty V3 payload builders live in integrations/pagerduty_payloads.py (the console uses them too)."""
 
-from integrations.pagerduty_payloads import *  # noqa: F403
-from integrations.pagerduty_payloads import (
+from stand_ins.pagerduty_payloads import *  # noqa: F403
+from stand_ins.pagerduty_payloads import (
     body,
     envelope,
     event,

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.recording_slack import RecordingSlackServer
 from bot.signing import sign_slack_request
+from stand_ins.recording_slack import RecordingSlackServer
 from tests.harness import SIGNING_SECRET, closed_port
 
 ROOT = Path(__file__).resolve().parents[1]

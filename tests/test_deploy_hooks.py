@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.recording_hooks import RecordingHookServer
 from integrations.deploy_hooks import DeployHookError, HookCall, trigger
+from stand_ins.recording_hooks import RecordingHookServer
 from tests.harness import closed_port
 
 SECRET = "s3cret-for-hook-tests"

@@ -14,10 +14,10 @@ import yaml
 from pydantic import SecretStr
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
-from bot.recording_slack import RecordingSlackServer
-from bot.recording_supabase import RecordingSupabaseServer
 from bot.settings import Settings
 from integrations.flag_table import PostgresFlagTable
+from stand_ins.recording_slack import RecordingSlackServer
+from stand_ins.recording_supabase import RecordingSupabaseServer
 from tests.harness import BotUnderTest, blocks_text
 
 OWNER = "U0OWNER01"

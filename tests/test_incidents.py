@@ -20,12 +20,12 @@ from pydantic import SecretStr
 
 from bot.catalog import Catalog
 from bot.embedded import EmbeddedServers
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import RecordingSlackServer
 from bot.runtime import start_runtime
 from bot.server import start_server
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import RecordingSlackServer
 from tests import pd_payloads as pd
 from tests.harness import BotUnderTest, closed_port
 

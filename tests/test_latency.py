@@ -15,13 +15,13 @@ import pytest
 
 from bot.catalog import Catalog, Objective, load_catalog
 from bot.commands import UsageError
-from bot.demo_data import seed_demo_mira_events
-from bot.slo import Level, judge, verdicts
-from handlers import latency
-from handlers.latency import COMMAND, parse
-from handlers.latency_blocks import format_ms
+from handlers.latency import command as latency
+from handlers.latency.blocks import format_ms
+from handlers.latency.command import COMMAND, parse
+from handlers.latency.slo import Level, judge, verdicts
 from integrations.charts import SPARK_LEVELS, sparkline
 from integrations.metrics_db import LatencyStats
+from stand_ins.demo_data import seed_demo_mira_events
 from tests.harness import CHANNEL, BotUnderTest, blocks_text, closed_port, finishes
 
 SECRET = "hunter2-Sup3rS3cret"

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.demo_data import DEMO_COMMENT, seed_demo_mira_events
 from integrations.metrics_db import LatencyStats, MetricsQueryError, QueryTimeout, latency_stats
+from stand_ins.demo_data import DEMO_COMMENT, seed_demo_mira_events
 from tests.harness import closed_port, finishes, silent_server
 
 SECRET = "hunter2-Sup3rS3cret"

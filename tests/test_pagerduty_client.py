@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.recording_pagerduty import NO_ANSWER, RecordingPagerDutyServer, oncall_entry
 from integrations.pagerduty import NO_FROM_MESSAGE, PagerDutyClient, PagerDutyError, retry_delay, send_event
+from stand_ins.recording_pagerduty import NO_ANSWER, RecordingPagerDutyServer, oncall_entry
 from tests.harness import closed_port, finishes
 
 TOKEN = "u+pdTESTtoken0123456789"

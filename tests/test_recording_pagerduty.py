@@ -12,9 +12,9 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bot.recording_pagerduty import NO_ANSWER, RecordingPagerDutyServer, oncall_entry
 from bot.signing import verify_pagerduty_signature
 from integrations.pagerduty import PagerDutyClient, PagerDutyError, send_event
+from stand_ins.recording_pagerduty import NO_ANSWER, RecordingPagerDutyServer, oncall_entry
 from tests.harness import closed_port, fake_service
 
 TOKEN = "u+pdTESTtoken0123456789"

@@ -24,7 +24,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.recording_slack import BOT_ID, BOT_USER_ID, RecordingSlackServer
+from stand_ins.recording_slack import BOT_ID, BOT_USER_ID, RecordingSlackServer
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Deploy* finished"}}]
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(32))

@@ -21,14 +21,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
-from bot.recording_hooks import RecordingHookServer
-from bot.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
-from bot.recording_slack import RecordingSlackServer, SlackCall
-from bot.recording_supabase import RecordingSupabaseServer
 from bot.rollback_worker import RollbackWorker
 from bot.runtime import start_runtime
 from bot.scheduler import utc_now
 from bot.settings import Settings
+from stand_ins.recording_hooks import RecordingHookServer
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
+from stand_ins.recording_slack import RecordingSlackServer, SlackCall
+from stand_ins.recording_supabase import RecordingSupabaseServer
 from tests.harness import CHANNEL, BotUnderTest, answer, blocks_text, fake_service, running_bot
 
 REQUESTER = "U0OWNER01"

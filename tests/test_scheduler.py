@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.cron import CronSchedule, FollowUp
 from bot.scheduler import Job, Scheduler
 from bot.storage import apply_migrations
-from handlers.health import retention_job
+from handlers.health.command import retention_job
 from tests.harness import BotUnderTest
 
 

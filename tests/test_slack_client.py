@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.recording_slack import RecordingSlackServer
 from integrations.slack import build_slack_client, close_slack_client
+from stand_ins.recording_slack import RecordingSlackServer
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bot.recording_supabase import NO_ANSWER, RecordingSupabaseServer
 from integrations.flag_backends import FlagBackend, FlagBackendError, RateLimit, digest_of
 from integrations.supabase import SupabaseSecrets, parse_retry_after
+from stand_ins.recording_supabase import NO_ANSWER, RecordingSupabaseServer
 from tests.harness import closed_port, silent_server
 
 TOKEN = "sbp_0123456789abcdef0123456789abcdef01234567"

@@ -30,7 +30,7 @@ from bench.catalogs import (
 from bench.core import PAGERDUTY_SECRET, BenchResult, Context, Row, wait_until
 from bench.processes import run_load
 from bench.stats import Summary
-from bot.recording_slack import SlackCall
+from stand_ins.recording_slack import SlackCall
 
 NAME = "storm"
 SLACK_RATE = 1.0  # messages per second per channel

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.embedded import EmbeddedServers
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import RecordingSlackServer
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import RecordingSlackServer
 from tests.faults.harness import SECRETS, FaultWorld
 
 

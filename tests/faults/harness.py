@@ -39,9 +39,9 @@ import httpx
 import psycopg
 import pytest
 
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import RecordingSlackServer
 from bot.signing import sign_pagerduty_webhook, sign_slack_request
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import RecordingSlackServer
 from tests.harness import USER, click_body, command_body
 
 #: How long a process may take to start (import, migrate, bind): a liveness bound on a loaded 2-core machine.
@@ -260,7 +260,9 @@ class FaultWorld:
         }
         # The machine's clock comes along: a suite run under `faketime` (README, Tests: "a year ahead") moves the
         # bot processes with the tests and the embedded servers, as a machine whose clock is set ahead would.
-        env.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "TZ") or k.startswith("FAKETIME")})
+        env.update(
+            {k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "TZ") or k.startswith("FAKETIME")}
+        )
         env.update({key.upper(): str(value) for key, value in overrides.items()})
         return env
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.recording_slack import BOT_USER_ID, RecordingSlackServer, StoredMessage
+from stand_ins.recording_slack import BOT_USER_ID, RecordingSlackServer, StoredMessage
 from tests import pd_payloads as pd
 
 CHANNELS = ("#mira-copilot-alerts", "#incidents")  # the bundled catalog's channels for Mira Co-Pilot

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bot.catalog import BUNDLED_CATALOG
-from bot.recording_hooks import RecordingHookServer
+from stand_ins.recording_hooks import RecordingHookServer
 from tests.faults.harness import BotProcess, FaultWorld, until
 from tests.harness import CHANNEL, answer, fake_service
 

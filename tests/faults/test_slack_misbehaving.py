@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from bot.recording_slack import RecordingSlackServer, SlackCall
+from stand_ins.recording_slack import RecordingSlackServer, SlackCall
 from tests.faults.harness import FaultWorld, until
 from tests.faults.incident_stream import check_slack, incident_stream
 

@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from bot.catalog import Catalog
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import RecordingSlackServer
 from bot.settings import Settings
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import RecordingSlackServer
 from tests.harness import BotUnderTest, answer, fake_service, running_bot
 from tests.oncall.world import (
     PD_TOKEN,

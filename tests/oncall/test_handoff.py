@@ -8,10 +8,10 @@ import asyncio
 import json
 from datetime import timedelta
 
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import RecordingSlackServer, SlackCall
 from bot.scheduler import Scheduler
-from handlers import handoff
+from handlers.handoff import checklist as handoff
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import RecordingSlackServer, SlackCall
 from tests import pd_payloads as pd
 from tests.harness import BotUnderTest, blocks_text
 from tests.oncall.world import (

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from bot.catalog import load_catalog
 from bot.pagerduty_ingest import HANDOFF_TEST_KEY_PREFIX
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import SlackCall
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import SlackCall
 from tests import pd_payloads as pd
 from tests.harness import BotUnderTest, blocks_text, finishes
 from tests.oncall.world import (

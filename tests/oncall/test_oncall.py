@@ -9,9 +9,9 @@ import pytest
 
 from bot.catalog import load_catalog
 from bot.commands import UsageError
-from bot.recording_pagerduty import RecordingPagerDutyServer
 from bot.settings import Settings
-from handlers.oncall import parse
+from handlers.oncall.command import parse
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
 from tests.harness import CHANNEL, BotUnderTest, blocks_text
 from tests.harness import USER as USER_ID
 from tests.oncall.world import (

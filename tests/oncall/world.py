@@ -9,9 +9,9 @@ from typing import Any
 
 import psycopg
 
-from bot.recording_pagerduty import oncall_entry
-from bot.recording_slack import RecordingSlackServer, SlackCall
 from bot.signing import sign_pagerduty_webhook
+from stand_ins.recording_pagerduty import oncall_entry
+from stand_ins.recording_slack import RecordingSlackServer, SlackCall
 from tests import pd_payloads as pd
 from tests.harness import BotUnderTest
 

@@ -18,13 +18,14 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from bot import flag_changes, rollbacks
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
-from bot.recording_slack import RecordingSlackServer
-from bot.recording_supabase import RecordingSupabaseServer
 from bot.settings import Settings
 from handlers import build_registry
+from handlers.flags import changes as flag_changes
+from handlers.rollback import store as rollbacks
 from integrations.flag_table import PostgresFlagTable
+from stand_ins.recording_slack import RecordingSlackServer
+from stand_ins.recording_supabase import RecordingSupabaseServer
 from tests.harness import BotUnderTest, blocks_text
 
 OWNER = "U0OWNER01"  # catalog owner of every service except the FA AI System

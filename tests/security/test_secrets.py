@@ -22,10 +22,10 @@ from pydantic import SecretStr
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
 from bot.logs import configure_logging
-from bot.recording_pagerduty import RecordingPagerDutyServer
-from bot.recording_slack import RecordingSlackServer
-from bot.recording_supabase import RecordingSupabaseServer
 from bot.settings import Settings
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
+from stand_ins.recording_slack import RecordingSlackServer
+from stand_ins.recording_supabase import RecordingSupabaseServer
 from tests import pd_payloads as pd
 from tests.faults.harness import SECRETS, free_port, mira_bot_command
 from tests.harness import BotUnderTest

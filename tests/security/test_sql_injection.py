@@ -23,10 +23,10 @@ import yaml
 from pydantic import SecretStr
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
-from bot.recording_supabase import RecordingSupabaseServer
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
 from integrations.flag_table import PostgresFlagTable
+from stand_ins.recording_supabase import RecordingSupabaseServer
 from tests import pd_payloads as pd
 from tests.fuzz.strategies import INJECTIONS
 from tests.harness import BotUnderTest

@@ -1,0 +1,162 @@
+"""Block Kit for /flag, apart from the logic: lists, one flag, the confirmation of a risky change, the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.catalog import Service
+from handlers.flags.changes import ApplyResult, CurrentValue, FlagChange, to_wire
+
+BACKEND_NAMES = {"supabase_secrets": "Supabase secret", "postgres_table": "flag table"}
+LOW_BUDGET = 10  # warn when fewer backend API calls than this are left in the window
+
+
+@dataclass(frozen=True)
+class ServiceFlags:
+    service: Service
+    current: dict[str, CurrentValue]
+    error: str | None
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else ""
+
+
+def _last_change(value: CurrentValue) -> str:
+    if value.last_set_by is None:
+        return "never changed by the bot"
+    return f"last set by <@{value.last_set_by}> {_when(value.last_set_at)} (change {value.last_change})"
+
+
+def _flag_line(value: CurrentValue) -> str:
+    flag = value.flag
+    risk = " :warning: risky" if flag.risk == "high" else ""
+    outside = " · :eyes: changed outside the bot" if value.outside and value.known else ""
+    return (
+        f"`{flag.name}` *{value.display()}* · default {to_wire(flag.default)} · {BACKEND_NAMES[flag.backend]}"
+        f"{risk}{outside} · {_last_change(value)}"
+    )
+
+
+def render_list(sections: list[ServiceFlags]) -> tuple[str, list[dict[str, Any]]]:
+    blocks: list[dict[str, Any]] = []
+    for entry in sections:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": entry.service.display_name}})
+        if entry.error:
+            blocks.append(_section(f":x: {entry.error}"))
+            continue
+        lines = [_flag_line(entry.current[flag.name]) for flag in entry.service.flags]
+        blocks.append(_section("\n".join(lines)))
+    names = ", ".join(entry.service.display_name for entry in sections)
+    return f"Flags of {names}", blocks[:50]
+
+
+def render_get(service: Service, value: CurrentValue) -> tuple[str, list[dict[str, Any]]]:
+    flag = value.flag
+    text = f"{flag.name} on {service.display_name}: {value.display()}"
+    lines = [
+        f"*{flag.name}* on {service.display_name}: *{value.display()}*",
+        f"{flag.description} · type {flag.type}"
+        + (f" ({', '.join(flag.allowed)})" if flag.allowed else "")
+        + (f" ({flag.min}–{flag.max})" if flag.min is not None or flag.max is not None else ""),
+        f"default {to_wire(flag.default)} · {BACKEND_NAMES[flag.backend]} · {_last_change(value)}",
+    ]
+    if value.outside:
+        lines.append(
+            ":eyes: The backend no longer holds the value the bot last set: someone changed it outside the bot."
+        )
+    blocks = [_section("\n".join(lines))]
+    if flag.verify:
+        blocks.append(_context(f"Verify after a change: {flag.verify}"))
+    return text, blocks
+
+
+def render_confirm(
+    change: FlagChange, confirm_action: str, cancel_action: str
+) -> tuple[str, list[dict[str, Any]]]:
+    what = change.label or change.kind
+    text = f"Confirm change {change.id} on {change.service.display_name}: {change.describe()}"
+    lines = [
+        f":warning: *Risky change {change.id}* on *{change.service.display_name}* ({what}). This will change:"
+    ]
+    lines += [
+        f"• {item.describe()}" + (" — *risky*" if item.flag.risk == "high" else "") for item in change.items
+    ]
+    hints = [f"`{i.flag.name}`: {i.flag.verify}" for i in change.items if i.flag.verify]
+    blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
+    if hints:
+        blocks.append(_context("Afterwards verify: " + " · ".join(hints)))
+    blocks.append(_context("Confirm within 15 minutes; nothing changes until you do."))
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": confirm_action,
+                    "style": "danger",
+                    "text": {"type": "plain_text", "text": "Confirm"},
+                    "value": str(change.id),
+                },
+                {
+                    "type": "button",
+                    "action_id": cancel_action,
+                    "text": {"type": "plain_text", "text": "Cancel"},
+                    "value": str(change.id),
+                },
+            ],
+        }
+    )
+    return text, blocks
+
+
+def _budget(result: ApplyResult) -> str | None:
+    limits = [r.rate_limit for r in result.responses if r.rate_limit and r.rate_limit.remaining is not None]
+    error_limit = getattr(result.error, "rate_limit", None)
+    if error_limit is not None and error_limit.remaining is not None:
+        limits.append(error_limit)
+    low = [limit for limit in limits if limit.remaining is not None and limit.remaining < LOW_BUDGET]
+    if not low:
+        return None
+    limit = low[-1]
+    return (
+        f":hourglass_flowing_sand: Backend API budget low: {limit.remaining} of {limit.limit} requests left."
+    )
+
+
+def render_result(result: ApplyResult) -> tuple[str, list[dict[str, Any]]]:
+    change = result.change
+    blocks: list[dict[str, Any]] = []
+    if result.ok:
+        text = f"Change {change.id} applied on {change.service.display_name}: {change.describe()}"
+        blocks.append(
+            _section(
+                f":white_check_mark: *Change {change.id} applied* on {change.service.display_name}:\n"
+                + "\n".join(f"• {item.describe()}" for item in change.items)
+            )
+        )
+    else:
+        done = ", ".join(item.describe() for item in result.applied)
+        text = f"Change {change.id} failed on {change.service.display_name}: {result.error}"
+        lines = [f":x: *Change {change.id} failed* on {change.service.display_name}: {result.error}"]
+        lines.append(f"Applied before the failure: {done}." if done else "Nothing changed.")
+        blocks.append(_section("\n".join(lines)))
+    hints = [f"`{i.flag.name}`: {i.flag.verify}" for i in result.applied if i.flag.verify]
+    if hints:
+        blocks.append(_context("Verify: " + " · ".join(hints)))
+    if result.applied:
+        blocks.append(_context(f"Undo with `/flag revert {change.id}`."))
+    budget = _budget(result)
+    if budget:
+        blocks.append(_context(budget))
+    return text, blocks

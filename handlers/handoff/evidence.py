@@ -1,0 +1,184 @@
+"""What the bot shows under each handoff item, so ticking it is informed (Mira runbook §1 Handoff Checklist).
+
+* incidents — "Review open incidents from previous week": the incidents still open in the bot's incident store,
+  each linked to its Slack thread, and how many the past week had;
+* health — "Check system health dashboards": a fresh /health of every service, kept in `health_runs`;
+* alerts — "Verify all alerts are functioning": when the last PagerDuty webhook arrived, per service;
+* runbook — "Review this runbook for updates": a link to the runbook and the date it was last changed.
+
+("Test PagerDuty integration" has a button instead; its result is read when the message is rendered.)
+Gathered once, when the checklist is posted, and stored with it: the message shows what the handover was based
+on, and ticking an item never re-runs probes. One failing source does not stop the post: it shows its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from bot.background import describe_error
+from bot.catalog import Handoff, missing_env
+from bot.context import BotContext
+from bot.replies import permalink
+from handlers.health import probing as service_health
+from integrations.pagerduty_webhooks import MalformedWebhook, parse_webhook
+
+log = logging.getLogger(__name__)
+
+OPEN_INCIDENTS_SHOWN = 10
+WEEK = timedelta(days=7)
+
+
+async def open_incidents(bot: BotContext, rotation: datetime) -> dict[str, Any]:
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            """SELECT i.id, i.number, i.title, i.status, i.service, i.triggered_at, r.channel_id, r.ts
+               FROM incidents i
+               LEFT JOIN LATERAL (
+                   SELECT channel_id, ts FROM incident_roots
+                   WHERE incident_id = i.id AND ts IS NOT NULL ORDER BY posted_at NULLS LAST LIMIT 1
+               ) r ON true
+               WHERE i.status IS DISTINCT FROM 'resolved'
+               ORDER BY i.triggered_at NULLS LAST, i.id""",
+        )
+        rows = await cursor.fetchall()
+        week = await (
+            await conn.execute(
+                """SELECT count(*), count(*) FILTER (WHERE status = 'resolved') FROM incidents
+                   WHERE triggered_at >= %s AND triggered_at < %s""",
+                (rotation - WEEK, rotation),
+            )
+        ).fetchone()
+    shown = rows[:OPEN_INCIDENTS_SHOWN]
+    links = await asyncio.gather(*(permalink(bot.slack, row["channel_id"], row["ts"]) for row in shown))
+    services = {s.name: s.display_name for s in bot.catalog.services}
+    return {
+        "open": [
+            {
+                "id": row["id"],
+                "number": row["number"],
+                "title": row["title"] or "(untitled incident)",
+                "status": row["status"],
+                "service": services.get(row["service"] or "", row["service"]),
+                "triggered_at": row["triggered_at"].isoformat() if row["triggered_at"] else None,
+                "link": link,
+            }
+            for row, link in zip(shown, links, strict=True)
+        ],
+        "open_total": len(rows),
+        "last_week": {"triggered": int(week[0]) if week else 0, "resolved": int(week[1]) if week else 0},
+    }
+
+
+async def health(bot: BotContext, now: datetime) -> dict[str, Any]:
+    services = await service_health.check_services(tuple(bot.catalog.services), bot)
+    run_id = await service_health.record_run(
+        bot,
+        services,
+        checked_at=now,
+        requested_by="handoff",
+        scope=None,
+        channel=bot.settings.alerts_channel,
+    )
+    return {
+        "checked_at": now.isoformat(),
+        "run_id": run_id,
+        "services": [
+            {
+                "name": h.service.name,
+                "display_name": h.service.display_name,
+                "status": h.status.value,
+                "problems": [
+                    {"probe": p.name, "status": p.status.value, "detail": p.detail}
+                    for p in h.probes
+                    if p.status.value != "ok"
+                ],
+            }
+            for h in services
+        ],
+    }
+
+
+async def last_webhooks(bot: BotContext) -> dict[str, Any]:
+    """The newest stored PagerDuty webhook per catalog service (by PagerDuty service ID, else its name)."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """SELECT DISTINCT ON (service_id) service_id, received_at, event_type, body FROM pd_webhooks
+               WHERE service_id IS NOT NULL AND event_id IS NOT NULL
+               ORDER BY service_id, received_at DESC"""
+        )
+        rows = await cursor.fetchall()
+    newest: dict[str, tuple[datetime, str]] = {}
+    for service_id, received_at, event_type, body in rows:
+        try:
+            snapshot = parse_webhook(bytes(body)).incident
+        except MalformedWebhook:
+            snapshot = None
+        service = bot.catalog.for_pagerduty(service_id, snapshot.service_name if snapshot else None)
+        if service is not None and (service.name not in newest or newest[service.name][0] < received_at):
+            newest[service.name] = (received_at, event_type)
+    return {
+        "services": [
+            {
+                "name": s.name,
+                "display_name": s.display_name,
+                "last_webhook_at": newest[s.name][0].isoformat() if s.name in newest else None,
+                "event_type": newest[s.name][1] if s.name in newest else None,
+            }
+            for s in bot.catalog.services
+        ]
+    }
+
+
+def runbook(bot: BotContext, handoff: Handoff) -> dict[str, Any]:
+    for service in bot.catalog.services:
+        for ref in service.runbooks:
+            if ref.file == handoff.runbook:
+                url = ref.url if ref.url and not missing_env(ref.url) else None
+                updated = ref.last_updated
+                return {
+                    "title": ref.title,
+                    "file": ref.file,
+                    "url": url,
+                    "url_missing": missing_env(ref.url) if ref.url else [],
+                    "last_updated": updated.isoformat() if isinstance(updated, date) else updated,
+                }
+    return {
+        "title": handoff.runbook,
+        "file": handoff.runbook,
+        "url": None,
+        "url_missing": [],
+        "last_updated": None,
+    }
+
+
+async def _guarded(what: str, job: Any) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = await job
+        return result
+    except Exception as exc:
+        log.exception("handoff evidence failed", extra={"evidence": what})
+        return {"error": describe_error(exc)}
+
+
+async def gather(bot: BotContext, handoff: Handoff, rotation: datetime, now: datetime) -> dict[str, Any]:
+    """Every kind of evidence the checklist's items ask for, gathered concurrently."""
+    kinds = {item.evidence for item in handoff.checklist if item.evidence}
+    jobs: dict[str, Any] = {}
+    if "incidents" in kinds:
+        jobs["incidents"] = open_incidents(bot, rotation)
+    if "health" in kinds:
+        jobs["health"] = health(bot, now)
+    if "alerts" in kinds:
+        jobs["alerts"] = last_webhooks(bot)
+    results = await asyncio.gather(*(_guarded(kind, job) for kind, job in jobs.items()))
+    evidence: dict[str, Any] = dict(zip(jobs, results, strict=True))
+    if "runbook" in kinds:
+        evidence["runbook"] = runbook(bot, handoff)
+    evidence["gathered_at"] = now.isoformat()
+    return evidence

@@ -1,0 +1,152 @@
+"""Block Kit for /oncall: who is on call now per service, and the status of this week's handoff checklist.
+
+Rendering only: the roster and the checklist come in as data (bot/oncall_roster.py, bot/handoff_store.py),
+so tests can render them on their own. People are Slack mentions when PagerDuty's email matched a Slack user,
+else their PagerDuty name.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from bot.catalog import Service
+
+if TYPE_CHECKING:
+    from bot.oncall_roster import OnCall, Roster
+    from handlers.handoff.store import HandoffRecord
+
+
+def when(moment: datetime, zone: tzinfo = UTC) -> str:
+    """`Mon 23 Nov 09:00 UTC` in `zone` (the handoff's time zone), the way an on-call reads a rotation."""
+    local = moment.astimezone(zone)
+    return f"{local:%a %d %b %H:%M} {local.tzname() or 'UTC'}"
+
+
+def duration(delta: timedelta) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+def _minutes(value: int) -> str:
+    if value < 60 or value % 60:
+        return f"{value} min"
+    return f"{value // 60} h"
+
+
+def escalation_path(service: Service) -> str:
+    """The runbook's escalation path: `AI Squad (primary on-call) → Backend Team (secondary on-call) · 15 min →
+    Engineering Manager · 1 h`; FA: `Primary on-call · 15 min → Secondary on-call · 30 min → …`."""
+    steps = []
+    for level in service.escalation.levels:
+        step = level.name + (f" · {_minutes(level.after_minutes)}" if level.after_minutes else "")
+        if level.contact:
+            step += f" ({_contact(level.contact)})"
+        steps.append(step)
+    return " → ".join(steps)
+
+
+def _contact(contact: str) -> str:
+    return (
+        f"<@{contact}>" if contact[:1] in ("U", "W") and contact.isalnum() and contact.isupper() else contact
+    )
+
+
+def people(entries: list[OnCall] | list[dict[str, Any]]) -> str:
+    """Mentions, joined; entries are `OnCall` objects or their stored JSON."""
+    names = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            names.append(
+                f"<@{entry['slack_id']}>" if entry.get("slack_id") else str(entry.get("name") or "?")
+            )
+        else:
+            names.append(entry.mention)
+    return ", ".join(dict.fromkeys(names)) or "nobody"
+
+
+def _level_name(level: int) -> str:
+    if level == 1:
+        return "Primary"
+    if level == 2:
+        return "Secondary"
+    return f"Level {level}"
+
+
+def _roster_line(roster: Roster, now: datetime) -> str:
+    service = roster.service
+    head = f"*{service.display_name}*"
+    if roster.problem:
+        return f"{head} — :white_circle: unknown ({roster.problem})"
+    covering = roster.at(now)
+    if not covering:
+        return f"{head} — :warning: PagerDuty has nobody on call ({roster.source})"
+    parts = []
+    for level in sorted({e.level for e in covering}):
+        at_level = [e for e in covering if e.level == level]
+        ends = [e.end for e in at_level if e.end is not None]
+        until = f" (until {when(min(ends))})" if ends and level == 1 else ""
+        parts.append(f"{_level_name(level)} {people(at_level)}{until}")
+    return f"{head} — " + " · ".join(parts)
+
+
+def render_now(rosters: list[Roster], now: datetime) -> tuple[str, list[dict[str, Any]]]:
+    """/oncall: one section per service with who is on call and the runbook's escalation path."""
+    summary = []
+    for roster in rosters:
+        primary = roster.at(now, level=1) if not roster.problem else []
+        summary.append(f"{roster.service.display_name} {people(primary) if primary else 'unknown'}")
+    text = "On call now: " + " · ".join(summary)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*On call now* ({when(now)})"}}
+    ]
+    for roster in rosters:
+        lines = [_roster_line(roster, now), f"_Escalation path:_ {escalation_path(roster.service)}"]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "From PagerDuty's on-calls and the runbooks' escalation paths · "
+                    "`/oncall checklist` shows this week's handoff",
+                }
+            ],
+        }
+    )
+    return text, blocks
+
+
+def render_checklist_status(
+    record: HandoffRecord, link: str | None, zone: tzinfo
+) -> tuple[str, list[dict[str, Any]]]:
+    """/oncall checklist: progress, each item with who ticked it, and a link to the message."""
+    done = len(record.ticks)
+    total = len(record.items)
+    head = f"Handoff checklist for the rotation of {when(record.rotation, zone)}: {done}/{total} done"
+    if record.complete:
+        head += " :white_check_mark:"
+    lines = []
+    for number in record.numbers:
+        tick = record.ticks.get(number)
+        mark = ":ballot_box_with_check:" if tick else ":white_large_square:"
+        by = f" — <@{tick.by}> {when(tick.at, zone)}" if tick else ""
+        lines.append(f"{mark} {number}. {record.text_of(number)}{by}")
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
+    ]
+    where = f"<{link}|Open the checklist>" if link else "The checklist"
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"{where} in {record.channel} to tick items"}],
+        }
+    )
+    return head, blocks

@@ -1,0 +1,310 @@
+"""Running a confirmed rollback: each step through its real integration, reported in the request's thread.
+
+`advance` is called by the rollback worker while it holds the run's lease. It runs steps in order until one has to
+wait (a `wait` step's watch, a manual sign-off) or fails; the root message is updated after every move and each
+step start and result is a thread reply. Slack being slow or down never fails a step: the Postgres state is the
+truth, and the messages catch up at the next move.
+
+Step kinds (the runbooks' rollback procedures, from the catalog):
+- `flag`: through `handlers.flags.changes`, the same audited path as `/flag`;
+- `deploy`: `integrations.deploy_hooks` (signed webhook or GitHub workflow_dispatch, then the status URL);
+- `verify`: the service's health probes must all be ok;
+- `wait`: health every minute and the SLOs at the end of N minutes;
+- `manual`: a named person signs off in the thread; reminded once after MANUAL_REMINDER.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.catalog import missing_env
+from bot.context import BotContext
+from bot.permissions import mentions, owners_of
+from bot.replies import permalink
+from handlers.flags import changes as flag_changes
+from handlers.flags.changes import FlagStoreNotConfigured, to_wire
+from handlers.health import probing as health
+from handlers.latency import slo
+from handlers.rollback import blocks
+from handlers.rollback import store as rollbacks
+from handlers.rollback.store import Run, Step
+from integrations import deploy_hooks, metrics_db
+from integrations.flag_backends import FlagBackendError
+
+log = logging.getLogger(__name__)
+
+HEALTH_EVERY = timedelta(minutes=1)
+MANUAL_REMINDER = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # done | failed | waiting
+    result: str = ""
+
+
+# --- talking in the thread ------------------------------------------------------------------------------------------
+
+
+async def say(bot: BotContext, run: Run, text: str, message_blocks: list | None = None) -> None:
+    """A reply in the run's thread; a Slack failure is logged, never fatal to the run."""
+    if run.channel is None or run.message_ts is None:
+        return
+    try:
+        await bot.slack.chat_postMessage(
+            channel=run.channel,
+            thread_ts=run.message_ts,
+            text=text,
+            blocks=message_blocks,
+            unfurl_links=False,
+        )
+    except Exception:
+        log.warning("rollback thread reply not posted", exc_info=True, extra={"run": run.id})
+
+
+async def refresh_root(bot: BotContext, run: Run, now: datetime) -> None:
+    if run.channel is None or run.message_ts is None:
+        return
+    text, message_blocks = blocks.render_run(run, now)
+    try:
+        await bot.slack.chat_update(channel=run.channel, ts=run.message_ts, text=text, blocks=message_blocks)
+    except Exception:
+        log.warning("rollback root not updated", exc_info=True, extra={"run": run.id})
+
+
+async def post_summary(bot: BotContext, run: Run) -> None:
+    """The Mira runbook's "Post update in #incidents channel", once per run, linking the thread."""
+    if not await rollbacks.claim_summary(bot, run):
+        return
+    channel = run.service.channels.incidents or bot.settings.incidents_channel
+    try:
+        await bot.slack.chat_postMessage(
+            channel=channel,
+            text=blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts)),
+            unfurl_links=False,
+        )
+    except Exception:
+        log.exception("rollback summary not posted", extra={"run": run.id})
+
+
+def approvers_of(bot: BotContext, run: Run, step: Step) -> tuple[list[str], list[str]]:
+    """Who may sign off a manual step: its named approvers, else the service's owners."""
+    if step.spec.approvers.configured:
+        return step.spec.approvers.users, step.spec.approvers.groups
+    return owners_of(bot, run.service)
+
+
+# --- the steps ------------------------------------------------------------------------------------------------------
+
+
+async def _flag_step(bot: BotContext, run: Run, step: Step) -> Outcome:
+    spec = step.spec
+    values = spec.flags
+    if spec.rollout_stage:
+        assert run.service.rollout is not None
+        values = dict(run.service.rollout.stages[spec.rollout_stage])
+    missing = missing_env(values)
+    if missing:
+        return Outcome("failed", f"not configured: set {', '.join(missing)}")
+    try:
+        items = await flag_changes.plan(bot, run.service, {name: to_wire(v) for name, v in values.items()})
+        change = await flag_changes.record_change(
+            bot,
+            run.service,
+            kind="rollback",
+            label=f"rollback #{run.id} step {step.position}",
+            requested_by=run.confirmed_by or run.requested_by,
+            requested_in=run.channel,
+            items=items,
+            pending=False,
+        )
+    except (FlagStoreNotConfigured, FlagBackendError) as exc:
+        return Outcome("failed", str(exc))
+    applied = await flag_changes.apply(bot, change, run.confirmed_by or run.requested_by)
+    if not applied.ok:
+        return Outcome("failed", f"{applied.error} (flag change {change.id})")
+    return Outcome(
+        "done", f"{change.describe()} (flag change {change.id}, revert: `/flag revert {change.id}`)"
+    )
+
+
+async def _deploy_step(bot: BotContext, run: Run, step: Step) -> Outcome:
+    hook = step.spec.hook
+    assert hook is not None
+    missing = missing_env(hook)
+    secret = os.environ.get(hook.secret_env) if hook.secret_env else None
+    if hook.secret_env and not secret:
+        missing.append(hook.secret_env)
+    if missing:
+        return Outcome("failed", f"the deploy hook is not configured: set {', '.join(missing)}")
+    call = deploy_hooks.HookCall(
+        kind=hook.kind,
+        url=hook.url,
+        inputs=hook.inputs,
+        secret=secret,
+        idempotency_key=f"rollback-{run.id}-step-{step.position}-attempt-{step.attempts}",
+        context={
+            "service": run.service.name,
+            "plan": run.plan,
+            "rollback": run.id,
+            "step": step.position,
+            "title": step.spec.title,
+            "requested_by": run.requested_by,
+            "confirmed_by": run.confirmed_by,
+        },
+        status_url=hook.status_url,
+        timeout_s=hook.timeout_s,
+        poll_s=hook.poll_s,
+    )
+    try:
+        answer = await deploy_hooks.trigger(bot.http, call)
+    except deploy_hooks.DeployHookError as exc:
+        return Outcome("failed", str(exc))
+    return Outcome("done", answer.summary)
+
+
+async def _health(bot: BotContext, run: Run) -> tuple[health.Status, str]:
+    checked = await health.check_service(run.service, bot)
+    words = ", ".join(
+        f"`{p.name}` {p.status.value}" + ("" if p.status is health.Status.OK else f" ({p.detail})")
+        for p in checked.probes
+    )
+    return checked.status, words or "no probes configured"
+
+
+async def _verify_step(bot: BotContext, run: Run) -> Outcome:
+    status, words = await _health(bot, run)
+    if status is health.Status.OK:
+        return Outcome("done", f"healthy: {words}")
+    return Outcome("failed", f"health is {status.value}: {words}")
+
+
+async def _slo_check(run: Run, minutes: float) -> str | None:
+    """None when the SLOs held over the watch; else what breached. Without a latency source: health only."""
+    source = run.service.latency
+    if source is None or missing_env(source) or not run.service.objectives:
+        return None
+    try:
+        stats = await slo.source_stats(source, window=timedelta(minutes=minutes))
+    except metrics_db.MetricsQueryError as exc:
+        return f"the latency check failed: {exc}"
+    breaches = [
+        f"{v.metric} {v.value:g} > {v.objective.limit:g} ({v.objective.source})"
+        for v in slo.verdicts(stats, run.service.objectives, None)
+        if v.level is slo.Level.BREACH and v.value is not None
+    ]
+    return "SLO breached: " + "; ".join(breaches) if breaches else None
+
+
+async def _wait_step(bot: BotContext, run: Run, step: Step, now: datetime) -> Outcome:
+    assert step.started_at is not None and step.spec.minutes is not None
+    ends = step.started_at + timedelta(minutes=step.spec.minutes)
+    if now < ends and step.checked_at is not None and now - step.checked_at < HEALTH_EVERY:
+        return Outcome("waiting")
+    status, words = await _health(bot, run)
+    await rollbacks.mark_checked(bot, run, step, now)
+    if status is health.Status.DOWN:
+        return Outcome("failed", f"health went down during the watch: {words}")
+    if now < ends:
+        return Outcome("waiting")
+    if status is not health.Status.OK:
+        return Outcome("failed", f"health is {status.value} at the end of the watch: {words}")
+    breach = await _slo_check(run, step.spec.minutes)
+    if breach:
+        return Outcome("failed", breach)
+    return Outcome("done", f"watched {step.spec.minutes:g} min: healthy ({words}), SLOs held")
+
+
+async def _manual_step(bot: BotContext, run: Run, step: Step, now: datetime, started_now: bool) -> Outcome:
+    approvers = mentions(*approvers_of(bot, run, step)) or "nobody is configured (fail closed)"
+    if started_now:
+        text, message_blocks = blocks.signoff_request(run, step, approvers)
+        await say(bot, run, text, message_blocks)
+    elif (
+        step.started_at
+        and now - step.started_at >= MANUAL_REMINDER
+        and await rollbacks.claim_reminder(bot, run, step, now)
+    ):
+        await say(bot, run, blocks.signoff_reminder(run, step, approvers, now - step.started_at))
+    return Outcome("waiting")
+
+
+async def _execute(bot: BotContext, run: Run, step: Step, now: datetime, started_now: bool) -> Outcome:
+    kind = step.spec.kind
+    if kind in ("flag", "deploy") and not started_now:
+        # Found running by this pass: its runner stopped mid-call. Whether the change was made cannot be known.
+        return Outcome(
+            "failed",
+            "interrupted: the bot stopped while this step ran, so it may or may not have taken effect. "
+            "Check, then Retry the step or Abort.",
+        )
+    try:
+        if kind == "flag":
+            return await _flag_step(bot, run, step)
+        if kind == "deploy":
+            return await _deploy_step(bot, run, step)
+        if kind == "verify":
+            return await _verify_step(bot, run)
+        if kind == "wait":
+            return await _wait_step(bot, run, step, now)
+        return await _manual_step(bot, run, step, now, started_now)
+    except Exception as exc:
+        log.exception("rollback step crashed", extra={"run": run.id, "step": step.position})
+        return Outcome("failed", f"unexpected error: {type(exc).__name__}")
+
+
+# --- the run --------------------------------------------------------------------------------------------------------
+
+
+async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], previous_owner: str) -> None:
+    """Run steps from the current one until a step waits, fails or the run ends. Called under the run's lease.
+
+    The root is edited when a step starts and when the run stops or ends; each step's start and result is a
+    thread reply.
+    """
+    run = await rollbacks.load(bot, run_id)
+    if run is None:
+        return
+    if previous_owner:
+        await say(bot, run, blocks.resumed(run, run.current, previous_owner))
+    while True:
+        if await rollbacks.status_of(bot, run.id) != "running":
+            return  # aborted meanwhile
+        step = run.current
+        if step is None:
+            if await rollbacks.finish_run(bot, run, clock()):
+                await refresh_root(bot, run, clock())
+                await post_summary(bot, run)
+            return
+        started_now = False
+        if step.status == "pending":
+            if not await rollbacks.start_step(bot, run, step, clock()):
+                return
+            started_now = True
+            await refresh_root(bot, run, clock())
+            await say(bot, run, blocks.step_started(run, step))
+        if step.status != "running":
+            return
+        outcome = await _execute(bot, run, step, clock(), started_now)
+        if outcome.status == "waiting":
+            return
+        await rollbacks.finish_step(bot, run, step, outcome.status, outcome.result, clock())
+        text, message_blocks = blocks.step_finished(run, step, clock())
+        await say(bot, run, text, message_blocks)
+        if outcome.status == "failed":
+            run.status = "failed"
+            await refresh_root(bot, run, clock())
+            return
+
+
+async def expire(bot: BotContext, run_id: int, now: datetime) -> None:
+    """A request nobody confirmed in time: marked expired, its buttons removed, and said so."""
+    run = await rollbacks.load(bot, run_id)
+    if run is None or not await rollbacks.end_pending(bot, run, "scheduler", "expired", now):
+        return
+    run.status = "expired"
+    await refresh_root(bot, run, now)
