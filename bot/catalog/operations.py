@@ -1,0 +1,90 @@
+"""SLO objectives with their latency sources, and rollback plans with their steps (the runbooks' SLO and
+rollback sections)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from bot.catalog.base import Owners, _http_url, _Model
+from bot.catalog.flags import FlagValue
+
+# --- latency and SLOs ---------------------------------------------------------------------------------------
+
+
+class LatencySource(_Model):
+    """A read-only query on the service's own events table (the runbooks' hand-typed PERCENTILE_CONT SQL)."""
+
+    kind: Literal["postgres"] = "postgres"
+    dsn: str
+    table: str
+    latency_column: str = "latency_ms"
+    time_column: str = "created_at"
+    filters: dict[str, str] = Field(default_factory=dict)
+    kind_column: str | None = None
+    success_column: str | None = None
+    statement_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class Objective(_Model):
+    """One SLO threshold. `limit` is in ms for percentiles and in percent for error_rate.
+
+    `strict` reads the runbook's "<" (the value must stay below the limit) versus "≤"; `warn` marks WARN between
+    warn and limit (AI Assistant's 5–10 s band).
+    """
+
+    metric: Literal["p50", "p95", "p99", "error_rate"]
+    limit: float = Field(gt=0)
+    warn: float | None = None
+    strict: bool = False
+    kind: str | None = None
+    source: str = ""
+
+
+# --- rollback -----------------------------------------------------------------------------------------------
+
+
+class DeployHook(_Model):
+    kind: Literal["github_workflow", "webhook"]
+    url: str
+    secret_env: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    status_url: str | None = None
+    timeout_s: float = Field(default=600, gt=0)
+    poll_s: float = Field(default=5, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class RollbackStep(_Model):
+    kind: Literal["flag", "deploy", "verify", "wait", "manual"]
+    title: str
+    flags: dict[str, FlagValue | None] = Field(default_factory=dict)
+    rollout_stage: str | None = None
+    hook: DeployHook | None = None
+    minutes: float | None = None
+    approver: str | None = None  # who signs off a manual step, in words ("DBA")
+    approvers: Owners = Field(default_factory=Owners)  # who may tick it; the service's owners when empty
+    warning: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> RollbackStep:
+        if self.kind == "flag" and not (self.flags or self.rollout_stage):
+            raise ValueError("a flag step needs `flags` or `rollout_stage`")
+        if self.kind == "deploy" and self.hook is None:
+            raise ValueError("a deploy step needs a `hook`")
+        if self.kind == "wait" and not self.minutes:
+            raise ValueError("a wait step needs `minutes`")
+        if self.kind == "manual" and not self.approver:
+            raise ValueError("a manual step needs an `approver`")
+        return self
+
+
+class RollbackPlan(_Model):
+    name: str
+    description: str
+    steps: list[RollbackStep] = Field(min_length=1)

@@ -1,0 +1,99 @@
+"""A service: its owners, channels, runbook, probes, flags, objectives, plans and escalation path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import Field, field_validator, model_validator
+
+from bot.catalog.base import _SLUG, Channels, Owners, RunbookRef, _Model
+from bot.catalog.flags import Flag, FlagStore, Preset, Rollout
+from bot.catalog.operations import LatencySource, Objective, RollbackPlan
+from bot.catalog.probes import Probe
+
+# --- escalation and on-call ---------------------------------------------------------------------------------
+
+
+class EscalationLevel(_Model):
+    name: str
+    after_minutes: int = Field(ge=0)
+    contact: str | None = None
+
+
+class PagerDutyRefs(_Model):
+    service_ids: list[str] = Field(default_factory=list)
+    escalation_policy_id: str | None = None
+    schedule_id: str | None = None
+    events_routing_key: str | None = None
+
+
+class Escalation(_Model):
+    levels: list[EscalationLevel] = Field(min_length=1)
+    ack_within_minutes: int = 15
+    resolve_within_minutes: int = 60
+
+
+class Service(_Model):
+    name: str
+    display_name: str
+    aliases: list[str] = Field(default_factory=list)
+    production: bool = True
+    owners: Owners = Field(default_factory=Owners)
+    channels: Channels = Field(default_factory=Channels)
+    runbooks: list[RunbookRef] = Field(default_factory=list)
+    probes: list[Probe] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
+    flag_store: FlagStore | None = None
+    presets: list[Preset] = Field(default_factory=list)
+    rollout: Rollout | None = None
+    latency: LatencySource | None = None
+    objectives: list[Objective] = Field(default_factory=list)
+    rollback_plans: list[RollbackPlan] = Field(default_factory=list)
+    rollback_expires_minutes: int = Field(default=15, gt=0)
+    two_person_rule: bool | None = None
+    escalation: Escalation
+    pagerduty: PagerDutyRefs = Field(default_factory=PagerDutyRefs)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("expected a lowercase slug like mira-copilot")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Service:
+        flag_names = {flag.name for flag in self.flags}
+        if len(flag_names) != len(self.flags):
+            raise ValueError("flag names must be unique within a service")
+        probe_names = [probe.name for probe in self.probes]
+        if len(set(probe_names)) != len(probe_names):
+            raise ValueError("probe names must be unique within a service")
+        if any(flag.backend == "postgres_table" for flag in self.flags) and self.flag_store is None:
+            raise ValueError("postgres_table flags need a `flag_store`")
+        referenced: list[tuple[str, Iterable[str]]] = [(f"preset {p.name}", p.values) for p in self.presets]
+        referenced += [
+            (f"rollback plan {plan.name}", step.flags) for plan in self.rollback_plans for step in plan.steps
+        ]
+        if self.rollout:
+            referenced += [(f"rollout stage {name}", values) for name, values in self.rollout.stages.items()]
+            referenced.append(("rollout", [self.rollout.flag]))
+        for where, names in referenced:
+            for name in names:
+                if name not in flag_names:
+                    raise ValueError(f"{where} names unknown flag {name}")
+        for plan in self.rollback_plans:
+            for step in plan.steps:
+                if step.rollout_stage and (not self.rollout or step.rollout_stage not in self.rollout.stages):
+                    raise ValueError(
+                        f"rollback plan {plan.name} names unknown rollout stage {step.rollout_stage}"
+                    )
+        return self
+
+    @property
+    def requires_two_people(self) -> bool:
+        """The two-person rule is on for production services unless the catalog says otherwise."""
+        return self.production if self.two_person_rule is None else self.two_person_rule
+
+    def flag(self, name: str) -> Flag | None:
+        return next((flag for flag in self.flags if flag.name.upper() == name.upper()), None)
