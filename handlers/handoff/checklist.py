@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -33,7 +31,6 @@ from handlers.handoff.store import HandoffRecord
 
 log = logging.getLogger(__name__)
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # A claimed checklist not posted after this long: its poster died (gathering evidence takes seconds: probes are
 # bounded by their timeouts, PagerDuty calls by the client's).
 STALE_CLAIM = timedelta(minutes=5)
@@ -146,7 +143,7 @@ async def post_checklist(bot: BotContext, rotation: datetime, *, posted_by: str 
         rotation,
         channel=bot.settings.alerts_channel,
         items=[item.model_dump() for item in handoff.checklist],
-        owner=OWNER,
+        owner=bot.replica,
         now=now,
         stale=STALE_CLAIM,
     )
