@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.catalog import Service
 from handlers.handoff.store import HandoffRecord
-from handlers.oncall.blocks import duration, escalation_path, people, when
+from handlers.oncall import duration, escalation_path, people, when
 
 TICK_ACTION = "handoff_tick"
 TEST_ACTION = "handoff_pagerduty_test"

@@ -28,10 +28,10 @@ from psycopg.types.json import Jsonb
 from slack_sdk.errors import SlackApiError
 
 from bot import slack_once
-from bot.catalog import Service
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
+from handlers.incidents.model import IncidentView, TimelineEntry
 from integrations.pagerduty import PagerDutyError
 from integrations.pagerduty_webhooks import IncidentSnapshot, WebhookEvent, parse_webhook
 
@@ -48,34 +48,6 @@ PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own 
 
 class RetryLater(Exception):
     """Another worker holds a claim that is not stale yet; the event stays pending and is tried again."""
-
-
-@dataclass(frozen=True)
-class IncidentView:
-    """What the root shows, from the incident's newest snapshot."""
-
-    id: str
-    number: int | None
-    title: str
-    status: str | None
-    urgency: str | None
-    priority: str | None
-    service_name: str
-    assignees: tuple[str, ...]
-    escalation_policy: str | None
-    conference_url: str | None
-    conference_number: str | None
-    html_url: str | None
-    triggered_at: datetime | None
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    service: Service | None
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: datetime
-    text: str
 
 
 def _without_nul(value: Any) -> Any:

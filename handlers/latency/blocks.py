@@ -15,7 +15,7 @@ from integrations.metrics_db import QueryTimeout
 
 if TYPE_CHECKING:
     from bot.catalog import Objective
-    from handlers.latency.command import LatencyRequest
+    from handlers.latency.model import LatencyRequest
     from handlers.latency.slo import Verdict
     from integrations.metrics_db import LatencyStats, MetricsQueryError
 
