@@ -1,7 +1,7 @@
 """/health: probe every catalog service concurrently and answer one message.
 
-parse → (no authorization: read-only) → act → render. The probing itself is bot/service_health.py, shared with the
-weekly handoff's health evidence. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
+parse → (no authorization: read-only) → act → render. The probing itself is probing.py, shared (through
+`handlers.health`) with the weekly handoff's health evidence and the rollback's health steps. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
 dependency never delays the answer past that timeout; the probes of all services run at once, so the answer
 arrives after the slowest probe, not the sum. Probe kinds and checks come from the runbooks via the
 catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference", FA "P0").
