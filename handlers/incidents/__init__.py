@@ -6,8 +6,10 @@ What other capabilities (and the console) may use: read-only summaries of the in
 from handlers.incidents.summary import (
     IncidentCounts,
     OpenIncident,
+    StoredTrigger,
     last_webhooks,
     open_incidents,
+    trigger_with_key,
     triggered_between,
     undelivered,
 )
@@ -15,8 +17,10 @@ from handlers.incidents.summary import (
 __all__ = [
     "IncidentCounts",
     "OpenIncident",
+    "StoredTrigger",
     "last_webhooks",
     "open_incidents",
+    "trigger_with_key",
     "triggered_between",
     "undelivered",
 ]

@@ -1,7 +1,7 @@
 """What other capabilities may know about incidents, read from the incidents' own tables.
 
 The handoff checklist shows the open incidents, last week's counts and when each service's last PagerDuty webhook
-came; the console waits until nothing is left to deliver. They ask here (through `handlers.incidents`) instead of
+came, and whether its PagerDuty test came back; the console waits until nothing is left to deliver. They ask here (through `handlers.incidents`) instead of
 reading `incidents`, `incident_roots` and `pd_webhooks` themselves, so the tables can change with this package.
 """
 
@@ -86,6 +86,29 @@ async def last_webhooks(bot: BotContext) -> dict[str, tuple[datetime, str]]:
         if service is not None and (service.name not in newest or newest[service.name][0] < received_at):
             newest[service.name] = (received_at, event_type)
     return newest
+
+
+@dataclass(frozen=True)
+class StoredTrigger:
+    """The stored `incident.triggered` webhook of an incident key."""
+
+    webhook_id: int
+    received_at: datetime
+    incident_id: str | None
+
+
+async def trigger_with_key(bot: BotContext, incident_key: str) -> StoredTrigger | None:
+    """The first stored `incident.triggered` webhook whose incident has this key (PagerDuty's dedup_key), if any:
+    how the handoff's PagerDuty test knows its event came back."""
+    async with bot.storage.pool.connection() as conn:
+        match = await (
+            await conn.execute(
+                """SELECT id, received_at, incident_id FROM pd_webhooks
+                   WHERE incident_key = %s AND event_type = 'incident.triggered' ORDER BY id LIMIT 1""",
+                (incident_key,),
+            )
+        ).fetchone()
+    return StoredTrigger(*match) if match is not None else None
 
 
 async def undelivered(bot: BotContext) -> int:
