@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bot.capabilities import CapabilitiesMissing
 from bot.catalog import CatalogError, load_catalog
 from bot.embedded import EmbeddedError
 from bot.logs import configure_logging
@@ -91,7 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         if command == "serve":
             settings.require_slack()
             return asyncio.run(serve(settings))
-        from stand_ins.console import run_console
+        try:
+            # The one import of stand_ins/ from bot/ (tests/test_architecture.py allows exactly this): the console
+            # lives with the recording servers, which a production install does not ship.
+            from stand_ins.console import run_console
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not exc.name.startswith("stand_ins"):
+                raise
+            print(
+                "mira-bot: the console needs the stand-ins (stand_ins/), which this install does not include: "
+                "run it from a checkout (python3 dev.py run console), or set SLACK_BOT_TOKEN to serve",
+                file=sys.stderr,
+            )
+            return 2
 
         script = getattr(args, "script", None)
         demo = bool(getattr(args, "demo", False))
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             with script.open(encoding="utf-8") as lines:
                 return asyncio.run(run_console(settings, lines, demo=demo))
         return asyncio.run(run_console(settings, demo=demo))
-    except (SettingsError, CatalogError, EmbeddedError, StorageUnavailable) as exc:
+    except (SettingsError, CatalogError, EmbeddedError, StorageUnavailable, CapabilitiesMissing) as exc:
         print(f"mira-bot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

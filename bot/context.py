@@ -18,7 +18,9 @@ from bot.catalog import Catalog
 from bot.replies import Reply
 from bot.scheduler import utc_now
 from bot.settings import Settings
+from bot.slack_budget import ChannelBudget
 from bot.storage import Storage
+from bot.worker import new_replica_id
 from integrations.pagerduty import PagerDutyClient
 
 
@@ -33,11 +35,17 @@ class BotContext:
     # The same Web API without blind retries, for posts that must happen once (see build_slack_client).
     slack_unretried: AsyncWebClient
     http: httpx.AsyncClient
+    # The one per-channel Slack budget of this process: the delivery worker, incident buttons and every other
+    # post to a channel take their slot here, so the process keeps one in-flight request per channel.
+    budget: ChannelBudget
     pagerduty: PagerDutyClient | None = None  # None until PAGERDUTY_API_TOKEN is set
     background: BackgroundWork = field(default_factory=BackgroundWork)
     # What "now" is for time-dependent decisions (a rollback request's expiry, the scheduler, the handoff's ticks,
     # reminders and test deadlines): tests and the console's `clock` command move it instead of sleeping.
     clock: Callable[[], datetime] = utc_now
+    # The name this replica claims rows under: delivery claims and incident locks, root and digest claims, the
+    # handoff's post, rollback leases and scheduler slots all use it.
+    replica: str = field(default_factory=new_replica_id)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ backoff (429s have already been waited out within the channel's budget; a 5xx or
 the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
 behind it; after MAX_ATTEMPTS it is marked failed and logged. Lease and stale-claim windows are settings
 (DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
-Then the periodic steps run: debounced root edits, storm digests, SLA timers. The clock is injected for tests.
+Then the periodic steps run: debounced root edits, storm digests, SLA timers. What an event means is the
+incidents capability's business: the worker calls the hooks it registered (bot/capabilities.py, EventDelivery),
+and runs on the shared worker loop (bot/worker.py). The clock is injected for tests.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from typing import Any
 import redis.exceptions
 from prometheus_client import Counter
 
+from bot.capabilities import EventDelivery
 from bot.context import BotContext
 from bot.scheduler import utc_now
-from bot.slack_budget import ChannelBudget
-from handlers.incidents import threads as incidents
+from bot.worker import Worker
 from integrations.pagerduty_webhooks import MalformedWebhook
 
 log = logging.getLogger(__name__)
@@ -45,26 +47,26 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(300, 2 ** min(attempts, 8)))
 
 
-class DeliveryWorker:
-    def __init__(
-        self, bot: BotContext, *, clock: Callable[[], datetime] = utc_now, poll: float = 1.0
-    ) -> None:
-        self.bot = bot
-        self.clock = clock
-        self.poll = poll
-        # SLACK_POSTS_PER_SECOND, 0.8 by default: Slack's limit is about one post per second per channel, and the
-        # slot is taken a moment before Slack receives the post; on a loaded host that moment varies by a tenth of
-        # a second or more, so the margin keeps jitter from turning into 429s.
-        self.budget = ChannelBudget(bot.storage.redis, per_second=bot.settings.slack_posts_per_second)
-        self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
-        self._wake = asyncio.Event()
-        self._between_passes = asyncio.Event()
-        self._between_passes.set()
-        self._task: asyncio.Task[None] | None = None
+class DeliveryWorker(Worker):
+    """`wake()` is called by the webhook route after storing: deliver now rather than at the next poll.
+    Posts take their channel's slot in the process's one budget (`bot.budget`)."""
 
-    def wake(self) -> None:
-        """Called by the webhook route after storing: deliver now rather than at the next poll."""
-        self._wake.set()
+    name = "pagerduty-delivery"
+    failure = "delivery pass failed; retrying"
+
+    def __init__(
+        self,
+        bot: BotContext,
+        hooks: EventDelivery,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        poll: float = 1.0,
+    ) -> None:
+        super().__init__(poll=poll)
+        self.bot = bot
+        self.hooks = hooks
+        self.clock = clock
+        self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
         """Claim due events for one lease. An event waits while an earlier event of its incident is backing off
@@ -84,7 +86,7 @@ class DeliveryWorker:
                        ORDER BY occurred_at NULLS LAST, id
                        LIMIT %s FOR UPDATE SKIP LOCKED)
                    RETURNING id, incident_id, occurred_at, body, attempts""",
-                (incidents.OWNER, now + self.lease, now, now, now, BATCH),
+                (self.bot.replica, now + self.lease, now, now, now, BATCH),
             )
             columns = [c.name for c in cursor.description or []]
             return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
@@ -123,7 +125,7 @@ class DeliveryWorker:
                 await self.bot.storage.redis.set(
                     # As long as the events' lease: a lock left by a worker that died ends with its claims.
                     f"incident:{incident_id}:lock",
-                    incidents.OWNER,
+                    self.bot.replica,
                     nx=True,
                     px=int(self.lease.total_seconds() * 1000),
                 )
@@ -146,12 +148,12 @@ class DeliveryWorker:
             for index, row in enumerate(rows):
                 handled += 1
                 try:
-                    await incidents.deliver(self.bot, self.budget, bytes(row["body"]), now)
+                    await self.hooks.deliver(self.bot, bytes(row["body"]), now)
                 except MalformedWebhook as exc:
                     await self._finish(row, now, f"malformed: {exc}", retry=False)
                     continue
                 except Exception as exc:
-                    if not isinstance(exc, incidents.RetryLater):
+                    if not isinstance(exc, self.hooks.retry_quietly):
                         log.warning(
                             "PagerDuty event not delivered yet", exc_info=True, extra={"webhook": row["id"]}
                         )
@@ -184,39 +186,10 @@ class DeliveryWorker:
         handled = await asyncio.gather(
             *(one(incident_id, group) for incident_id, group in by_incident.items())
         )
-        await incidents.flush_roots(self.bot, self.budget, now)
-        await incidents.flush_digests(self.bot, self.budget, now)
-        await incidents.fire_timers(self.bot, self.budget, now)
+        for step in self.hooks.periodic:
+            await step(self.bot, now)
         return sum(handled)
 
-    async def between_passes(self) -> None:
-        """Return once no pass of the loop is running: what a pass claimed (a dirty root, say) has reached Slack.
-        The console waits on it before showing the conversation."""
-        await self._between_passes.wait()
-
-    async def _loop(self) -> None:
-        while True:
-            self._between_passes.clear()
-            try:
-                handled = await self.run_once()
-            except Exception:
-                log.exception("delivery pass failed; retrying")
-                handled = 0
-            finally:
-                self._between_passes.set()
-            if handled:
-                continue  # more may be waiting
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="pagerduty-delivery")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def run_pass(self) -> bool:
+        # More may be waiting when this pass handled events; events given back do not count (see run_once).
+        return bool(await self.run_once())

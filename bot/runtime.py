@@ -1,7 +1,9 @@
-"""Assembling a running bot from settings: catalog, storage, clients, registry, Bolt app and HTTP app.
+"""Assembling a running bot from settings: catalog, storage, clients, capabilities, Bolt app and HTTP app.
 
 `serve`, the console and the tests all start the bot through `start_runtime`, so they exercise the same wiring.
-The scheduler is built here but started by `serve` and the console; tests drive it with an injected clock.
+The capabilities (commands, jobs and worker hooks) are passed in or discovered from the installed entry point
+(bot/capabilities.py); the platform never imports them. The scheduler and the workers are built here but started
+by `serve` and the console; tests drive them with an injected clock.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from slack_bolt.async_app import AsyncApp
 from starlette.types import ASGIApp
 
 from bot.app import build_bolt_app
+from bot.capabilities import Capabilities, discover
 from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
@@ -24,8 +27,8 @@ from bot.rollback_worker import RollbackWorker
 from bot.scheduler import Scheduler
 from bot.server import build_http_app
 from bot.settings import Settings
+from bot.slack_budget import ChannelBudget
 from bot.storage import open_storage
-from handlers import build_registry, scheduled_jobs, scheduled_sweeps
 from integrations.pagerduty import PagerDutyClient
 from integrations.slack import build_slack_client, close_slack_client
 
@@ -72,9 +75,13 @@ class Runtime:
         await self.bot.storage.close()
 
 
-async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> Runtime:
+async def start_runtime(
+    settings: Settings, catalog: Catalog | None = None, capabilities: Capabilities | None = None
+) -> Runtime:
     settings.require_slack()
     assert settings.slack_bot_token is not None
+    if capabilities is None:
+        capabilities = discover()
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.bot_catalog)
     storage = await open_storage(settings)
@@ -87,6 +94,10 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         slack=build_slack_client(token, settings.slack_api_url, redact=redact),
         slack_unretried=build_slack_client(token, settings.slack_api_url, blind_retries=False, redact=redact),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
+        # SLACK_POSTS_PER_SECOND, 0.8 by default: Slack's limit is about one post per second per channel, and the
+        # slot is taken a moment before Slack receives the post; on a loaded host that moment varies by a tenth of
+        # a second or more, so the margin keeps jitter from turning into 429s.
+        budget=ChannelBudget(storage.redis, per_second=settings.slack_posts_per_second),
         pagerduty=PagerDutyClient(
             settings.pagerduty_api_token.get_secret_value(),
             settings.pagerduty_api_url,
@@ -95,14 +106,16 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         if settings.pagerduty_api_token
         else None,
     )
-    registry = build_registry()
+    registry = capabilities.registry
     bolt = build_bolt_app(bot, registry)
-    scheduler = Scheduler(storage.pool, clock=lambda: bot.clock(), tick=settings.scheduler_tick_seconds)
-    for job in scheduled_jobs(bot):
+    scheduler = Scheduler(
+        storage.pool, clock=lambda: bot.clock(), tick=settings.scheduler_tick_seconds, owner=bot.replica
+    )
+    for job in capabilities.jobs(bot):
         scheduler.add(job)
-    for name, sweep in scheduled_sweeps(bot):
+    for name, sweep in capabilities.sweeps(bot):
         scheduler.add_sweep(name, sweep)
-    delivery = DeliveryWorker(bot, clock=lambda: bot.clock())
+    delivery = DeliveryWorker(bot, capabilities.delivery, clock=lambda: bot.clock())
     return Runtime(
         bot=bot,
         registry=registry,
@@ -110,5 +123,5 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         http_app=build_http_app(bolt, bot, delivery.wake),
         scheduler=scheduler,
         delivery=delivery,
-        rollbacks=RollbackWorker(bot),
+        rollbacks=RollbackWorker(bot, capabilities.rollbacks),
     )

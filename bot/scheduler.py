@@ -13,11 +13,7 @@ The clock is injected so tests move time instead of sleeping.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,12 +21,15 @@ from datetime import UTC, datetime, timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from bot.cron import CronSchedule
+from bot.worker import Worker, new_replica_id
 
-__all__ = ["EPOCH", "Clock", "CronSchedule", "Job", "Scheduler", "utc_now"]
+__all__ = ["EPOCH", "Clock", "CronSchedule", "Job", "Scheduler", "Sweep", "utc_now"]
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+#: A sweep: its name and what it runs on every tick (`now` in, anything out).
+Sweep = tuple[str, Callable[[datetime], Awaitable[object]]]
 EPOCH = datetime(1970, 1, 5, tzinfo=UTC)  # a Monday, so weekly slots fall on Mondays 00:00 UTC plus `offset`
 
 
@@ -64,18 +63,26 @@ class Job:
         return EPOCH + self.offset + periods * self.interval
 
 
-class Scheduler:
-    def __init__(self, pool: AsyncConnectionPool, clock: Clock = utc_now, tick: float = 30.0) -> None:
+class Scheduler(Worker):
+    """Runs `run_due` every `tick` seconds on the worker loop (bot/worker.py). `owner` is the replica's id
+    (BotContext.replica); a scheduler built on its own is a replica of its own."""
+
+    name = "scheduler"
+    failure = "scheduler tick failed; retrying next tick"
+
+    def __init__(
+        self, pool: AsyncConnectionPool, clock: Clock = utc_now, tick: float = 30.0, owner: str | None = None
+    ) -> None:
+        super().__init__(poll=tick)
         self.pool = pool
         self.clock = clock
         self.tick = tick
         self.jobs: list[Job] = []
-        self.sweeps: list[tuple[str, Callable[[datetime], Awaitable[object]]]] = []
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.sweeps: list[Sweep] = []
+        self.owner = owner or new_replica_id()
         # Slots before this are never run (None: no bound). The console sets it to the session's start so that
         # its throwaway world does not catch up on a rotation that happened before it began.
         self.not_before: datetime | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def add(self, job: Job) -> None:
         self.jobs.append(job)
@@ -131,21 +138,6 @@ class Scheduler:
                 log.exception("scheduled sweep failed", extra={"sweep": name})
         return ran
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_due()
-            except Exception:
-                log.exception("scheduler tick failed; retrying next tick")
-            await asyncio.sleep(self.tick)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def run_pass(self) -> bool:
+        await self.run_due()
+        return False

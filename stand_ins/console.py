@@ -40,6 +40,7 @@ from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook, sign_slack_request
+from handlers import incidents
 from stand_ins import pagerduty_payloads as payloads
 from stand_ins.console_render import Button, ConsoleRenderer
 from stand_ins.demo import demo_settings, start_demo
@@ -312,16 +313,8 @@ class Console:
 
     async def _wait_for_delivery(self) -> None:
         """Until the delivery worker has posted what is stored and made its debounced edits (bounded)."""
-        pool = self.runtime.bot.storage.pool
         for _ in range(100):
-            async with pool.connection() as conn:
-                row = await (
-                    await conn.execute(
-                        """SELECT (SELECT count(*) FROM pd_webhooks WHERE status = 'pending')
-                                + (SELECT count(*) FROM incidents WHERE root_dirty_since IS NOT NULL)"""
-                    )
-                ).fetchone()
-            if row is not None and row[0] == 0:
+            if await incidents.undelivered(self.runtime.bot) == 0:
                 # A pass may have claimed the last dirty root and still be editing it in Slack.
                 await asyncio.wait_for(self.runtime.delivery.between_passes(), timeout=10.0)
                 return

@@ -14,7 +14,7 @@ from slack_sdk.web.async_base_client import AsyncBaseClient
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import CommandRegistry
-from handlers import build_registry
+from handlers.capabilities import build_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "manifest.yml"

@@ -334,7 +334,7 @@ async def test_simultaneous_confirms_a_redelivered_click_and_two_workers_run_the
     await asyncio.gather(click, same_click_again, other_owner)
     await bot.settle()
     assert sum("already running" in t for t in _ephemerals(bot)) == 2
-    second_replica = RollbackWorker(bot.runtime.bot)
+    second_replica = RollbackWorker(bot.runtime.bot, bot.runtime.rollbacks.runs, owner="another-replica")
     now = utc_now()
     await asyncio.gather(bot.runtime.rollbacks.run_once(now), second_replica.run_once(now))
     await asyncio.gather(bot.runtime.rollbacks.run_once(now), second_replica.run_once(now))

@@ -2,7 +2,7 @@
 
 The checklist is one message edited in place: who hands over to whom, then one row per runbook item — a checkbox
 (action `handoff_tick`, one per item so a click says exactly which item it is about) and the bot's evidence under
-it. Everything shown comes from the stored checklist (bot/handoff_store.py), so any replica renders the same
+it. Everything shown comes from the stored checklist (handlers/handoff/store.py), so any replica renders the same
 message. Mira runbook §1 On-Call Rotation → Handoff Checklist.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.catalog import Service
 from handlers.handoff.store import HandoffRecord
-from handlers.oncall.blocks import duration, escalation_path, people, when
+from handlers.oncall import duration, escalation_path, people, when
 
 TICK_ACTION = "handoff_tick"
 TEST_ACTION = "handoff_pagerduty_test"

@@ -4,7 +4,7 @@ Mira runbook §1 On-Call Rotation: the primary rotates weekly (Monday 9 AM) and 
 checklist. At the rotation (cron and time zone from the catalog's `handoff`) a scheduler job posts the checklist in
 ALERTS_CHANNEL, naming the outgoing and incoming primary, the secondary and the escalation contact from
 PagerDuty, with the bot's evidence under each item (handlers/handoff_evidence.py). Exactly once: the scheduler
-claims the slot, and the post itself is claimed by its rotation in Postgres (bot/handoff_store.py), so two
+claims the slot, and the post itself is claimed by its rotation in Postgres (handlers/handoff/store.py), so two
 replicas, a restart at 09:00 or a bot that starts at 09:40 (within `grace_minutes`) post it once; `/oncall handoff`
 goes through the same claim. Ticks and unticks are stored with who and when, audited, and the message is edited in
 place. Reminders (`+4h`, `17:00` by default) are scheduler jobs of their own, each reply claimed once, mentioning
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -33,7 +31,6 @@ from handlers.handoff.store import HandoffRecord
 
 log = logging.getLogger(__name__)
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
 # A claimed checklist not posted after this long: its poster died (gathering evidence takes seconds: probes are
 # bounded by their timeouts, PagerDuty calls by the client's).
 STALE_CLAIM = timedelta(minutes=5)
@@ -146,7 +143,7 @@ async def post_checklist(bot: BotContext, rotation: datetime, *, posted_by: str 
         rotation,
         channel=bot.settings.alerts_channel,
         items=[item.model_dump() for item in handoff.checklist],
-        owner=OWNER,
+        owner=bot.replica,
         now=now,
         stale=STALE_CLAIM,
     )

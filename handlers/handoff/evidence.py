@@ -18,14 +18,12 @@ import logging
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from psycopg.rows import dict_row
-
 from bot.background import describe_error
 from bot.catalog import Handoff, missing_env
 from bot.context import BotContext
 from bot.replies import permalink
-from handlers.health import probing as service_health
-from integrations.pagerduty_webhooks import MalformedWebhook, parse_webhook
+from handlers import health as service_health
+from handlers import incidents
 
 log = logging.getLogger(__name__)
 
@@ -34,44 +32,26 @@ WEEK = timedelta(days=7)
 
 
 async def open_incidents(bot: BotContext, rotation: datetime) -> dict[str, Any]:
-    async with bot.storage.pool.connection() as conn:
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            """SELECT i.id, i.number, i.title, i.status, i.service, i.triggered_at, r.channel_id, r.ts
-               FROM incidents i
-               LEFT JOIN LATERAL (
-                   SELECT channel_id, ts FROM incident_roots
-                   WHERE incident_id = i.id AND ts IS NOT NULL ORDER BY posted_at NULLS LAST LIMIT 1
-               ) r ON true
-               WHERE i.status IS DISTINCT FROM 'resolved'
-               ORDER BY i.triggered_at NULLS LAST, i.id""",
-        )
-        rows = await cursor.fetchall()
-        week = await (
-            await conn.execute(
-                """SELECT count(*), count(*) FILTER (WHERE status = 'resolved') FROM incidents
-                   WHERE triggered_at >= %s AND triggered_at < %s""",
-                (rotation - WEEK, rotation),
-            )
-        ).fetchone()
+    rows = await incidents.open_incidents(bot)
+    week = await incidents.triggered_between(bot, rotation - WEEK, rotation)
     shown = rows[:OPEN_INCIDENTS_SHOWN]
-    links = await asyncio.gather(*(permalink(bot.slack, row["channel_id"], row["ts"]) for row in shown))
+    links = await asyncio.gather(*(permalink(bot.slack, row.channel_id, row.ts) for row in shown))
     services = {s.name: s.display_name for s in bot.catalog.services}
     return {
         "open": [
             {
-                "id": row["id"],
-                "number": row["number"],
-                "title": row["title"] or "(untitled incident)",
-                "status": row["status"],
-                "service": services.get(row["service"] or "", row["service"]),
-                "triggered_at": row["triggered_at"].isoformat() if row["triggered_at"] else None,
+                "id": row.id,
+                "number": row.number,
+                "title": row.title or "(untitled incident)",
+                "status": row.status,
+                "service": services.get(row.service or "", row.service),
+                "triggered_at": row.triggered_at.isoformat() if row.triggered_at else None,
                 "link": link,
             }
             for row, link in zip(shown, links, strict=True)
         ],
         "open_total": len(rows),
-        "last_week": {"triggered": int(week[0]) if week else 0, "resolved": int(week[1]) if week else 0},
+        "last_week": {"triggered": week.triggered, "resolved": week.resolved},
     }
 
 
@@ -106,22 +86,7 @@ async def health(bot: BotContext, now: datetime) -> dict[str, Any]:
 
 async def last_webhooks(bot: BotContext) -> dict[str, Any]:
     """The newest stored PagerDuty webhook per catalog service (by PagerDuty service ID, else its name)."""
-    async with bot.storage.pool.connection() as conn:
-        cursor = await conn.execute(
-            """SELECT DISTINCT ON (service_id) service_id, received_at, event_type, body FROM pd_webhooks
-               WHERE service_id IS NOT NULL AND event_id IS NOT NULL
-               ORDER BY service_id, received_at DESC"""
-        )
-        rows = await cursor.fetchall()
-    newest: dict[str, tuple[datetime, str]] = {}
-    for service_id, received_at, event_type, body in rows:
-        try:
-            snapshot = parse_webhook(bytes(body)).incident
-        except MalformedWebhook:
-            snapshot = None
-        service = bot.catalog.for_pagerduty(service_id, snapshot.service_name if snapshot else None)
-        if service is not None and (service.name not in newest or newest[service.name][0] < received_at):
-            newest[service.name] = (received_at, event_type)
+    newest = await incidents.last_webhooks(bot)
     return {
         "services": [
             {

@@ -28,6 +28,7 @@ from bot.audit import audit
 from bot.commands import Action
 from bot.context import ActionContext, BotContext
 from bot.pagerduty_ingest import HANDOFF_TEST_KEY_PREFIX
+from handlers import incidents
 from handlers.handoff import blocks, store
 from handlers.handoff import checklist as handoff
 from integrations.pagerduty import PagerDutyError, send_event
@@ -177,24 +178,16 @@ async def check(
     test = await _test(bot, test_id)
     if test is None or test["status"] != "waiting":
         return True
-    async with bot.storage.pool.connection() as conn:
-        match = await (
-            await conn.execute(
-                """SELECT id, received_at, incident_id FROM pd_webhooks
-                   WHERE incident_key = %s AND event_type = 'incident.triggered' ORDER BY id LIMIT 1""",
-                (test["dedup_key"],),
-            )
-        ).fetchone()
+    match = await incidents.trigger_with_key(bot, test["dedup_key"])
     if match is not None:
-        webhook_id, received_at, incident_id = match
         await _finish(
             bot,
             test_id,
             "ok",
             now=now,
-            webhook_id=webhook_id,
-            received_at=received_at,
-            incident_id=incident_id,
+            webhook_id=match.webhook_id,
+            received_at=match.received_at,
+            incident_id=match.incident_id,
         )
         return True
     if expired or now >= test["deadline"]:

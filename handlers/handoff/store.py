@@ -5,7 +5,7 @@ Exactly once is decided here, by rows rather than by flags in a process (Grafana
 a claim whose poster died (no `ts` after `stale`) is taken over by a conditional UPDATE; each thread reply is
 claimed by `(handoff, key)` before it is posted. A tick or untick changes one row under the checklist's row lock,
 bumps `version` and writes its audit row in the same transaction, so concurrent clicks serialize and the message
-edits can converge on the newest version (see handlers/handoff.py `refresh_message`).
+edits can converge on the newest version (see handlers/handoff/checklist.py `refresh_message`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from handlers.health.command import HealthReport
+    from handlers.health.model import HealthReport
     from handlers.health.probing import ProbeResult, ServiceHealth
 
 EMOJI = {

@@ -1,7 +1,7 @@
 """/health: probe every catalog service concurrently and answer one message.
 
-parse → (no authorization: read-only) → act → render. The probing itself is bot/service_health.py, shared with the
-weekly handoff's health evidence. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
+parse → (no authorization: read-only) → act → render. The probing itself is probing.py, shared (through
+`handlers.health`) with the weekly handoff's health evidence and the rollback's health steps. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
 dependency never delays the answer past that timeout; the probes of all services run at once, so the answer
 arrives after the slowest probe, not the sum. Probe kinds and checks come from the runbooks via the
 catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference", FA "P0").
@@ -11,41 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis.exceptions
 
-from bot.catalog import Catalog, Service
+from bot.catalog import Catalog
 from bot.commands import Action, Command, UsageError
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.replies import PostedMessage
 from bot.scheduler import Job
 from handlers.health import probing as service_health
 from handlers.health.blocks import render_health
-from handlers.health.probing import ServiceHealth, check_services
+from handlers.health.model import HealthReport, HealthRequest
+from handlers.health.probing import check_services
 
 log = logging.getLogger(__name__)
 
 RERUN_ACTION = "health_rerun"
 RERUN_LOCK_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class HealthRequest:
-    """Which services to check; `detailed` when one was named (every probe shown, even the healthy ones)."""
-
-    services: tuple[Service, ...]
-    detailed: bool
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    services: tuple[ServiceHealth, ...]
-    detailed: bool
-    checked_at: datetime
-    requested_by: str
-    recorded: bool = True
 
 
 # --- parse ----------------------------------------------------------------------------------------------------

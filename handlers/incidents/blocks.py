@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from handlers.incidents.threads import IncidentView, TimelineEntry
+    from handlers.incidents.model import IncidentView, TimelineEntry
     from integrations.pagerduty_webhooks import WebhookEvent
 
 ACK_ACTION = "incident_ack"

@@ -20,7 +20,6 @@ from slack_sdk.errors import SlackApiError
 from bot.audit import audit
 from bot.commands import Action, Modal
 from bot.context import ActionContext, BotContext, ViewContext
-from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
 from handlers.incidents import threads as incidents
 from integrations.pagerduty import PagerDutyClient, PagerDutyError
@@ -197,7 +196,7 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
         with contextlib.suppress(SlackApiError, incidents.RetryLater):
             await incidents.post_once(
                 bot,
-                ChannelBudget(bot.storage.redis, per_second=bot.settings.slack_posts_per_second),
+                bot.budget,
                 f"postmortem_scheduled:{incident_id}",
                 "postmortem_scheduled",
                 incident_id,

@@ -18,8 +18,6 @@ P0 "Schedule post-mortem within 48 hours"; the escalation paths in each runbook.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,16 +28,15 @@ from psycopg.types.json import Jsonb
 from slack_sdk.errors import SlackApiError
 
 from bot import slack_once
-from bot.catalog import Service
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
+from handlers.incidents.model import IncidentView, TimelineEntry
 from integrations.pagerduty import PagerDutyError
 from integrations.pagerduty_webhooks import IncidentSnapshot, WebhookEvent, parse_webhook
 
 log = logging.getLogger(__name__)
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
 DEBOUNCE_QUIET = timedelta(seconds=1)  # a root is edited once its incident has been quiet this long…
 DEBOUNCE_MAX = timedelta(seconds=5)  # …or has waited this long
 POSTMORTEM_WITHIN = timedelta(hours=48)
@@ -51,34 +48,6 @@ PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own 
 
 class RetryLater(Exception):
     """Another worker holds a claim that is not stale yet; the event stays pending and is tried again."""
-
-
-@dataclass(frozen=True)
-class IncidentView:
-    """What the root shows, from the incident's newest snapshot."""
-
-    id: str
-    number: int | None
-    title: str
-    status: str | None
-    urgency: str | None
-    priority: str | None
-    service_name: str
-    assignees: tuple[str, ...]
-    escalation_policy: str | None
-    conference_url: str | None
-    conference_number: str | None
-    html_url: str | None
-    triggered_at: datetime | None
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
-    service: Service | None
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: datetime
-    text: str
 
 
 def _without_nul(value: Any) -> Any:
@@ -354,7 +323,7 @@ async def _join_digest(bot: BotContext, incident_id: str, channel: str, now: dat
         cursor = await conn.execute(
             """INSERT INTO incident_roots (incident_id, channel, claimed_by, claimed_at, in_digest)
                VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-            (incident_id, channel, OWNER, now, digest[0]),
+            (incident_id, channel, bot.replica, now, digest[0]),
         )
         if cursor.rowcount == 1:
             await conn.execute(
@@ -391,7 +360,7 @@ async def ensure_root(
             cursor = await conn.execute(
                 """INSERT INTO incident_roots (incident_id, channel, claimed_by, claimed_at, posting_at)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                (view.id, channel, OWNER, now, now),
+                (view.id, channel, bot.replica, now, now),
             )
             if cursor.rowcount != 1:
                 raise RetryLater(f"root of {view.id} in {channel} is being posted")
@@ -403,7 +372,7 @@ async def ensure_root(
             cursor = await conn.execute(
                 """UPDATE incident_roots SET posting_at = %s, claimed_by = %s
                    WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
-                (now, OWNER, view.id, channel, row["posting_at"]),
+                (now, bot.replica, view.id, channel, row["posting_at"]),
             )
             if cursor.rowcount != 1:
                 raise RetryLater(f"root of {view.id} in {channel} is being posted")
@@ -419,7 +388,7 @@ async def ensure_root(
         await conn.execute(
             """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s, claimed_by = %s
                WHERE incident_id = %s AND channel = %s""",
-            (response["channel"], response["ts"], now, OWNER, view.id, channel),
+            (response["channel"], response["ts"], now, bot.replica, view.id, channel),
         )
     return Root(
         channel, str(response["channel"]), str(response["ts"]), row["in_digest"] if row else None, True

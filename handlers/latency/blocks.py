@@ -2,7 +2,7 @@
 
 One message: a summary line an on-call reads in a notification, a section with p50 / p95 / p99 / events / error
 rate each with its verdict and the SLO it was judged against, and a context line with the window, the table and
-the runbook the SLOs come from. The trend goes in the thread (handlers/latency.py).
+the runbook the SLOs come from. The trend goes in the thread (handlers/latency/command.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from integrations.metrics_db import QueryTimeout
 
 if TYPE_CHECKING:
     from bot.catalog import Objective
-    from handlers.latency.command import LatencyRequest
+    from handlers.latency.model import LatencyRequest
     from handlers.latency.slo import Verdict
     from integrations.metrics_db import LatencyStats, MetricsQueryError
 

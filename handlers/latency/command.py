@@ -17,14 +17,13 @@ import asyncio
 import logging
 import math
 import re
-from dataclasses import dataclass
-from datetime import timedelta
 
-from bot.catalog import Catalog, LatencySource, Service, missing_env
+from bot.catalog import Catalog, Service, missing_env
 from bot.commands import Command, UsageError, did_you_mean
 from bot.context import CommandContext
 from bot.replies import PostedMessage
 from handlers.latency import blocks as latency_blocks
+from handlers.latency.model import WINDOWS, LatencyRequest
 from handlers.latency.slo import applicable, source_stats, verdicts
 from integrations import charts, metrics_db
 
@@ -32,45 +31,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE = "mira-copilot"
 DEFAULT_WINDOW = "5m"
-#: Each window with the number of trend buckets: 20 s, 5 min, 1 h and 6 h slices.
-WINDOWS: dict[str, tuple[timedelta, int]] = {
-    "5m": (timedelta(minutes=5), 15),
-    "1h": (timedelta(hours=1), 12),
-    "24h": (timedelta(hours=24), 24),
-    "7d": (timedelta(days=7), 28),
-}
 ALL_KINDS = "all"
 METRICS = ("p50", "p95", "p99")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days|w|wk|week|weeks)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _KIND_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-@dataclass(frozen=True)
-class LatencyRequest:
-    """One service over one window; `kind` None means every kind (or a source without kinds). `kinds` are the
-    choices the service offers (empty without a kind column); `missing` the unset `${VAR}`s of its source."""
-
-    service: Service
-    window: str
-    kind: str | None
-    kind_defaulted: bool = False
-    kinds: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-
-    @property
-    def source(self) -> LatencySource:
-        assert self.service.latency is not None
-        return self.service.latency
-
-    @property
-    def duration(self) -> timedelta:
-        return WINDOWS[self.window][0]
-
-    @property
-    def buckets(self) -> int:
-        return WINDOWS[self.window][1]
 
 
 # --- parse ----------------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """/oncall: who is on call now, and this week's handoff checklist.
 
 parse → (no authorization: reading, and posting the week's one checklist, change nothing in production) → act →
-render (handlers/oncall_blocks.py).
+render (handlers/oncall/blocks.py).
 
 * `/oncall` — for each service: the people PagerDuty has on call now (primary, secondary, further levels) as Slack
   mentions, and the runbook's escalation path (Mira §1: AI Squad → Backend Team → Engineering Manager; FA
   On-Call Procedures: primary 15 min, secondary 30 min, manager 1 h, VP 2 h).
 * `/oncall handoff` — post the current rotation's checklist now, through the same once-per-rotation claim as the
-  weekly job (handlers/handoff.py); when it exists already, a link to it.
+  weekly job (handlers/handoff); when it exists already, a link to it.
 * `/oncall checklist` — the current rotation's checklist: who ticked what, and what is still open.
 """
 
@@ -22,8 +22,7 @@ from bot.commands import Command, Subcommand, UsageError, did_you_mean
 from bot.context import CommandContext
 from bot.oncall_roster import SlackDirectory, roster_now
 from bot.replies import permalink
-from handlers.handoff import checklist as handoff
-from handlers.handoff import store
+from handlers import handoff
 from handlers.oncall import blocks
 
 SUBCOMMANDS = ("handoff", "checklist")
@@ -105,7 +104,7 @@ async def _checklist(ctx: CommandContext) -> None:
     rotation = handoff.current_rotation(bot)
     assert rotation is not None
     zone = handoff.zone(bot.catalog)
-    record = await store.by_rotation(bot.storage.pool, rotation)
+    record = await handoff.by_rotation(bot.storage.pool, rotation)
     if record is None or record.ts is None:
         await ctx.reply.ephemeral(
             f"No handoff checklist for the rotation of {blocks.when(rotation, zone)} yet: it is posted at the "

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.catalog import RollbackPlan, RollbackStep, Service
-from handlers.flags.changes import to_wire
+from handlers.flags import to_wire
 from handlers.rollback.store import Run, Step
 from integrations.deploy_hooks import where
 

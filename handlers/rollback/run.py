@@ -25,10 +25,10 @@ from bot.catalog import missing_env
 from bot.context import BotContext
 from bot.permissions import mentions, owners_of
 from bot.replies import permalink
-from handlers.flags import changes as flag_changes
-from handlers.flags.changes import FlagStoreNotConfigured, to_wire
-from handlers.health import probing as health
-from handlers.latency import slo
+from handlers import flags as flag_changes
+from handlers import health
+from handlers import latency as slo
+from handlers.flags import FlagStoreNotConfigured, to_wire
 from handlers.rollback import blocks
 from handlers.rollback import store as rollbacks
 from handlers.rollback.store import Run, Step

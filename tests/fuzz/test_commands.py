@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from bot.app import acknowledge_command
 from bot.catalog import load_catalog
-from handlers import build_registry
+from handlers.capabilities import build_registry
 from tests.fuzz.strategies import command_text, fuzz
 from tests.harness import BotUnderTest
 

@@ -14,7 +14,7 @@ from bot.app import ANSWER_LIMIT, acknowledge_command
 from bot.catalog import load_catalog
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
-from handlers import build_registry
+from handlers.capabilities import build_registry
 from tests import pd_payloads as pd
 from tests.harness import BotUnderTest
 

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
 from bot.settings import Settings
-from handlers import build_registry
+from handlers.capabilities import build_registry
 from handlers.flags import changes as flag_changes
 from handlers.rollback import store as rollbacks
 from integrations.flag_table import PostgresFlagTable

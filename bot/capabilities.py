@@ -1,0 +1,95 @@
+"""What the capabilities give the platform: commands, timed jobs, and the hooks its workers call.
+
+`bot/` never imports a capability (handlers/); it is handed a `Capabilities` and drives what is in it, the way the
+scheduler has always taken its jobs: the registry routes commands, buttons and modals, the scheduler runs the jobs
+and sweeps, the delivery worker hands each stored PagerDuty event to `delivery.deliver` and runs
+`delivery.periodic` after each batch, and the rollback worker drives runs through `rollbacks`.
+
+Who supplies it: whoever starts the runtime may pass one (`start_runtime(settings, capabilities=…)`: tests, the
+bench); otherwise it is discovered through the `mira_bot.capabilities` entry point of the installed distribution
+(pyproject.toml points it at `handlers.capabilities:capabilities`). An entry point, not an import, because the
+`mira-bot` command itself lives in `bot/`: the package metadata is the one place that says which capabilities this
+install ships, so the platform stays importable, and testable, without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from bot.commands import CommandRegistry
+from bot.scheduler import Job, Sweep
+
+if TYPE_CHECKING:
+    from bot.context import BotContext
+
+ENTRY_POINT_GROUP = "mira_bot.capabilities"
+
+
+class CapabilitiesMissing(Exception):
+    """No (or more than one) capability set is installed under the entry point group."""
+
+
+def _no_jobs(bot: BotContext) -> list[Job]:
+    return []
+
+
+def _no_sweeps(bot: BotContext) -> list[Sweep]:
+    return []
+
+
+@dataclass(frozen=True)
+class EventDelivery:
+    """What the delivery worker (bot/delivery.py) does with the outbox of stored PagerDuty events.
+
+    `deliver(bot, body, now)` handles one event (raising makes it pending again, with a backoff; an exception in
+    `retry_quietly` is an expected wait, not logged as a failure); `periodic` run after every batch (debounced
+    edits, digests, timers)."""
+
+    deliver: Callable[[BotContext, bytes, datetime], Awaitable[None]]
+    periodic: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
+    retry_quietly: tuple[type[Exception], ...] = ()
+
+
+@dataclass(frozen=True)
+class RollbackRuns:
+    """The rollback worker's (bot/rollback_worker.py) view of the runs: which are due, their leases, and one step
+    forward. `owner` is the replica's id; `take_lease` returns the previous owner ("" when it was this replica or
+    nobody), None when another replica holds the run."""
+
+    due_expiries: Callable[[BotContext, datetime], Awaitable[list[int]]]
+    expire: Callable[[BotContext, int, datetime], Awaitable[None]]
+    runnable: Callable[[BotContext, datetime, str], Awaitable[list[int]]]
+    take_lease: Callable[[BotContext, int, str, datetime, timedelta], Awaitable[str | None]]
+    renew_lease: Callable[[BotContext, int, str, datetime], Awaitable[None]]
+    release_leases: Callable[[BotContext, str], Awaitable[None]]
+    advance: Callable[[BotContext, int, Callable[[], datetime], str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    registry: CommandRegistry
+    delivery: EventDelivery
+    rollbacks: RollbackRuns
+    jobs: Callable[[BotContext], list[Job]] = field(default=_no_jobs)
+    sweeps: Callable[[BotContext], list[Sweep]] = field(default=_no_sweeps)
+
+
+def discover() -> Capabilities:
+    """The installed capability set: the one `mira_bot.capabilities` entry point, called."""
+    found = list(entry_points(group=ENTRY_POINT_GROUP))
+    if len(found) != 1:
+        names = ", ".join(sorted(f"{ep.name} = {ep.value}" for ep in found)) or "none"
+        raise CapabilitiesMissing(
+            f"expected one `{ENTRY_POINT_GROUP}` entry point, found {names} (reinstall mira-chatops)"
+        )
+    factory = found[0].load()
+    capabilities = factory()
+    if not isinstance(capabilities, Capabilities):
+        raise CapabilitiesMissing(
+            f"{found[0].value} returned {type(capabilities).__name__}, not Capabilities"
+        )
+    return capabilities

@@ -1,0 +1,109 @@
+"""What the bot can do, handed to the platform: the single list of commands, buttons, modals, timed jobs and the
+hooks the workers call (bot/capabilities.py).
+
+This is the composition root of handlers/: the one module that imports every capability's modules (the packages'
+`__init__`s stay small interfaces), and the one the `mira_bot.capabilities` entry point in pyproject.toml names,
+so `bot/` finds it without importing it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.capabilities import Capabilities, EventDelivery, RollbackRuns
+from bot.commands import CommandRegistry
+from bot.context import BotContext
+from bot.scheduler import Job, Sweep
+from handlers.flags import command as flags
+from handlers.handoff import checklist as handoff
+from handlers.handoff import pagerduty_test as handoff_pd_test
+from handlers.health import command as health
+from handlers.incidents import buttons as incident_buttons
+from handlers.incidents import threads as incidents
+from handlers.latency import command as latency
+from handlers.oncall import command as oncall
+from handlers.rollback import command as rollback
+from handlers.rollback import run as rollback_run
+from handlers.rollback import store as rollback_store
+
+
+def build_registry() -> CommandRegistry:
+    registry = CommandRegistry()
+    registry.add(health.COMMAND)
+    registry.add(flags.COMMAND)
+    registry.add(latency.COMMAND)
+    registry.add(rollback.COMMAND)
+    registry.add(oncall.COMMAND)
+    for action in (
+        health.RERUN,
+        flags.CONFIRM,
+        flags.CANCEL,
+        *incident_buttons.ACTIONS,
+        handoff.TICK,
+        handoff_pd_test.TEST,
+        *rollback.ACTIONS,
+    ):
+        registry.add_action(action)
+    for modal in incident_buttons.MODALS:
+        registry.add_modal(modal)
+    return registry
+
+
+def scheduled_jobs(bot: BotContext) -> list[Job]:
+    """Every timed job of every capability; the scheduler runs each slot once across replicas."""
+    return [health.retention_job(bot), *handoff.jobs(bot)]
+
+
+def scheduled_sweeps(bot: BotContext) -> list[Sweep]:
+    """Work every replica runs on every scheduler tick; each claims its own rows."""
+
+    async def pagerduty_tests(now: datetime) -> int:
+        return await handoff_pd_test.sweep(bot, now)
+
+    return [("handoff.pagerduty_tests", pagerduty_tests)]
+
+
+async def _deliver(bot: BotContext, body: bytes, now: datetime) -> None:
+    await incidents.deliver(bot, bot.budget, body, now)
+
+
+async def _flush_roots(bot: BotContext, now: datetime) -> int:
+    return await incidents.flush_roots(bot, bot.budget, now)
+
+
+async def _flush_digests(bot: BotContext, now: datetime) -> None:
+    await incidents.flush_digests(bot, bot.budget, now)
+
+
+async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
+    return await incidents.fire_timers(bot, bot.budget, now)
+
+
+#: Stored PagerDuty events become incident threads; after each batch, debounced root edits, storm digests and
+#: SLA timers, in that order.
+INCIDENT_DELIVERY = EventDelivery(
+    deliver=_deliver,
+    periodic=(_flush_roots, _flush_digests, _fire_timers),
+    retry_quietly=(incidents.RetryLater,),
+)
+
+ROLLBACK_RUNS = RollbackRuns(
+    due_expiries=rollback_store.due_expiries,
+    expire=rollback_run.expire,
+    runnable=rollback_store.runnable,
+    take_lease=rollback_store.take_lease,
+    renew_lease=rollback_store.renew_lease,
+    release_leases=rollback_store.release_leases,
+    advance=rollback_run.advance,
+)
+
+
+def capabilities() -> Capabilities:
+    """The `mira_bot.capabilities` entry point: everything in handlers/."""
+    return Capabilities(
+        registry=build_registry(),
+        delivery=INCIDENT_DELIVERY,
+        rollbacks=ROLLBACK_RUNS,
+        jobs=scheduled_jobs,
+        sweeps=scheduled_sweeps,
+    )
