@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from bot.context import BotContext
 from handlers.rollback import run as rollback_run
+from handlers.rollback import runner_store
 from handlers.rollback import store as rollbacks
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ class RollbackWorker:
     async def _heartbeat(self, run_id: int) -> None:
         while True:
             await asyncio.sleep(self.lease.total_seconds() / 3)
-            await rollbacks.renew_lease(self.bot, run_id, self.owner, self.clock() + self.lease)
+            await runner_store.renew_lease(self.bot, run_id, self.owner, self.clock() + self.lease)
 
     async def _drive(self, run_id: int, now: datetime) -> bool:
-        previous = await rollbacks.take_lease(self.bot, run_id, self.owner, now, self.lease)
+        previous = await runner_store.take_lease(self.bot, run_id, self.owner, now, self.lease)
         started = time.monotonic()
 
         def clock() -> datetime:
@@ -81,7 +82,7 @@ class RollbackWorker:
         for run_id in await rollbacks.due_expiries(self.bot, now):
             await rollback_run.expire(self.bot, run_id, now)
         driven = 0
-        for run_id in await rollbacks.runnable(self.bot, now, self.owner):
+        for run_id in await runner_store.runnable(self.bot, now, self.owner):
             try:
                 driven += await self._drive(run_id, now)
             except Exception:
@@ -114,4 +115,4 @@ class RollbackWorker:
                     await self._task
             self._task = None
         with contextlib.suppress(Exception):
-            await rollbacks.release_leases(self.bot, self.owner)
+            await runner_store.release_leases(self.bot, self.owner)
