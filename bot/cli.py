@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "serve":
             settings.require_slack()
             return asyncio.run(serve(settings))
-        from stand_ins.console import run_console
+        from stand_ins.console_runner import run_console
 
         script = getattr(args, "script", None)
         demo = bool(getattr(args, "demo", False))
