@@ -106,7 +106,7 @@ async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, d
             runtime, slack, server, signing_secret, out, pagerduty, webhook_secret, clock=clock, demo=demo
         )
         if demo:
-            console.say("(demo: the four services are local stand-ins started by bot/demo.py)")
+            console.say("(demo: the four services are local stand-ins started by stand_ins/demo.py)")
         try:
             if script is not None:
                 for line in script:
