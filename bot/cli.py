@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # The one import of stand_ins/ from bot/ (tests/test_architecture.py allows exactly this): the console
             # lives with the recording servers, which a production install does not ship.
-            from stand_ins.console import run_console
+            from stand_ins.console_runner import run_console
         except ModuleNotFoundError as exc:
             if exc.name is None or not exc.name.startswith("stand_ins"):
                 raise

@@ -24,6 +24,7 @@ from handlers.latency import command as latency
 from handlers.oncall import command as oncall
 from handlers.rollback import command as rollback
 from handlers.rollback import run as rollback_run
+from handlers.rollback import runner_store
 from handlers.rollback import store as rollback_store
 
 
@@ -90,10 +91,10 @@ INCIDENT_DELIVERY = EventDelivery(
 ROLLBACK_RUNS = RollbackRuns(
     due_expiries=rollback_store.due_expiries,
     expire=rollback_run.expire,
-    runnable=rollback_store.runnable,
-    take_lease=rollback_store.take_lease,
-    renew_lease=rollback_store.renew_lease,
-    release_leases=rollback_store.release_leases,
+    runnable=runner_store.runnable,
+    take_lease=runner_store.take_lease,
+    renew_lease=runner_store.renew_lease,
+    release_leases=runner_store.release_leases,
     advance=rollback_run.advance,
 )
 

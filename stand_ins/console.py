@@ -10,6 +10,10 @@ The bot's clock is the console's: `clock monday 09:00` moves it forward (it keep
 scheduler at once, so the weekly handoff checklist and its reminders can be seen without waiting for Monday.
 Scheduled slots from before the session started are not caught up, so a console opened on a Monday morning does
 not post the week's checklist by itself.
+
+This module is the command interpreter (what one typed line does, and rendering what the bot posted); the
+session around it (servers, settings, script or REPL) is :mod:`stand_ins.console_runner`, the `pd …` commands and
+the demo's on-call rotation :mod:`stand_ins.console_pagerduty`, the clock :mod:`stand_ins.console_clock`.
 """
 
 from __future__ import annotations
@@ -17,56 +21,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import re
-import secrets
 import shlex
-import shutil
-import sys
-import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import SecretStr
 
-from bot.catalog import load_catalog
 from bot.cron import CronSchedule
-from bot.runtime import Runtime, start_runtime
-from bot.server import RunningServer, start_server
-from bot.settings import Settings
-from bot.signing import sign_pagerduty_webhook, sign_slack_request
+from bot.runtime import Runtime
+from bot.server import RunningServer
+from bot.signing import sign_slack_request
 from handlers import incidents
-from stand_ins import pagerduty_payloads as payloads
+from stand_ins.console_clock import ConsoleClock, clock_target
+from stand_ins.console_pagerduty import PagerDutyConsoleCommands
 from stand_ins.console_render import Button, ConsoleRenderer
-from stand_ins.demo import demo_settings, start_demo
-from stand_ins.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
+from stand_ins.recording_pagerduty import RecordingPagerDutyServer
 from stand_ins.recording_slack import TEAM_ID, RecordingSlackServer
-from stand_ins.recording_supabase import RecordingSupabaseServer
 
 CONSOLE_USER = "U0CONSOLE"
 CONSOLE_CHANNEL = "#ops"
 CONSOLE_PD_TOKEN = "console-pagerduty-token"
-# The demo's PagerDuty: Mira's escalation policy and Events API routing key, so the handoff names on-calls and its
-# "Test PagerDuty integration" button goes round the loop through the in-process PagerDuty.
-DEMO_PAGERDUTY_ENV = {
-    "MIRA_PD_ESCALATION_POLICY": "PEPDEMOMIRA",
-    "MIRA_PD_ROUTING_KEY": "demo0routing0key0for0mira0copilt",
-}
-DEMO_ONCALLS = (  # (PagerDuty id, name, email, Slack id): outgoing and incoming primary, secondary, manager
-    ("PDEMOALI", "Alice (AI Squad)", "alice@demo.example", "U0ALICE"),
-    ("PDEMOBOB", "Bob (AI Squad)", "bob@demo.example", "U0BOB"),
-    ("PDEMOCAR", "Carol (Backend Team)", "carol@demo.example", "U0CAROL"),
-    ("PDEMODAN", "Dana (Engineering Manager)", "dana@demo.example", "U0DANA"),
-)
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CLOCK = re.compile(r"^(?:(?P<day>[a-z]+)\s+)?(?P<hh>\d{1,2}):(?P<mm>\d{2})$")
-_CLOCK_STEP = re.compile(r"^\+(?P<n>\d+)(?P<unit>[mhd])$")
-
 CONSOLE_HELP = """\
 *Console*
   `/command args`   run a slash command as the current user, in the current channel
@@ -81,50 +57,7 @@ CONSOLE_HELP = """\
   `help`, `quit`"""
 
 
-class ConsoleClock:
-    """Real time, shifted by what `clock` set: time keeps running after a jump, and only ever moves forward."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def jump_to(self, moment: datetime) -> None:
-        self.offset = max(self.offset, moment - datetime.now(UTC))
-
-
-def clock_target(text: str, now: datetime, zone_name: str) -> datetime | None:
-    """`monday 09:00` / `mon 9:00` (the next such moment), `17:00` (the next one), `+4h` / `+30m` / `+1d`; in
-    the handoff's time zone. None when the text is none of these."""
-    schedule = CronSchedule("* * * * *", zone_name)  # validates and carries the zone
-    words = text.strip().lower()
-    step = _CLOCK_STEP.match(words)
-    if step:
-        n = int(step.group("n"))
-        return (
-            now
-            + {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[step.group("unit")]
-        )
-    match = _CLOCK.match(words)
-    if not match or int(match.group("hh")) > 23 or int(match.group("mm")) > 59:
-        return None
-    day = match.group("day")
-    weekday = next((i for i, name in enumerate(_WEEKDAYS) if day and day.startswith(name)), None)
-    if day and weekday is None:
-        return None
-    local = now.astimezone(schedule.zone)
-    candidate = local.replace(
-        hour=int(match.group("hh")), minute=int(match.group("mm")), second=0, microsecond=0
-    )
-    for _ in range(8):
-        if candidate > local and (weekday is None or candidate.weekday() == weekday):
-            return candidate.astimezone(UTC)
-        candidate = (candidate + timedelta(days=1)).replace(hour=candidate.hour, minute=candidate.minute)
-    return None
-
-
-class Console:
+class Console(PagerDutyConsoleCommands):
     """One console session: who you are, where you type, and what the bot has shown so far."""
 
     def __init__(
@@ -197,71 +130,6 @@ class Console:
             self.say(f"(the console doesn't understand {shlex.quote(line)}; type help)")
         return True
 
-    async def pagerduty_command(self, rest: str) -> None:
-        """`pd trigger SERVICE "title"`, `pd ack N`, `pd resolve N`: what PagerDuty would send, signed, through
-        the real webhook route; the delivery worker then posts it like any other webhook."""
-        try:
-            args = shlex.split(rest)
-        except ValueError as exc:
-            self.say(f"(could not read that: {exc})")
-            return
-        now = datetime.now(UTC)
-        oncall = ("PCONSOLE", "Console On-call", "oncall@example.com")
-        if len(args) >= 3 and args[0] == "trigger":
-            service = self.runtime.bot.catalog.find(args[1])
-            if service is None:
-                self.say(f"(no service {args[1]!r}; services: {', '.join(self.runtime.bot.catalog.names())})")
-                return
-            number = len(self._incidents) + 1
-            title = " ".join(args[2:])
-            incident_id = f"PCON{number:04d}"
-            service_id = f"PSVC{service.name.upper().replace('-', '')[:8]}"
-            self.pagerduty.add_user(*oncall)
-            self.pagerduty.add_incident(
-                incident_id,
-                number,
-                title,
-                service_id,
-                assignees=[oncall],
-                service_name=service.display_name,
-                escalation_policy=("PEPCONSOLE", service.escalation.levels[0].name),
-                priority=("PPRIO01", "P1"),
-            )
-            incident = payloads.incident(
-                id=incident_id,
-                number=number,
-                title=title,
-                service_id=service_id,
-                service_name=service.display_name,
-                assignees=(oncall,),
-                escalation_policy=service.escalation.levels[0].name,
-                created_at=now,
-            )
-            self._incidents[number] = incident
-            payload = payloads.event("incident.triggered", incident, occurred_at=now)
-        elif (
-            len(args) == 2
-            and args[0] in ("ack", "resolve")
-            and args[1].isdigit()
-            and int(args[1]) in self._incidents
-        ):
-            status = {"ack": "acknowledged", "resolve": "resolved"}[args[0]]
-            incident = {**self._incidents[int(args[1])], "status": status}
-            payload = payloads.event(f"incident.{status}", incident, occurred_at=now, agent=oncall)
-        else:
-            self.say('(usage: pd trigger SERVICE "title" | pd ack N | pd resolve N)')
-            return
-        body = payloads.body(payload)
-        headers = {
-            "Content-Type": "application/json",
-            "X-Webhook-Id": payload["event"]["id"],
-            **sign_pagerduty_webhook(self.webhook_secret, body),
-        }
-        response = await self._client.post("/pagerduty/webhook", content=body, headers=headers)
-        if response.status_code != 202:
-            self.say(f"(the bot answered HTTP {response.status_code})")
-        await self._show_answer(None)
-
     async def clock_command(self, rest: str) -> None:
         """Move the bot's clock forward and run the scheduler once, so what became due shows now."""
         handoff = self.runtime.bot.catalog.handoff
@@ -279,37 +147,6 @@ class Console:
         self.say(f"(the bot's clock is now {local:%a %d %b %H:%M} {local.tzname()})")
         await self.runtime.scheduler.run_due()
         await self._show_answer(None)
-
-    def _seed_demo_oncalls(self) -> None:
-        """The demo rotation: Alice hands over to Bob at the rotation the clock is in; Carol is secondary and
-        Dana the escalation contact throughout."""
-        handoff = self.runtime.bot.catalog.handoff
-        if handoff is None:
-            return
-        rotation = CronSchedule(handoff.cron, handoff.timezone).latest(self.clock())
-        week = timedelta(days=7)
-        (alice, bob, carol, dana) = DEMO_ONCALLS
-        policy = (DEMO_PAGERDUTY_ENV["MIRA_PD_ESCALATION_POLICY"], "Mira Co-Pilot")
-
-        def entry(
-            person: tuple[str, str, str, str], level: int, start: datetime | None, end: datetime | None
-        ) -> dict[str, Any]:
-            return oncall_entry(
-                (person[0], person[1]),
-                escalation_policy=policy,
-                escalation_level=level,
-                start=start.isoformat() if start else None,
-                end=end.isoformat() if end else None,
-            )
-
-        self.pagerduty.set_oncalls(
-            [
-                entry(alice, 1, rotation - week, rotation),
-                entry(bob, 1, rotation, rotation + week),
-                entry(carol, 2, None, None),
-                entry(dana, 3, None, None),
-            ]
-        )
 
     async def _wait_for_delivery(self) -> None:
         """Until the delivery worker has posted what is stored and made its debounced edits (bounded)."""
@@ -431,105 +268,3 @@ class Console:
         for call in calls[self._seen :]:
             self.say(*self.renderer.render_call(call))
         self._seen = len(calls)
-
-
-def console_settings(
-    settings: Settings, slack: RecordingSlackServer, pagerduty: RecordingPagerDutyServer, webhook_secret: str
-) -> tuple[Settings, str]:
-    """The operator's settings with Slack and PagerDuty pointed at in-process recording servers, and fresh
-    secrets: the console signs its own Slack requests and PagerDuty webhooks."""
-    signing_secret = secrets.token_hex(16)
-    return settings.model_copy(
-        update={
-            "slack_bot_token": SecretStr("xoxb-console-" + secrets.token_hex(8)),
-            "slack_signing_secret": SecretStr(signing_secret),
-            "slack_app_token": None,
-            "slack_api_url": slack.api_url,
-            "pagerduty_api_token": SecretStr(CONSOLE_PD_TOKEN),
-            "pagerduty_api_url": pagerduty.base_url,
-            "pagerduty_events_url": pagerduty.base_url,
-            "pagerduty_from_email": "console@example.com",
-            "pagerduty_webhook_secrets": [SecretStr(webhook_secret)],
-        }
-    ), signing_secret
-
-
-async def run_console(
-    settings: Settings, script: TextIO | None = None, out: TextIO | None = None, *, demo: bool = False
-) -> int:
-    out = out or sys.stdout
-    demo_state: Path | None = None
-    if demo:
-        # A throwaway world: embedded servers in a fresh directory, never the operator's DATABASE_URL/REDIS_URL,
-        # so demo changes land nowhere real and every tour starts from the same state.
-        demo_state = Path(tempfile.mkdtemp(prefix="mira-demo-"))
-        settings = settings.model_copy(
-            update={"database_url": None, "redis_url": None, "state_dir": demo_state}
-        )
-    try:
-        return await _run_console(settings, script, out, demo)
-    finally:
-        if demo_state is not None:
-            shutil.rmtree(demo_state, ignore_errors=True)
-
-
-async def _run_console(settings: Settings, script: TextIO | None, out: TextIO, demo: bool) -> int:
-    webhook_secret = secrets.token_hex(16)
-    async with (
-        RecordingSlackServer() as slack,
-        RecordingSupabaseServer() as supabase,
-        RecordingPagerDutyServer(CONSOLE_PD_TOKEN, subdomain="mira-demo") as pagerduty,
-    ):
-        bot_settings, signing_secret = console_settings(settings, slack, pagerduty, webhook_secret)
-        if demo:
-            bot_settings = demo_settings(bot_settings, supabase, CONSOLE_USER)
-        runtime = await start_runtime(bot_settings)
-        clock = ConsoleClock()
-        runtime.bot.clock = clock
-        runtime.scheduler.not_before = clock()
-        runtime.start_background()
-        server = await start_server(runtime.http_app)
-        demo_server = None
-        if demo:
-            demo_server, demo_env = await start_demo(runtime.bot.storage)
-            runtime.bot.catalog = await asyncio.to_thread(
-                load_catalog, settings.bot_catalog, {**os.environ, **demo_env, **DEMO_PAGERDUTY_ENV}
-            )
-            pagerduty.add_routing_key(
-                DEMO_PAGERDUTY_ENV["MIRA_PD_ROUTING_KEY"], "PSVCMIRADEMO", "Mira Co-Pilot"
-            )
-            for pd_id, name, email, slack_id in DEMO_ONCALLS:
-                pagerduty.add_user(pd_id, name, email)
-                slack.add_user(slack_id, email, name)
-        pagerduty.send_webhooks_to(f"{server.url}/pagerduty/webhook", [webhook_secret])
-        pagerduty.add_user("PCONSOLEU", "You (console)", f"{CONSOLE_USER.lower()}@example.com")
-        console = Console(
-            runtime, slack, server, signing_secret, out, pagerduty, webhook_secret, clock=clock, demo=demo
-        )
-        if demo:
-            console.say("(demo: the four services are local stand-ins started by stand_ins/demo.py)")
-        try:
-            if script is not None:
-                for line in script:
-                    if line.strip() and not line.lstrip().startswith("#"):
-                        console.say(console.prompt + line.rstrip("\n"))
-                    if not await console.handle(line):
-                        break
-            else:
-                console.say("mira-bot console: a local Slack workspace. Type help, or try /health.")
-                loop = asyncio.get_running_loop()
-                while True:
-                    try:
-                        line = await loop.run_in_executor(None, input, console.prompt)
-                    except (EOFError, KeyboardInterrupt):
-                        console.say("")
-                        break
-                    if not await console.handle(line):
-                        break
-        finally:
-            await console.close()
-            if demo_server is not None:
-                await demo_server.stop()
-            await server.stop()
-            await runtime.close()
-    return 0

@@ -35,12 +35,6 @@ async def client(pd: RecordingPagerDutyServer) -> AsyncIterator[PagerDutyClient]
         yield pd_client
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as http_client:
-        yield http_client
-
-
 # ------------------------------------------------------------------------------------------- incident actions
 
 
@@ -324,13 +318,10 @@ async def test_oncalls_errors_come_back_in_pagerdutys_words(
 # ---------------------------------------------------------------------------------------------- Events API
 
 
-async def test_send_event_triggers_then_resolves_an_incident(
-    http: httpx.AsyncClient, pd: RecordingPagerDutyServer
-) -> None:
+async def test_send_event_triggers_then_resolves_an_incident(pd: RecordingPagerDutyServer) -> None:
     pd.add_routing_key(ROUTING_KEY, "PSVC002", "Ivy v2")
 
     result = await send_event(
-        http,
         pd.base_url,
         routing_key=ROUTING_KEY,
         action="trigger",
@@ -362,7 +353,7 @@ async def test_send_event_triggers_then_resolves_an_incident(
     )
 
     resolved = await send_event(
-        http, pd.base_url, routing_key=ROUTING_KEY, action="resolve", dedup_key="mira-health-ivy"
+        pd.base_url, routing_key=ROUTING_KEY, action="resolve", dedup_key="mira-health-ivy"
     )
 
     assert resolved["dedup_key"] == "mira-health-ivy"
@@ -374,21 +365,19 @@ async def test_send_event_triggers_then_resolves_an_incident(
     assert pd.incident(opened["id"])["status"] == "resolved"  # type: ignore[index]
 
 
-async def test_send_event_without_dedup_key_gets_one_from_pagerduty(
-    http: httpx.AsyncClient, pd: RecordingPagerDutyServer
-) -> None:
-    result = await send_event(http, pd.base_url, routing_key=ROUTING_KEY, action="trigger", summary="boom")
+async def test_send_event_without_dedup_key_gets_one_from_pagerduty(pd: RecordingPagerDutyServer) -> None:
+    result = await send_event(pd.base_url, routing_key=ROUTING_KEY, action="trigger", summary="boom")
     assert result["dedup_key"]
     assert "dedup_key" not in pd.calls[0].body
 
 
 async def test_send_event_errors_are_pagerdutys_words_without_the_routing_key(
-    http: httpx.AsyncClient, pd: RecordingPagerDutyServer
+    pd: RecordingPagerDutyServer,
 ) -> None:
     short_key = "tooShortKey123"
 
     with pytest.raises(PagerDutyError) as caught:
-        await send_event(http, pd.base_url, routing_key=short_key, action="trigger", summary="boom")
+        await send_event(pd.base_url, routing_key=short_key, action="trigger", summary="boom")
 
     assert str(caught.value) == (
         "PagerDuty answered 400: Event object is invalid "
@@ -398,26 +387,22 @@ async def test_send_event_errors_are_pagerdutys_words_without_the_routing_key(
     assert len(pd.calls) == 1
 
 
-async def test_send_event_retries_a_throttled_event(
-    http: httpx.AsyncClient, pd: RecordingPagerDutyServer
-) -> None:
+async def test_send_event_retries_a_throttled_event(pd: RecordingPagerDutyServer) -> None:
     pd.fail_next("POST", 429, retry_after=0, path_prefix="/v2/enqueue")
 
     result = await send_event(
-        http, pd.base_url, routing_key=ROUTING_KEY, action="trigger", summary="boom", max_wait=0.01
+        pd.base_url, routing_key=ROUTING_KEY, action="trigger", summary="boom", max_wait=0.01
     )
 
     assert result["status"] == "success"
     assert [c.status for c in pd.calls_to("POST", "/v2/enqueue")] == [429, 202]
 
 
-async def test_send_event_checks_its_arguments_before_sending(
-    http: httpx.AsyncClient, pd: RecordingPagerDutyServer
-) -> None:
+async def test_send_event_checks_its_arguments_before_sending(pd: RecordingPagerDutyServer) -> None:
     with pytest.raises(ValueError, match="dedup_key"):
-        await send_event(http, pd.base_url, routing_key=ROUTING_KEY, action="resolve")
+        await send_event(pd.base_url, routing_key=ROUTING_KEY, action="resolve")
     with pytest.raises(ValueError, match="action"):
-        await send_event(http, pd.base_url, routing_key=ROUTING_KEY, action="snooze", dedup_key="x")
+        await send_event(pd.base_url, routing_key=ROUTING_KEY, action="snooze", dedup_key="x")
     assert pd.calls == []
 
 

@@ -237,26 +237,23 @@ async def test_events_api_trigger_and_resolve_echo_webhooks(
     )
     pd.send_webhooks_to(receiver.url, SECRETS)
 
-    async with httpx.AsyncClient(trust_env=False) as http:
-        await send_event(
-            http,
-            pd.base_url,
-            routing_key=ROUTING_KEY,
-            action="trigger",
-            dedup_key="ivy-health",
-            summary="Ivy v2 health check failing",
-            severity="critical",
-        )
-        # A second trigger for the open alert adds to it: no new incident, no webhook.
-        await send_event(
-            http,
-            pd.base_url,
-            routing_key=ROUTING_KEY,
-            action="trigger",
-            dedup_key="ivy-health",
-            summary="again",
-        )
-        await send_event(http, pd.base_url, routing_key=ROUTING_KEY, action="resolve", dedup_key="ivy-health")
+    await send_event(
+        pd.base_url,
+        routing_key=ROUTING_KEY,
+        action="trigger",
+        dedup_key="ivy-health",
+        summary="Ivy v2 health check failing",
+        severity="critical",
+    )
+    # A second trigger for the open alert adds to it: no new incident, no webhook.
+    await send_event(
+        pd.base_url,
+        routing_key=ROUTING_KEY,
+        action="trigger",
+        dedup_key="ivy-health",
+        summary="again",
+    )
+    await send_event(pd.base_url, routing_key=ROUTING_KEY, action="resolve", dedup_key="ivy-health")
     triggered, resolved = await pd.wait_for_webhooks(2)
 
     assert [triggered.event_type, resolved.event_type] == ["incident.triggered", "incident.resolved"]

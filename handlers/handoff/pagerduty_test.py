@@ -54,7 +54,6 @@ async def _event(bot: BotContext, action: str, dedup_key: str, **fields: Any) ->
     service = bot.catalog.handoff_service()
     assert service is not None and service.pagerduty.events_routing_key
     return await send_event(
-        bot.http,
         bot.settings.pagerduty_events_url,
         routing_key=service.pagerduty.events_routing_key,
         action=action,

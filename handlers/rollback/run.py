@@ -29,7 +29,7 @@ from handlers import flags as flag_changes
 from handlers import health
 from handlers import latency as slo
 from handlers.flags import FlagStoreNotConfigured, to_wire
-from handlers.rollback import blocks
+from handlers.rollback import blocks, runner_store
 from handlers.rollback import store as rollbacks
 from handlers.rollback.store import Run, Step
 from integrations import deploy_hooks, metrics_db
@@ -78,7 +78,7 @@ async def refresh_root(bot: BotContext, run: Run, now: datetime) -> None:
 
 async def post_summary(bot: BotContext, run: Run) -> None:
     """The Mira runbook's "Post update in #incidents channel", once per run, linking the thread."""
-    if not await rollbacks.claim_summary(bot, run):
+    if not await runner_store.claim_summary(bot, run):
         return
     channel = run.service.channels.incidents or bot.settings.incidents_channel
     try:
@@ -206,7 +206,7 @@ async def _wait_step(bot: BotContext, run: Run, step: Step, now: datetime) -> Ou
     if now < ends and step.checked_at is not None and now - step.checked_at < HEALTH_EVERY:
         return Outcome("waiting")
     status, words = await _health(bot, run)
-    await rollbacks.mark_checked(bot, run, step, now)
+    await runner_store.mark_checked(bot, run, step, now)
     if status is health.Status.DOWN:
         return Outcome("failed", f"health went down during the watch: {words}")
     if now < ends:
@@ -227,7 +227,7 @@ async def _manual_step(bot: BotContext, run: Run, step: Step, now: datetime, sta
     elif (
         step.started_at
         and now - step.started_at >= MANUAL_REMINDER
-        and await rollbacks.claim_reminder(bot, run, step, now)
+        and await runner_store.claim_reminder(bot, run, step, now)
     ):
         await say(bot, run, blocks.signoff_reminder(run, step, approvers, now - step.started_at))
     return Outcome("waiting")
@@ -272,17 +272,17 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
     if previous_owner:
         await say(bot, run, blocks.resumed(run, run.current, previous_owner))
     while True:
-        if await rollbacks.status_of(bot, run.id) != "running":
+        if await runner_store.status_of(bot, run.id) != "running":
             return  # aborted meanwhile
         step = run.current
         if step is None:
-            if await rollbacks.finish_run(bot, run, clock()):
+            if await runner_store.finish_run(bot, run, clock()):
                 await refresh_root(bot, run, clock())
                 await post_summary(bot, run)
             return
         started_now = False
         if step.status == "pending":
-            if not await rollbacks.start_step(bot, run, step, clock()):
+            if not await runner_store.start_step(bot, run, step, clock()):
                 return
             started_now = True
             await refresh_root(bot, run, clock())
@@ -292,7 +292,7 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
         outcome = await _execute(bot, run, step, clock(), started_now)
         if outcome.status == "waiting":
             return
-        await rollbacks.finish_step(bot, run, step, outcome.status, outcome.result, clock())
+        await runner_store.finish_step(bot, run, step, outcome.status, outcome.result, clock())
         text, message_blocks = blocks.step_finished(run, step, clock())
         await say(bot, run, text, message_blocks)
         if outcome.status == "failed":
