@@ -61,6 +61,8 @@ class DeliveryWorker:
         self._between_passes = asyncio.Event()
         self._between_passes.set()
         self._task: asyncio.Task[None] | None = None
+        # Incidents locked through `Storage.locks` because Redis did not answer.
+        self._locked_in_postgres: set[str] = set()
 
     def wake(self) -> None:
         """Called by the webhook route after storing: deliver now rather than at the next poll."""
@@ -117,7 +119,9 @@ class DeliveryWorker:
             )
 
     async def _incident_lock(self, incident_id: str) -> bool | None:
-        """True: held; False: another worker holds it; None: Redis unavailable (Postgres claims still protect)."""
+        """True: held; False: another worker holds it; None: neither Redis nor Postgres could say (the Postgres
+        claims still protect). When Redis does not answer, the lock is a Postgres session advisory lock instead
+        (`Storage.locks`), held until `_unlock` or until this process's lock connection ends."""
         try:
             return bool(
                 await self.bot.storage.redis.set(
@@ -129,9 +133,20 @@ class DeliveryWorker:
                 )
             )
         except redis.exceptions.RedisError:
-            return None
+            locks = self.bot.storage.locks
+            if locks is None:
+                return None
+            held = await locks.try_lock(f"incident:{incident_id}")
+            if held:
+                self._locked_in_postgres.add(incident_id)
+            return held
 
     async def _unlock(self, incident_id: str) -> None:
+        if incident_id in self._locked_in_postgres:
+            self._locked_in_postgres.discard(incident_id)
+            assert self.bot.storage.locks is not None
+            await self.bot.storage.locks.unlock(f"incident:{incident_id}")
+            return
         with contextlib.suppress(redis.exceptions.RedisError):
             await self.bot.storage.redis.delete(f"incident:{incident_id}:lock")
 

@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import email.policy
 import hashlib
@@ -168,8 +169,10 @@ class _Fault:
     remaining: int
     error: str | None
     #: refuse: answer ``status`` without doing anything; accept: do the call, then answer ``status`` anyway
-    #: (Slack stored the message but the client sees a failure); hang: do the call and never answer.
+    #: (Slack stored the message but the client sees a failure); hang: do the call and never answer; late: say
+    #: nothing for ``delay`` seconds, then do the call and answer (Slack applied it after the client gave up).
     mode: str = "refuse"
+    delay: float = 0.0
 
 
 class _BadRequest(Exception):
@@ -332,6 +335,16 @@ class RecordingSlackServer(RecordingServer):
         recorded with status :data:`NO_ANSWER`; :meth:`wait_held` waits for them."""
         self._faults.setdefault(method, []).append(
             _Fault(status=NO_ANSWER, retry_after=1, remaining=count, error=None, mode="hang")
+        )
+
+    def apply_late(self, method: str, after: float, count: int = 1) -> None:
+        """The next ``count`` calls to ``method`` go unanswered for ``after`` seconds; only then are they carried out
+        (a message is stored, with the ``ts`` of that moment) and answered. With ``after`` longer than the client's
+        timeout, the client gives up first and the message appears later: "Slack stored it at 12 s, the client gave
+        up at 10 s". The call is recorded on arrival with status :data:`NO_ANSWER`; once applied it shows status
+        200 and its ``response``."""
+        self._faults.setdefault(method, []).append(
+            _Fault(status=200, retry_after=1, remaining=count, error=None, mode="late", delay=after)
         )
 
     def release_held(self) -> None:
@@ -645,6 +658,8 @@ class RecordingSlackServer(RecordingServer):
             return response
         fault = self._take_fault(method)  # an accepting fault, if any: the call is carried out first
         handler = self._handlers.get(method)
+        if fault is not None and fault.mode == "late":
+            return await self._apply_late(method, body, token, headers, now, port, fault.delay)
         payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
         if fault is not None and fault.mode == "hang":
             release = self._held
@@ -658,6 +673,29 @@ class RecordingSlackServer(RecordingServer):
             SlackCall(method, body, token, headers, now, response.status_code, payload, client_port=port)
         )
         return response
+
+    async def _apply_late(
+        self,
+        method: str,
+        body: dict[str, Any],
+        token: str | None,
+        headers: dict[str, str],
+        now: float,
+        port: int | None,
+        delay: float,
+    ) -> Response:
+        call = SlackCall(method, body, token, headers, now, NO_ANSWER, None, client_port=port)
+        await self._record(call)
+        stopping = self._held
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=delay)  # cut short by release_held or stop
+        handler = self._handlers.get(method)
+        payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
+        cond = self._require_cond()
+        async with cond:
+            call.response, call.status, call.answered_at = payload, 200, time.monotonic()
+            cond.notify_all()
+        return JSONResponse(payload)
 
     async def _upload_endpoint(self, request: Request) -> Response:
         now = time.monotonic()

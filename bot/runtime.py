@@ -84,8 +84,16 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
         settings=settings,
         catalog=catalog,
         storage=storage,
-        slack=build_slack_client(token, settings.slack_api_url, redact=redact),
-        slack_unretried=build_slack_client(token, settings.slack_api_url, blind_retries=False, redact=redact),
+        slack=build_slack_client(
+            token, settings.slack_api_url, timeout=settings.slack_timeout_seconds, redact=redact
+        ),
+        slack_unretried=build_slack_client(
+            token,
+            settings.slack_api_url,
+            timeout=settings.slack_timeout_seconds,
+            blind_retries=False,
+            redact=redact,
+        ),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
         pagerduty=PagerDutyClient(
             settings.pagerduty_api_token.get_secret_value(),

@@ -9,6 +9,11 @@ or a timeout may have hidden Slack's answer. So every such post carries message 
 looks for a message with that metadata (`find_top_level`, `find_in_thread`) and records it instead of posting
 again. The posts go through `BotContext.slack_unretried`, a client that never resends a request Slack may already
 have applied, and through the channel's budget, which honours Retry-After for every poster of the channel.
+
+A post whose answer never came (a timeout, a 5xx) may still be applied by Slack *after* the client gave up: Slack
+stored it at 12 s, the client stopped waiting at 10 s. Looking it up at once finds nothing and posts it a second
+time. So such a claim is looked up only once the client timeout (SLACK_TIMEOUT_SECONDS) plus LATE_APPLY_MARGIN has
+passed since the attempt failed (`uncertain_claim_time`), and the taker looks once more right before it posts again.
 """
 
 from __future__ import annotations
@@ -44,6 +49,25 @@ class PostKey:
 def stale_window(bot: BotContext) -> timedelta:
     """A post started longer ago than this without a recorded `ts` was abandoned (STALE_CLAIM_SECONDS)."""
     return timedelta(seconds=bot.settings.stale_claim_seconds)
+
+
+#: How much later than the client's timeout Slack may still apply a request it received (and show it in history).
+LATE_APPLY_MARGIN = timedelta(seconds=5)
+
+
+def late_apply_window(bot: BotContext) -> timedelta:
+    """After an attempt whose outcome is unknown, how long Slack may still apply it: the client timeout plus a
+    margin. A lookup sooner than that can miss a message that lands a moment later."""
+    return timedelta(seconds=bot.settings.slack_timeout_seconds) + LATE_APPLY_MARGIN
+
+
+def uncertain_claim_time(bot: BotContext, now: datetime, elapsed: float) -> datetime:
+    """The claim time to record for an attempt that began with the pass at `now`, failed `elapsed` seconds later
+    and whose outcome is unknown. The claim counts as stale — and is looked up — `late_apply_window` after the
+    failure, not at once: it is stamped so that `claimed + stale_window` falls then. The pass's `now` stays the one
+    clock of the decision; `elapsed` (monotonic) only moves it to the moment the client gave up."""
+    failed_at = now + timedelta(seconds=max(0.0, elapsed))
+    return failed_at + late_apply_window(bot) - stale_window(bot)
 
 
 def surely_not_posted(exc: BaseException) -> bool:

@@ -4,7 +4,8 @@ draft's "Post-mortem scheduled".
 They act in PagerDuty through its REST API with `From` set to the clicking user's email (Slack `users.info`;
 PAGERDUTY_FROM_EMAIL as fallback). The click is answered ephemerally at once; the thread itself is updated by the
 webhook PagerDuty sends back, so Slack and PagerDuty never disagree. A PagerDuty error is shown to the clicking
-user in PagerDuty's words. A short Redis lock per incident and action turns a double click into one call.
+user in PagerDuty's words. A short lock per incident and action (Redis, else Postgres) turns a double click into
+one call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import redis.exceptions
 from slack_sdk.errors import SlackApiError
 
+from bot import slack_replays
 from bot.audit import audit
 from bot.commands import Action, Modal
 from bot.context import ActionContext, BotContext, ViewContext
@@ -45,10 +47,12 @@ def _client(bot: BotContext) -> PagerDutyClient | None:
 
 
 async def _once(bot: BotContext, key: str, user_id: str) -> bool:
+    """The first click within CLICK_LOCK_SECONDS: in Redis, or — when Redis does not answer — in Postgres
+    (bot/slack_replays.py's fallback table), so a double click reaches PagerDuty once either way."""
     try:
         return bool(await bot.storage.redis.set(key, user_id, nx=True, ex=CLICK_LOCK_SECONDS))
     except redis.exceptions.RedisError:
-        return True  # without Redis a double click may reach PagerDuty twice; PagerDuty answers the second
+        return await slack_replays.claim(bot, key, CLICK_LOCK_SECONDS) is not None
 
 
 async def _record(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -407,13 +408,20 @@ async def ensure_root(
             )
             if cursor.rowcount != 1:
                 raise RetryLater(f"root of {view.id} in {channel} is being posted")
+        if row["posting_at"] is not None:
+            # Ours now, and looked up once more right before posting again: a late-applied post may have landed
+            # between the first lookup and the claim.
+            found = await _recover_root(bot, budget, view.id, channel, row, now, look=True)
+            if found is not None:
+                return found
     text, attachments = blocks.render_root(view, now)
+    started = time.monotonic()
     try:
         response = await slack_once.post(
             bot, budget, channel, root_key(view.id, channel), text=text, attachments=attachments
         )
     except Exception as exc:
-        await _root_post_failed(bot, view.id, channel, now, exc)
+        await _root_post_failed(bot, view.id, channel, now, exc, time.monotonic() - started)
         raise
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
@@ -427,14 +435,22 @@ async def ensure_root(
 
 
 async def _recover_root(
-    bot: BotContext, budget: ChannelBudget, incident_id: str, channel: str, row: dict[str, Any], now: datetime
+    bot: BotContext,
+    budget: ChannelBudget,
+    incident_id: str,
+    channel: str,
+    row: dict[str, Any],
+    now: datetime,
+    *,
+    look: bool = False,
 ) -> Root | None:
     """A root whose post started (`posting_at`) but has no `ts`: still being posted (RetryLater), or abandoned —
-    then it is looked up in Slack by its metadata and recorded if it was posted after all."""
+    then it is looked up in Slack by its metadata and recorded if it was posted after all. `look`: look it up
+    whatever the claim's age (the caller holds the claim)."""
     attempted = row["posting_at"]
     if attempted is None:
         return None  # never attempted: a digest member getting its own thread
-    if attempted > now - slack_once.stale_window(bot):
+    if not look and attempted > now - slack_once.stale_window(bot):
         raise RetryLater(f"root of {incident_id} in {channel} is being posted")
     found = await slack_once.find_top_level(bot, budget, channel, root_key(incident_id, channel), attempted)
     if found is None:
@@ -450,11 +466,14 @@ async def _recover_root(
 
 
 async def _root_post_failed(
-    bot: BotContext, incident_id: str, channel: str, now: datetime, exc: BaseException
+    bot: BotContext, incident_id: str, channel: str, now: datetime, exc: BaseException, elapsed: float
 ) -> None:
-    """Slack refused: the next attempt posts at once. Outcome unknown: the attempt is made stale at once, so the
-    next one looks the root up before posting."""
-    attempted = None if slack_once.surely_not_posted(exc) else now - slack_once.stale_window(bot)
+    """Slack refused: the next attempt posts at once. Outcome unknown: Slack may still apply the post after the
+    client gave up, so the attempt turns stale — and the root is looked up — only once that can no longer happen
+    (`slack_once.uncertain_claim_time`)."""
+    attempted = (
+        None if slack_once.surely_not_posted(exc) else slack_once.uncertain_claim_time(bot, now, elapsed)
+    )
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
             """UPDATE incident_roots SET posting_at = %s
@@ -516,6 +535,18 @@ async def post_once(
             )
             if taken.rowcount != 1:
                 raise RetryLater(f"reply {key} in {root.channel} is being posted")
+        # Ours now, and looked up once more right before posting again: a late-applied post may have landed
+        # between the first lookup and the claim.
+        found = await slack_once.find_in_thread(bot, root.channel_id, root.ts, reply_key(key, root.channel))
+        if found is not None:
+            async with bot.storage.pool.connection() as conn:
+                await conn.execute(
+                    """UPDATE incident_replies SET ts = %s, posted_at = %s
+                       WHERE event_id = %s AND channel = %s AND ts IS NULL""",
+                    (found, now, key, root.channel),
+                )
+            return False
+    started = time.monotonic()
     try:
         response = await slack_once.post(
             bot,
@@ -527,7 +558,7 @@ async def post_once(
             thread_ts=root.ts,
         )
     except Exception as exc:
-        await _reply_post_failed(bot, key, root.channel, now, exc)
+        await _reply_post_failed(bot, key, root.channel, now, exc, time.monotonic() - started)
         raise
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
@@ -538,10 +569,11 @@ async def post_once(
 
 
 async def _reply_post_failed(
-    bot: BotContext, key: str, channel: str, now: datetime, exc: BaseException
+    bot: BotContext, key: str, channel: str, now: datetime, exc: BaseException, elapsed: float
 ) -> None:
-    """Slack refused: the claim is dropped and the next attempt posts. Outcome unknown: the claim is made stale at
-    once, so the next attempt looks the reply up in the thread before posting."""
+    """Slack refused: the claim is dropped and the next attempt posts. Outcome unknown: the claim turns stale once
+    Slack can no longer apply the post late (`slack_once.uncertain_claim_time`); then the next attempt looks the
+    reply up in the thread before posting."""
     async with bot.storage.pool.connection() as conn:
         if slack_once.surely_not_posted(exc):
             await conn.execute(
@@ -553,7 +585,7 @@ async def _reply_post_failed(
             await conn.execute(
                 """UPDATE incident_replies SET claimed_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
-                (now - slack_once.stale_window(bot), key, channel, now),
+                (slack_once.uncertain_claim_time(bot, now, elapsed), key, channel, now),
             )
 
 
@@ -799,12 +831,28 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
             )
             if taken.rowcount != 1:
                 raise RetryLater(f"digest {digest['id']} is being posted")
+        if digest["posting_at"] is not None:
+            # Ours now: looked up once more right before posting again (a late-applied post may just have landed).
+            found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
+            if found is not None:
+                async with bot.storage.pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
+                        (found[0], found[1], digest["id"]),
+                    )
+                await slack_once.update(bot, budget, found[0], found[1], text=text, blocks=digest_blocks)
+                return
+        started = time.monotonic()
         try:
             response = await slack_once.post(
                 bot, budget, digest["channel"], key, text=text, blocks=digest_blocks
             )
         except Exception as exc:
-            attempted = None if slack_once.surely_not_posted(exc) else now - slack_once.stale_window(bot)
+            attempted = (
+                None
+                if slack_once.surely_not_posted(exc)
+                else slack_once.uncertain_claim_time(bot, now, time.monotonic() - started)
+            )
             async with bot.storage.pool.connection() as conn:
                 await conn.execute(
                     "UPDATE storm_digests SET posting_at = %s WHERE id = %s AND ts IS NULL AND posting_at = %s",

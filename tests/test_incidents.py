@@ -27,7 +27,7 @@ from bot.server import start_server
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
 from tests import pd_payloads as pd
-from tests.harness import BotUnderTest, closed_port
+from tests.harness import BotUnderTest, closed_port, running_bot
 
 SECRET_OLD = "pd-webhook-secret-old"
 SECRET_NEW = "pd-webhook-secret-new"
@@ -649,3 +649,46 @@ async def test_a_real_postgres_outage_answers_503_and_recovers_without_a_restart
         await server.stop()
         await runtime.close()
         await asyncio.to_thread(database.stop)
+
+
+async def test_a_root_and_a_reply_slack_applies_after_the_client_timed_out_are_posted_once(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> None:
+    """Issue 12: Slack stored the post after the client gave up (here 4 s against a 1 s client timeout). The
+    worker retries as soon as its backoff allows; a lookup then finds nothing yet, and posting again would leave
+    two messages once the late one lands. The uncertain claim is looked up only after the client timeout plus a
+    margin, so the retry waits (RetryLater) and the later pass finds the late message instead of posting it."""
+    # Real time, not T0: the lookup's `oldest` bound compares the claim's time with the ts Slack stamped.
+    base = datetime.now(UTC) + timedelta(seconds=1)
+    quick = settings.model_copy(update={"slack_timeout_seconds": 1.0, "storm_threshold": 0})
+    trigger, acknowledged = lifecycle()[:2]
+
+    def stored(channel: str, *, in_thread: bool) -> list[Any]:
+        return [m for m in slack.messages(channel) if bool(m.thread_ts) == in_thread]
+
+    async def late_store_done() -> None:
+        await slack.wait_until(lambda: all(c.answered for c in slack.calls_to("chat.postMessage")), 15.0)
+
+    async with running_bot(quick, catalog, slack) as bot:
+        worker = bot.runtime.delivery
+        assert await send(bot, trigger) == 202
+        slack.apply_late("chat.postMessage", after=4.0)  # the alerts root: stored 4 s after it arrived
+        await worker.run_once(base)  # the client gives up after 1 s: outcome unknown
+        assert stored(ALERTS, in_thread=False) == []
+        await worker.run_once(base + timedelta(seconds=3))  # past the event's backoff, before the late store
+        await late_store_done()
+        await drain(bot, base + timedelta(minutes=1))
+        assert len(stored(ALERTS, in_thread=False)) == 1
+        assert len(stored(INCIDENTS, in_thread=False)) == 1
+
+        t1 = base + timedelta(minutes=2)
+        assert await send(bot, acknowledged) == 202
+        slack.apply_late("chat.postMessage", after=4.0)  # the reply in the alerts thread, applied late
+        await worker.run_once(t1)
+        await worker.run_once(t1 + timedelta(seconds=3))
+        await late_store_done()
+        await drain(bot, t1 + timedelta(minutes=1))
+        for channel in (ALERTS, INCIDENTS):
+            [root] = stored(channel, in_thread=False)
+            acks = [m for m in slack.thread(channel, root.ts) if (m.text or "").startswith(":eyes:")]
+            assert len(acks) == 1, f"{channel}: {len(acks)} acknowledgement replies"

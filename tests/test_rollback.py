@@ -29,7 +29,16 @@ from bot.rollback_worker import RollbackWorker
 from bot.runtime import start_runtime
 from bot.scheduler import utc_now
 from bot.settings import Settings
-from tests.harness import CHANNEL, BotUnderTest, answer, blocks_text, fake_service, running_bot
+from bot.signing import sign_slack_request
+from tests.harness import (
+    CHANNEL,
+    SIGNING_SECRET,
+    BotUnderTest,
+    answer,
+    blocks_text,
+    fake_service,
+    running_bot,
+)
 
 REQUESTER = "U0OWNER01"
 CONFIRMER = "U0OWNER02"
@@ -580,3 +589,21 @@ async def test_the_services_primary_on_call_in_pagerduty_may_confirm_and_others_
     assert [c.query["escalation_policy_ids[]"] for c in pagerduty.calls if c.path == "/oncalls"] == [
         ["PEPMIRA"]
     ] * 2
+
+
+async def test_a_replayed_rollback_request_makes_one_request(bot: BotUnderTest, database_url: str) -> None:
+    """Issue 12: a byte-identical signed /rollback sent again within Slack's window made a second request. The
+    replay is answered 200 and does nothing: one rollback row, one request message."""
+    body = bot.command_body("/rollback", "fa router p95 above 3 s", user=REQUESTER)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        **sign_slack_request(SIGNING_SECRET, body),
+    }
+    for _ in range(2):
+        assert (await bot.client.post("/slack/events", content=body, headers=headers)).status_code == 200
+        await bot.settle()
+    roots = [c for c in bot.slack.calls_to("chat.postMessage") if c.channel == CHANNEL and not c.thread_ts]
+    assert len(roots) == 1
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        [(count,)] = await (await conn.execute("SELECT count(*) FROM rollback_runs")).fetchall()
+    assert count == 1
