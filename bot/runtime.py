@@ -91,6 +91,7 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
             settings.pagerduty_api_token.get_secret_value(),
             settings.pagerduty_api_url,
             default_from=settings.pagerduty_from_email,
+            timeout=settings.pagerduty_timeout_seconds,
         )
         if settings.pagerduty_api_token
         else None,
