@@ -132,16 +132,18 @@ async def _act(
 
 async def _shows(
     client: PagerDutyClient, incident_id: str, action: str, detail: str | None
-) -> tuple[bool, str]:
-    """(applied?, what PagerDuty shows): the incident's status, or whether the note is among its notes."""
+) -> tuple[bool | None, str]:
+    """(applied?, what PagerDuty shows): the incident's status, or whether the note is among its notes. Applied is
+    None when it no longer matters: an incident resolved meanwhile leaves an acknowledgement nothing to do."""
     if action == "note":
         notes = await client.notes(incident_id)
         applied = any(n.get("content") == detail for n in notes)
         return applied, "your note on the incident" if applied else "no such note on the incident"
     status = (await client.incident(incident_id)).get("status")
-    # Resolved is past acknowledged: an acknowledgement has nothing left to do.
-    applied = status == _WANTED[action] or (action == "acknowledge" and status == "resolved")
-    return applied, f"the incident {status or 'without a status'}"
+    shown = f"the incident {status or 'without a status'}"
+    if action == "acknowledge" and status == "resolved":
+        return None, shown
+    return status == _WANTED[action], shown
 
 
 async def _read_back(
@@ -155,7 +157,7 @@ async def _read_back(
             if attempt:
                 await asyncio.sleep(client.timeout)
             applied, shown = await _shows(client, incident_id, action, detail)
-            if applied:
+            if applied is not False:
                 break
     except PagerDutyError as exc:
         await _record(bot, incident_id, user_id, action, detail, ok=False, outcome="unknown")
@@ -163,6 +165,9 @@ async def _read_back(
             f":warning: I could not read the incident back ({exc}): your {change} may or may not have applied. "
             "Check the incident in PagerDuty before trying again."
         )
+    if applied is None:
+        await _record(bot, incident_id, user_id, action, detail, ok=False, outcome="superseded")
+        return f":information_source: PagerDuty shows {shown}: there is nothing left for your {change} to do."
     await _record(bot, incident_id, user_id, action, detail, ok=applied)
     if not applied:
         return f":x: PagerDuty shows {shown}: your {change} did not apply. Try again."

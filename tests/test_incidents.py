@@ -614,6 +614,27 @@ async def test_a_slow_pagerduty_acknowledgement_is_told_as_no_answer_yet_then_re
         assert [c.text for c in replies(bot, ALERTS)] == [":eyes: Acknowledged by Alice Example"]
 
 
+async def test_an_unanswered_acknowledgement_that_pagerduty_never_applied_is_told_as_not_applied(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, pagerduty: RecordingPagerDutyServer
+) -> None:
+    """No answer and nothing applied (the PUT hangs): the same "no answer yet" first, then, after reading the
+    incident back until the read-backs run out, that it did not apply: the clicker is not told it worked."""
+    quick = settings.model_copy(update={"pagerduty_timeout_seconds": 0.5})
+    async with running_bot(quick, catalog, slack) as bot:
+        root = await _incident_in_slack(bot, pagerduty)
+        pagerduty.hang_next("PUT", path_prefix="/incidents/PABC123")
+        await _click(bot, root, "incident_ack")
+
+        assert len(pagerduty.calls_to("GET", "/incidents/PABC123")) == 3
+        told = [c.text for c in bot.slack.calls_to("response_url")]
+        assert told == [
+            ":hourglass_flowing_sand: PagerDuty did not answer within 0.5 s: no answer yet — it may still apply. "
+            "Reading the incident back from PagerDuty…",
+            ":x: PagerDuty shows the incident triggered: your acknowledgement did not apply. Try again.",
+        ]
+        assert pagerduty.incident("PABC123")["status"] == "triggered"  # type: ignore[index]
+
+
 async def test_post_mortem_scheduled_is_marked_once_and_cancels_the_reminder(
     bot: BotUnderTest, pagerduty: RecordingPagerDutyServer
 ) -> None:
