@@ -127,7 +127,7 @@ def _metadata_channel(metadata: str) -> str:
 def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
     settings = bot.settings
     assert settings.slack_signing_secret is not None
-    redact = Redactor.for_settings(settings)
+    redact = Redactor.for_settings(settings, bot.catalog)
 
     def redacting(respond: AsyncRespond) -> AsyncRespond:
         """Bolt's respond (response_url) with secrets blanked, as the Web API client does for its calls."""

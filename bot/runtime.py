@@ -19,6 +19,7 @@ from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.delivery import DeliveryWorker
+from bot.logs import catalog_secrets, redact_also
 from bot.redaction import Redactor
 from bot.rollback_worker import RollbackWorker
 from bot.scheduler import Scheduler
@@ -78,7 +79,8 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.bot_catalog)
     storage = await open_storage(settings)
-    redact = Redactor.for_settings(settings)
+    redact = Redactor.for_settings(settings, catalog)
+    redact_also(catalog_secrets(catalog))  # log lines: the formatter knew only the settings' secrets
     token = settings.slack_bot_token.get_secret_value()
     bot = BotContext(
         settings=settings,
@@ -99,6 +101,7 @@ async def start_runtime(settings: Settings, catalog: Catalog | None = None) -> R
             settings.pagerduty_api_token.get_secret_value(),
             settings.pagerduty_api_url,
             default_from=settings.pagerduty_from_email,
+            timeout=settings.pagerduty_timeout_seconds,
         )
         if settings.pagerduty_api_token
         else None,

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
     pagerduty_from_email: str | None = None
     pagerduty_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # How long one PagerDuty REST request may take (connect, send, each read). A write that gets no answer within
+    # it is read back (GET /incidents/{id}) and the user is told what PagerDuty shows.
+    pagerduty_timeout_seconds: float = Field(default=10.0, gt=0)
 
     supabase_access_token: SecretStr | None = None
     supabase_api_url: str = DEFAULT_SUPABASE_API_URL

@@ -20,6 +20,8 @@ request per call (a 429 stops it in :meth:`_RestClient.postprocess`, network err
 ``max_attempts`` requests in all, waiting what ``Retry-After`` (or PagerDuty's ``ratelimit-reset``) says but
 never more than ``max_wait`` (5 s) per wait.  A timeout or a connection lost after the request went out is not
 retried for writes: PagerDuty may have acted, and a second resolve would only answer "Incident Already Resolved".
+Such an error says so (``PagerDutyError.may_have_applied``), and :meth:`PagerDutyClient.incident` (``GET
+/incidents/{id}``) and :meth:`PagerDutyClient.notes` read back what PagerDuty actually has.
 
 Events API v2 (:func:`send_event`) goes through the bot's shared ``httpx.AsyncClient`` rather than the library's
 ``EventsApiV2Client``: that client only accepts ``https://`` base URLs, is synchronous, and returns the
@@ -81,6 +83,10 @@ class PagerDutyError(Exception):
     (Incident Already Resolved)"`` -- or, for timeouts and connection errors, plain words.  ``status`` is the HTTP
     status (``None`` when there was no answer), ``attempts`` how many requests were made, ``retry_after`` the wait
     PagerDuty asked for on a 429/5xx, if any.  Never the token.
+
+    ``may_have_applied`` is true when a write went out and no answer came back (a read timeout, a connection lost
+    after sending): PagerDuty may have acted, or may still act, so the caller must not report a failure -- it
+    reads the incident back instead (:meth:`PagerDutyClient.incident`).
     """
 
     def __init__(
@@ -90,11 +96,13 @@ class PagerDutyError(Exception):
         status: int | None = None,
         attempts: int = 0,
         retry_after: float | None = None,
+        may_have_applied: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.attempts = attempts
         self.retry_after = retry_after
+        self.may_have_applied = may_have_applied
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -311,6 +319,32 @@ class PagerDutyClient:
         note = await self._call(f"POST {path}", call, idempotent=False)
         return self._expect_dict(note, "note")
 
+    async def incident(self, incident_id: str) -> dict[str, Any]:
+        """``GET /incidents/{id}``: the incident as PagerDuty has it now (``status`` included).
+
+        What the bot reads back after a write that got no answer, to tell the user what actually happened.
+        """
+        path = f"/incidents/{self._incident_path(incident_id)}"
+        client = self._client
+
+        def call() -> Any:
+            return client.rget(path)
+
+        return self._expect_dict(await self._call(f"GET {path}", call, idempotent=True), "incident")
+
+    async def notes(self, incident_id: str) -> list[dict[str, Any]]:
+        """``GET /incidents/{id}/notes``: the incident's notes, oldest first (PagerDuty's order)."""
+        path = f"/incidents/{self._incident_path(incident_id)}/notes"
+        client = self._client
+
+        def call() -> Any:
+            return client.rget(path)
+
+        notes = await self._call(f"GET {path}", call, idempotent=True)
+        if not isinstance(notes, list):
+            raise PagerDutyError("PagerDuty answered without the notes")
+        return [note for note in notes if isinstance(note, dict)]
+
     async def oncalls(
         self,
         *,
@@ -409,7 +443,9 @@ class PagerDutyClient:
                 return await asyncio.wait_for(asyncio.to_thread(fn), guard)
             except TimeoutError:
                 raise PagerDutyError(
-                    f"PagerDuty did not answer within {_seconds(guard)} s", attempts=attempt
+                    f"PagerDuty did not answer within {_seconds(guard)} s",
+                    attempts=attempt,
+                    may_have_applied=not idempotent,
                 ) from None
             except _RateLimited as exc:
                 response: httpx2.Response = exc.response
@@ -474,18 +510,29 @@ class PagerDutyClient:
                 f"could not reach PagerDuty (no connection within {_seconds(self.timeout)} s)",
                 attempts=attempt,
             )
+        if isinstance(cause, httpx2.PoolTimeout):  # never sent
+            return more, PagerDutyError(
+                f"could not reach PagerDuty (no connection free within {_seconds(self.timeout)} s)",
+                attempts=attempt,
+            )
         if isinstance(cause, httpx2.TimeoutException):
+            # Sent (or being sent) and no answer: PagerDuty may have applied it, or may still.
             error = PagerDutyError(
-                f"PagerDuty did not answer within {_seconds(self.timeout)} s", attempts=attempt
+                f"PagerDuty did not answer within {_seconds(self.timeout)} s",
+                attempts=attempt,
+                may_have_applied=not idempotent,
             )
             return more and idempotent, error
         if isinstance(cause, httpx2.UnsupportedProtocol | httpx2.LocalProtocolError):
             return False, PagerDutyError("the PagerDuty API URL is invalid", attempts=attempt)
         words = self._scrub(_connection_cause(exc, self._host))
         suffix = f" after {attempt} attempts" if attempt > 1 else ""
-        error = PagerDutyError(f"could not reach PagerDuty ({words}){suffix}", attempts=attempt)
         if isinstance(cause, httpx2.ConnectError):
-            return more, error
+            return more, PagerDutyError(f"could not reach PagerDuty ({words}){suffix}", attempts=attempt)
+        # The connection broke after the request went out: for a write, PagerDuty may have acted.
+        error = PagerDutyError(
+            f"could not reach PagerDuty ({words}){suffix}", attempts=attempt, may_have_applied=not idempotent
+        )
         return more and idempotent, error
 
 

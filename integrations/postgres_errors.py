@@ -46,9 +46,7 @@ _URL_USERINFO_RE = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@]*:
 _KV_PASSWORD_RE = re.compile(r"(?P<prefix>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 # libpq's 'connection to server at "h" (1.2.3.4), port 5432 failed: ' (TCP) or 'connection to server on socket
 # "/run/postgresql/.s.PGSQL.5432" failed: ' (a Unix socket, as the embedded server uses) before the actual cause.
-_PG_ATTEMPT_PREFIX_RE = re.compile(
-    r'^.*?(?:\bport \d+|\bon socket "[^"]*") failed:\s*', re.IGNORECASE
-)
+_PG_ATTEMPT_PREFIX_RE = re.compile(r'^.*?(?:\bport \d+|\bon socket "[^"]*") failed:\s*', re.IGNORECASE)
 _PG_SEVERITY_RE = re.compile(r"^(?:FATAL|ERROR|PANIC):\s*")
 
 

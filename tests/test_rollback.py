@@ -183,7 +183,11 @@ async def test_the_request_shows_every_step_of_the_mira_plan_with_what_it_change
     assert "Rollback #1: Mira Co-Pilot" in text
     assert "reason: p95 above 3 s" in text
     assert "`MIRA_COPILOT_ENABLED` → `false` (Supabase secrets)" in text
-    assert "deploy hook 127.0.0.1" in text and "function=agent-chat" in text and "version=previous" in text
+    assert (
+        "deploy hook http://127.0.0.1" in text
+        and "function=agent-chat" in text
+        and "version=previous" in text
+    )
     assert "DBA signs off in the thread :warning: Database rollbacks can cause data loss." in text
     assert "`MIRA_ROLLOUT_PERCENT` → `10`" in text
     assert text.count("◻️") == MIRA_STEPS

@@ -260,7 +260,9 @@ class FaultWorld:
         }
         # The machine's clock comes along: a suite run under `faketime` (README, Tests: "a year ahead") moves the
         # bot processes with the tests and the embedded servers, as a machine whose clock is set ahead would.
-        env.update({k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "TZ") or k.startswith("FAKETIME")})
+        env.update(
+            {k: v for k, v in os.environ.items() if k in ("LD_PRELOAD", "TZ") or k.startswith("FAKETIME")}
+        )
         env.update({key.upper(): str(value) for key, value in overrides.items()})
         return env
 
