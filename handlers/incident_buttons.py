@@ -17,6 +17,7 @@ from typing import Any
 import redis.exceptions
 from slack_sdk.errors import SlackApiError
 
+from bot import mrkdwn
 from bot.audit import audit
 from bot.commands import Action, Modal
 from bot.context import ActionContext, BotContext, ViewContext
@@ -88,7 +89,7 @@ async def _act(bot: BotContext, user_id: str, incident_id: str, action: str, det
             await client.add_note(incident_id, from_email=email, content=detail or "")
     except PagerDutyError as exc:
         await _record(bot, incident_id, user_id, action, detail, ok=False)
-        return f":x: {exc}"
+        return f":x: {mrkdwn.escape(exc)}"  # PagerDuty's words are outside text
     await _record(bot, incident_id, user_id, action, detail, ok=True)
     done = {"acknowledge": "acknowledged", "resolve": "resolved", "note": "noted"}[action]
     return f"PagerDuty {done} it; the thread updates when PagerDuty confirms."
