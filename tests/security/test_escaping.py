@@ -301,7 +301,7 @@ async def test_every_pagerduty_field_of_every_event_type_is_escaped_in_every_cha
     assert notes and mrkdwn.unescape(notes[0]).endswith(hostile("NOTE"))
 
 
-async def test_storm_digest_titles_and_services_are_escaped(bot: BotUnderTest, settings: Settings) -> None:
+async def test_storm_digest_titles_are_escaped(bot: BotUnderTest, settings: Settings) -> None:
     bot.runtime.bot.settings = settings.model_copy(update={"storm_threshold": 2})
     for n in range(4):
         inc = hostile_incident(f"S{n}", f"PSTORM{n}", number=100 + n)
