@@ -26,7 +26,7 @@ from typing import Any
 import redis.exceptions
 from slack_sdk.errors import SlackApiError
 
-from bot import slack_replays
+from bot import mrkdwn, slack_replays
 from bot.audit import audit
 from bot.commands import Action, Modal
 from bot.context import ActionContext, BotContext, ViewContext
@@ -120,10 +120,10 @@ async def _act(
     except PagerDutyError as exc:
         if not exc.may_have_applied:
             await _record(bot, incident_id, user_id, action, detail, ok=False)
-            await say(f":x: {exc}")
+            await say(f":x: {mrkdwn.escape(exc)}")  # PagerDuty's words are outside text
             return
         await say(
-            f":hourglass_flowing_sand: {exc}: no answer yet — it may still apply. "
+            f":hourglass_flowing_sand: {mrkdwn.escape(exc)}: no answer yet — it may still apply. "
             f"Reading the incident back from PagerDuty…"
         )
         await say(await _read_back(bot, client, user_id, incident_id, action, detail))
@@ -143,7 +143,7 @@ async def _shows(
         applied = any(n.get("content") == detail for n in notes)
         return applied, "your note on the incident" if applied else "no such note on the incident"
     status = (await client.incident(incident_id)).get("status")
-    shown = f"the incident {status or 'without a status'}"
+    shown = f"the incident {mrkdwn.escape(status) if status else 'without a status'}"
     if action == "acknowledge" and status == "resolved":
         return None, shown
     return status == _WANTED[action], shown
@@ -165,7 +165,7 @@ async def _read_back(
     except PagerDutyError as exc:
         await _record(bot, incident_id, user_id, action, detail, ok=False, outcome="unknown")
         return (
-            f":warning: I could not read the incident back ({exc}): your {change} may or may not have applied. "
+            f":warning: I could not read the incident back ({mrkdwn.escape(exc)}): your {change} may or may not have applied. "
             "Check the incident in PagerDuty before trying again."
         )
     if applied is None:

@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from slack_sdk.errors import SlackApiError
 
-from bot import slack_once
+from bot import mrkdwn, slack_once
 from bot.catalog import Service
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
@@ -78,6 +78,8 @@ class IncidentView:
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    """One line of the post-mortem's timeline; `text` is mrkdwn, its outside words already escaped."""
+
     at: datetime
     text: str
 
@@ -976,7 +978,9 @@ async def _slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dic
                 user = (await bot.slack.users_lookupByEmail(email=email))["user"]["id"]
             except SlackApiError:
                 user = None
-        mentions.append(f"<@{user}>" if user else (assignee.get("name") or assignee.get("id") or "?"))
+        # The mention is built from the Slack ID Slack gave us; a PagerDuty name is outside text.
+        name = mrkdwn.escape(assignee.get("name") or assignee.get("id") or "?")
+        mentions.append(f"<@{user}>" if user else name)
     return ", ".join(mentions) or "the on-call"
 
 

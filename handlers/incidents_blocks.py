@@ -2,12 +2,19 @@
 
 The root is an attachment so Slack shows the status as a colour bar (red triggered, yellow acknowledged, green
 resolved); its buttons call PagerDuty. Replies are one line each, in the words an on-call uses.
+
+Everything PagerDuty sends (titles, names, notes, priorities, policies, bridges, event types, ids) and the
+Resolve note typed in Slack is outside text: it is escaped here, at render time, with bot/mrkdwn.py, so a title
+holding `<!channel>` shows those characters instead of pinging #incidents; links are built only from http(s)
+URLs (`mrkdwn.link`). The plain_text header of the post-mortem draft is not mrkdwn and is left as it is.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from bot import mrkdwn
 
 if TYPE_CHECKING:
     from handlers.incidents import IncidentView, TimelineEntry
@@ -39,13 +46,23 @@ def duration(start: datetime | None, end: datetime | None) -> str:
 
 
 def _people(names: tuple[str, ...]) -> str:
-    return ", ".join(names) if names else "nobody"
+    """PagerDuty names, escaped, joined."""
+    return ", ".join(mrkdwn.escape(name) for name in names) if names else "nobody"
 
 
-def _name(person: Any) -> str:
+def _raw_name(person: Any) -> str:
     return (
         (getattr(person, "name", None) or getattr(person, "id", None) or "someone") if person else "PagerDuty"
     )
+
+
+def _name(person: Any) -> str:
+    """A PagerDuty person's name (outside text), escaped."""
+    return mrkdwn.escape(_raw_name(person))
+
+
+def _or_dash(value: str | None) -> str:
+    return mrkdwn.escape(value) if value else "—"
 
 
 def _field(label: str, value: str) -> dict[str, Any]:
@@ -55,33 +72,37 @@ def _field(label: str, value: str) -> dict[str, Any]:
 def root_text(view: IncidentView) -> str:
     """The notification text: what a phone shows."""
     status = (view.status or "triggered").capitalize()
-    urgency = f", {view.urgency} urgency" if view.urgency else ""
-    return f"{status}: [#{view.number}] {view.title} ({view.service_name}{urgency})"
+    urgency = f", {mrkdwn.escape(view.urgency)} urgency" if view.urgency else ""
+    return (
+        f"{mrkdwn.escape(status)}: [#{mrkdwn.escape(view.number)}] {mrkdwn.escape(view.title)} "
+        f"({mrkdwn.escape(view.service_name)}{urgency})"
+    )
 
 
 def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, Any]]]:
     """(text, attachments) for chat.postMessage / chat.update."""
     status = view.status or "triggered"
-    title = (
-        f"{STATUS_EMOJI.get(status, ':grey_question:')} *<{view.html_url}|[#{view.number}] {view.title}>*"
-        if (view.html_url)
-        else f"{STATUS_EMOJI.get(status, ':grey_question:')} *[#{view.number}] {view.title}*"
-    )
+    shown = mrkdwn.link(view.html_url, f"[#{view.number}] {view.title}", limit=2900)
+    title = f"{STATUS_EMOJI.get(status, ':grey_question:')} *{shown}*"
     if status == "resolved":
         age = f"resolved after {duration(view.triggered_at, view.resolved_at)}"
     else:
         age = f"open for {duration(view.triggered_at, now)}"
     fields = [
-        _field("Status", status.capitalize()),
-        _field("Service", view.service_name),
-        _field("Urgency", view.urgency or "—"),
-        _field("Priority", view.priority or "—"),
+        _field("Status", mrkdwn.escape(status.capitalize())),
+        _field("Service", mrkdwn.escape(view.service_name)),
+        _field("Urgency", _or_dash(view.urgency)),
+        _field("Priority", _or_dash(view.priority)),
         _field("Assigned to", _people(view.assignees)),
-        _field("Escalation policy", view.escalation_policy or "—"),
+        _field("Escalation policy", _or_dash(view.escalation_policy)),
     ]
     if view.conference_url or view.conference_number:
-        bridge = " · ".join(part for part in (view.conference_url, view.conference_number) if part)
-        fields.append(_field("Conference bridge", bridge))
+        parts = []
+        if view.conference_url:
+            parts.append(mrkdwn.link(view.conference_url, view.conference_url))
+        if view.conference_number:
+            parts.append(mrkdwn.escape(view.conference_number))
+        fields.append(_field("Conference bridge", " · ".join(parts)))
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": title}},
         {"type": "section", "fields": fields[:10]},
@@ -90,9 +111,9 @@ def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, 
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": f"PagerDuty {view.id} · triggered {view.triggered_at:%H:%M} UTC · {age}"
+                    "text": f"PagerDuty {mrkdwn.escape(view.id)} · triggered {view.triggered_at:%H:%M} UTC · {age}"
                     if view.triggered_at
-                    else f"PagerDuty {view.id}",
+                    else f"PagerDuty {mrkdwn.escape(view.id)}",
                 }
             ],
         },
@@ -121,11 +142,12 @@ def _button(label: str, action_id: str, value: str, style: str | None = None) ->
 
 
 def reply_text(event: WebhookEvent, previous_priority: str | None, resolution: str | None) -> str:
-    """One thread reply per event, in the on-call's words; unknown types still get a line, never silence."""
+    """One thread reply per event, in the on-call's words; unknown types still get a line, never silence. The
+    reply is mrkdwn: every PagerDuty word in it, and the Resolve note (`resolution`), is escaped."""
     kind = event.event_type.removeprefix("incident.")
     agent = _name(event.agent)
     snapshot = event.incident
-    assignees = _people(tuple(_name(p) for p in snapshot.assignees)) if snapshot else "?"
+    assignees = _people(tuple(_raw_name(p) for p in snapshot.assignees)) if snapshot else "?"
     if kind == "acknowledged":
         return f":eyes: Acknowledged by {agent}"
     if kind == "unacknowledged":
@@ -136,35 +158,37 @@ def reply_text(event: WebhookEvent, previous_priority: str | None, resolution: s
         return f":arrows_counterclockwise: Reassigned to {assignees} by {agent}"
     if kind == "delegated":
         policy = snapshot.escalation_policy if snapshot else None
-        return f":arrows_counterclockwise: Delegated to {policy or assignees} by {agent}"
+        return f":arrows_counterclockwise: Delegated to {mrkdwn.escape(policy) if policy else assignees} by {agent}"
     if kind == "annotated":
-        return f":memo: Note by {agent}: {event.note or ''}".rstrip()
+        return f":memo: Note by {agent}: {mrkdwn.escape(event.note or '')}".rstrip()
     if kind == "priority_updated":
         new = snapshot.priority if snapshot else None
-        return f":arrow_up_down: Priority {previous_priority or 'none'} → {new or 'none'} (by {agent})"
+        before, after = mrkdwn.escape(previous_priority or "none"), mrkdwn.escape(new or "none")
+        return f":arrow_up_down: Priority {before} → {after} (by {agent})"
     if kind == "responder.added":
-        message = f": {event.responder_message}" if event.responder_message else ""
+        message = f": {mrkdwn.escape(event.responder_message)}" if event.responder_message else ""
         return f":sos: {_name(event.responder)} added as a responder by {agent}{message}"
     if kind == "responder.replied":
-        message = f": {event.responder_message}" if event.responder_message else ""
+        message = f": {mrkdwn.escape(event.responder_message)}" if event.responder_message else ""
         return f":speech_balloon: {_name(event.responder)} replied to the responder request{message}"
     if kind == "status_update_published":
-        return f":loudspeaker: Status update by {agent}: {event.status_update or ''}".rstrip()
+        return f":loudspeaker: Status update by {agent}: {mrkdwn.escape(event.status_update or '')}".rstrip()
     if kind == "resolved":
-        reason = f" — {resolution}" if resolution else ""
+        reason = f" — {mrkdwn.escape(resolution)}" if resolution else ""
         return f":white_check_mark: Resolved by {agent}{reason}"
     if kind == "reopened":
         return f":repeat: Reopened by {agent}"
-    return f":information_source: {event.event_type} (by {agent})"
+    return f":information_source: {mrkdwn.escape(event.event_type)} (by {agent})"
 
 
 def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tuple[str, list[dict[str, Any]]]:
+    """The draft; timeline entries are reply lines, already mrkdwn (escaped by `reply_text`)."""
     lines = [f"{entry.at:%H:%M} UTC — {entry.text}" for entry in timeline]
     facts = (
         f"*Time to acknowledge:* {duration(view.triggered_at, view.acknowledged_at)}"
         f"  ·  *Time to resolve:* {duration(view.triggered_at, view.resolved_at)}"
     )
-    text = f"Post-mortem draft for [#{view.number}] {view.title}"
+    text = f"Post-mortem draft for [#{mrkdwn.escape(view.number)}] {mrkdwn.escape(view.title)}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
@@ -199,13 +223,14 @@ def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tupl
 
 def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict[str, Any]]]:
     """One message standing for many incidents during a storm: count, services, titles, links."""
-    services = sorted({view.service_name for view in channel_incidents})
+    services = sorted({mrkdwn.escape(view.service_name) for view in channel_incidents})
     text = f":rotating_light: Incident storm: {len(channel_incidents)} incidents ({', '.join(services)})"
     sections: list[str] = []
     current = ""
     for view in channel_incidents:
-        link = f"<{view.html_url}|#{view.number}>" if view.html_url else f"#{view.number}"
-        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {link} {view.title[:80]} · {view.service_name}"
+        link = mrkdwn.link(view.html_url, f"#{view.number}")
+        title = mrkdwn.outside(view.title, 80)
+        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {link} {title} · {mrkdwn.escape(view.service_name)}"
         if len(current) + len(line) + 1 > DIGEST_SECTION_CHARS:
             sections.append(current)
             current = ""

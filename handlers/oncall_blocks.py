@@ -2,7 +2,8 @@
 
 Rendering only: the roster and the checklist come in as data (bot/oncall_roster.py, bot/handoff_store.py),
 so tests can render them on their own. People are Slack mentions when PagerDuty's email matched a Slack user,
-else their PagerDuty name.
+else their PagerDuty name. PagerDuty names and PagerDuty's error words are outside text, escaped here
+(bot/mrkdwn.py); catalog wording (services, escalation levels, checklist items) is shown as written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from bot import mrkdwn
 from bot.catalog import Service
 
 if TYPE_CHECKING:
@@ -63,7 +65,9 @@ def people(entries: list[OnCall] | list[dict[str, Any]]) -> str:
     for entry in entries:
         if isinstance(entry, dict):
             names.append(
-                f"<@{entry['slack_id']}>" if entry.get("slack_id") else str(entry.get("name") or "?")
+                f"<@{entry['slack_id']}>"
+                if entry.get("slack_id")
+                else mrkdwn.escape(entry.get("name") or "?")
             )
         else:
             names.append(entry.mention)
@@ -82,10 +86,10 @@ def _roster_line(roster: Roster, now: datetime) -> str:
     service = roster.service
     head = f"*{service.display_name}*"
     if roster.problem:
-        return f"{head} — :white_circle: unknown ({roster.problem})"
+        return f"{head} — :white_circle: unknown ({mrkdwn.escape(roster.problem)})"
     covering = roster.at(now)
     if not covering:
-        return f"{head} — :warning: PagerDuty has nobody on call ({roster.source})"
+        return f"{head} — :warning: PagerDuty has nobody on call ({mrkdwn.escape(roster.source)})"
     parts = []
     for level in sorted({e.level for e in covering}):
         at_level = [e for e in covering if e.level == level]
@@ -142,7 +146,7 @@ def render_checklist_status(
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
     ]
-    where = f"<{link}|Open the checklist>" if link else "The checklist"
+    where = mrkdwn.link(link, "Open the checklist", trusted_label=True) if link else "The checklist"
     blocks.append(
         {
             "type": "context",

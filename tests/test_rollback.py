@@ -553,7 +553,7 @@ async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
         await _drive(bot, t0)
         await _drive(bot, t0 + timedelta(minutes=31))
     [failure] = [t for t in _thread(bot, root) if "Step 6/12" in t and "failed" in t]
-    assert "SLO breached: p95 5000 > 3000" in failure
+    assert "SLO breached: p95 5000 &gt; 3000" in failure  # a step's result is escaped: Slack shows `>`
 
 
 async def test_the_services_primary_on_call_in_pagerduty_may_confirm_and_others_are_told_so(
