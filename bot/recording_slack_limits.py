@@ -39,7 +39,11 @@ class _Errors:
 
 
 def _items(value: Any) -> list[tuple[int, dict[str, Any]]]:
-    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []
+    return (
+        [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+        if isinstance(value, list)
+        else []
+    )
 
 
 def _confirm(errors: _Errors, confirm: Any, pointer: str) -> None:
