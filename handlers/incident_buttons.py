@@ -195,6 +195,7 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
     )
     if ctx.message_ts:
         root = incidents.Root(ctx.channel_id, ctx.channel_id, _thread_of(ctx), None)
+        said = f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>."
         with contextlib.suppress(SlackApiError, incidents.RetryLater):
             await incidents.post_once(
                 bot,
@@ -204,7 +205,8 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
                 incident_id,
                 root,
                 utc_now(),
-                f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>.",
+                said,
+                fallback=said,  # text only already
             )
     await ctx.reply.ephemeral("Marked as scheduled; no reminder will follow.")
 
