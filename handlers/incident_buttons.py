@@ -195,7 +195,6 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
     )
     if ctx.message_ts:
         root = incidents.Root(ctx.channel_id, ctx.channel_id, _thread_of(ctx), None)
-        said = f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>."
         with contextlib.suppress(SlackApiError, incidents.RetryLater):
             await incidents.post_once(
                 bot,
@@ -205,8 +204,8 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
                 incident_id,
                 root,
                 utc_now(),
-                said,
-                fallback=said,  # text only already
+                f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>.",
+                fallback=f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>.",  # text only already
             )
     await ctx.reply.ephemeral("Marked as scheduled; no reminder will follow.")
 
