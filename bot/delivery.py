@@ -6,7 +6,9 @@ handled in `occurred_at` order under a short Redis lock on the incident, so two 
 thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
 backoff (429s have already been waited out within the channel's budget; a 5xx or a timeout is not resent blindly,
 the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
-behind it; after MAX_ATTEMPTS it is marked failed and logged. Lease and stale-claim windows are settings
+behind it; after MAX_ATTEMPTS it is marked failed and logged. A payload Slack refuses as invalid is answered with a
+text-only fallback where it is posted (bot/slack_once.py); one refused even so is marked failed at once, never
+retried as is, and the incident's later events go on. Lease and stale-claim windows are settings
 (DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
 Then the periodic steps run: debounced root edits, storm digests, SLA timers. The clock is injected for tests.
 """
@@ -23,12 +25,15 @@ from typing import Any
 
 import redis.exceptions
 from prometheus_client import Counter
+from slack_sdk.errors import SlackApiError
 
+from bot import slack_once
 from bot.context import BotContext
 from bot.scheduler import utc_now
 from bot.slack_budget import ChannelBudget
 from handlers import incidents
 from integrations.pagerduty_webhooks import MalformedWebhook
+from integrations.slack import slack_error_code
 
 log = logging.getLogger(__name__)
 
@@ -165,20 +170,32 @@ class DeliveryWorker:
                 except MalformedWebhook as exc:
                     await self._finish(row, now, f"malformed: {exc}", retry=False)
                     continue
+                except SlackApiError as exc:
+                    if not slack_once.permanently_refused(exc):
+                        await self._failed(row, rows[index + 1 :], now, exc)
+                        return handled
+                    # Refused even as the text-only fallback: no retry can change that, and the incident's
+                    # later events must not wait behind it.
+                    await self._finish(row, now, f"refused by Slack: {slack_error_code(exc)}", retry=False)
+                    continue
                 except Exception as exc:
-                    if not isinstance(exc, incidents.RetryLater):
-                        log.warning(
-                            "PagerDuty event not delivered yet", exc_info=True, extra={"webhook": row["id"]}
-                        )
-                    await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
-                    if rows[index + 1 :]:
-                        await self._release(rows[index + 1 :])  # keep the thread in order behind the failure
+                    await self._failed(row, rows[index + 1 :], now, exc)
                     return handled
                 await self._finish(row, now, None)
         finally:
             if locked:
                 await self._unlock(incident_id)
         return handled
+
+    async def _failed(
+        self, row: dict[str, Any], later: list[dict[str, Any]], now: datetime, exc: Exception
+    ) -> None:
+        """The event is tried again after its backoff, and its incident's later events wait behind it."""
+        if not isinstance(exc, incidents.RetryLater):
+            log.warning("PagerDuty event not delivered yet", exc_info=exc, extra={"webhook": row["id"]})
+        await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
+        if later:
+            await self._release(later)  # keep the thread in order behind the failure
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: deliver what is due, then the periodic steps. Returns the number of events handled (events

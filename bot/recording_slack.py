@@ -17,6 +17,11 @@ Two users:
   *state* (updates applied in place, deletions flagged, ephemerals kept apart) rather
   than just the call log.
 
+It is as strict as Slack about size: a message, update, ephemeral, response_url answer or view that breaks a
+Block Kit or message limit (the table in :mod:`bot.slack_limits`) is refused with Slack's own answer --
+``invalid_blocks`` / ``invalid_attachments`` / ``invalid_arguments`` with ``response_metadata.messages``, or
+``msg_too_long`` (:mod:`bot.recording_slack_limits`) -- so a payload that passes here is one Slack accepts.
+
 Usage::
 
     async with RecordingSlackServer() as slack:
@@ -47,6 +52,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.recording_base import RecordingServer
+from bot.recording_slack_limits import message_refusal, response_url_refusal, view_refusal
 
 __all__ = [
     "NO_ANSWER",
@@ -732,7 +738,10 @@ class RecordingSlackServer(RecordingServer):
         else:
             response = None
         body["key"] = key
-        response = response or self._check_faults("response_url", body, now) or PlainTextResponse("ok")
+        response = response or self._check_faults("response_url", body, now)
+        if response is None and (error := response_url_refusal(body)):
+            response = PlainTextResponse(error, status_code=400)  # Slack's webhooks answer errors as text
+        response = response or PlainTextResponse("ok")
         await self._record(
             SlackCall("response_url", body, None, dict(request.headers), now, response.status_code)
         )
@@ -793,6 +802,8 @@ class RecordingSlackServer(RecordingServer):
             return {"ok": False, "error": "channel_not_found"}
         if error := self._content_error(body) or self._metadata_error(body):
             return {"ok": False, "error": error}
+        if refusal := message_refusal(body):
+            return refusal
         msg = StoredMessage(
             channel=self.channel_id(channel),
             ts=self._next_ts(),
@@ -813,6 +824,8 @@ class RecordingSlackServer(RecordingServer):
         msg = self._messages.get((self.channel_id(channel), str(ts)))
         if msg is None or msg.deleted or msg.ephemeral_to is not None:
             return {"ok": False, "error": "message_not_found"}
+        if refusal := message_refusal(body):
+            return refusal
         # Like Slack, fields left out of the update keep their previous value.
         if "text" in body:
             msg.text = body["text"]
@@ -837,6 +850,8 @@ class RecordingSlackServer(RecordingServer):
             return {"ok": False, "error": "user_not_found"}
         if error := self._content_error(body):
             return {"ok": False, "error": error}
+        if refusal := message_refusal(body):
+            return refusal
         msg = StoredMessage(
             channel=self.channel_id(channel),
             ts=self._next_ts(),
@@ -1014,6 +1029,8 @@ class RecordingSlackServer(RecordingServer):
         view = body.get("view")
         if not isinstance(view, dict):
             return {"ok": False, "error": "invalid_arguments"}
+        if refusal := view_refusal(view):
+            return refusal
         view_id = body.get("view_id") or self._next_id("V")
         self.views[view_id] = view
         return {"ok": True, "view": {"id": view_id, **view}}

@@ -14,6 +14,12 @@ A post whose answer never came (a timeout, a 5xx) may still be applied by Slack 
 stored it at 12 s, the client stopped waiting at 10 s. Looking it up at once finds nothing and posts it a second
 time. So such a claim is looked up only once the client timeout (SLACK_TIMEOUT_SECONDS) plus LATE_APPLY_MARGIN has
 passed since the attempt failed (`uncertain_claim_time`), and the taker looks once more right before it posts again.
+
+A payload Slack refuses as invalid (`invalid_blocks`, `msg_too_long`, `invalid_arguments`…, bot/slack_limits.py)
+would be refused again however often it is sent, and an incident's later events wait behind a failed one. So
+`post` and `update` never leave such a refusal to a retry: they log it with Slack's error and messages and send
+the caller's minimal text-only `fallback` instead (same metadata, so it is found like the message it stands for).
+Handled here, at the one depth every root, reply, edit and digest goes through, not by each caller.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
+from bot.slack_limits import PERMANENT_REFUSALS
 from integrations.slack import channel_id_by_name, find_posted
 
 log = logging.getLogger(__name__)
@@ -76,26 +83,73 @@ def surely_not_posted(exc: BaseException) -> bool:
     return isinstance(exc, SlackApiError) and exc.response.status_code < 500
 
 
-async def post(bot: BotContext, budget: ChannelBudget, channel: str, key: PostKey, **kwargs: Any) -> Any:
-    """chat.postMessage once (no blind resend), within the channel's budget, carrying `key` as metadata."""
+def permanently_refused(exc: BaseException) -> bool:
+    """Slack refused the payload itself (bot/slack_limits.py PERMANENT_REFUSALS): sending it again cannot help."""
+    return isinstance(exc, SlackApiError) and exc.response.get("error") in PERMANENT_REFUSALS
 
-    async def request() -> Any:
+
+#: What a message shows; the rest of a call's arguments (thread, metadata, unfurling) stay in the fallback.
+_CONTENT = ("text", "blocks", "attachments")
+
+
+def _log_refusal(exc: SlackApiError, method: str, channel: str, what: str) -> None:
+    metadata = exc.response.get("response_metadata") or {}
+    log.error(
+        "Slack refused the message as invalid; sending a text-only fallback instead",
+        extra={
+            "method": method,
+            "error": exc.response.get("error"),
+            "slack_messages": list(metadata.get("messages") or [])[:10],
+            "channel": channel,
+            "what": what,
+        },
+    )
+
+
+async def post(
+    bot: BotContext, budget: ChannelBudget, channel: str, key: PostKey, *, fallback: str, **kwargs: Any
+) -> Any:
+    """chat.postMessage once (no blind resend), within the channel's budget, carrying `key` as metadata. Refused
+    as invalid, `fallback` (text only) is posted in its place, once; refused again, the refusal is raised."""
+
+    async def request(**content: Any) -> Any:
         return await bot.slack_unretried.chat_postMessage(
-            channel=channel, unfurl_links=False, metadata=key.metadata(), **kwargs
+            channel=channel, unfurl_links=False, metadata=key.metadata(), **content
         )
 
-    response = await budget.call(channel, request)
+    try:
+        response = await budget.call(channel, lambda: request(**kwargs))
+    except SlackApiError as exc:
+        if not permanently_refused(exc):
+            raise
+        _log_refusal(exc, "chat.postMessage", channel, f"{key.event_type} {key.payload}")
+        rest = {k: v for k, v in kwargs.items() if k not in _CONTENT}
+        response = await budget.call(channel, lambda: request(text=fallback, **rest))
     await budget.alias(channel, str(response["channel"]))
     return response
 
 
-async def update(bot: BotContext, budget: ChannelBudget, channel_id: str, ts: str, **kwargs: Any) -> Any:
-    """chat.update within the channel's update budget (an edit is idempotent; only its pace matters)."""
-    return await budget.call(
-        channel_id,
-        lambda: bot.slack_unretried.chat_update(channel=channel_id, ts=ts, **kwargs),
-        kind="update",
-    )
+async def update(
+    bot: BotContext, budget: ChannelBudget, channel_id: str, ts: str, *, fallback: str, **kwargs: Any
+) -> Any:
+    """chat.update within the channel's update budget (an edit is idempotent; only its pace matters). Refused as
+    invalid, the message is edited to `fallback` alone (its blocks and attachments cleared)."""
+
+    async def request(**content: Any) -> Any:
+        return await bot.slack_unretried.chat_update(channel=channel_id, ts=ts, **content)
+
+    try:
+        return await budget.call(channel_id, lambda: request(**kwargs), kind="update")
+    except SlackApiError as exc:
+        if not permanently_refused(exc):
+            raise
+        _log_refusal(exc, "chat.update", channel_id, f"message {ts}")
+        rest = {k: v for k, v in kwargs.items() if k not in _CONTENT}
+        return await budget.call(
+            channel_id,
+            lambda: request(text=fallback, blocks=[], attachments=[], **rest),
+            kind="update",
+        )
 
 
 async def channel_id_of(bot: BotContext, budget: ChannelBudget, channel: str) -> str | None:

@@ -291,6 +291,7 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
                 root,
                 bot.clock(),
                 f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>.",
+                fallback=f":spiral_calendar_pad: Post-mortem scheduled by <@{ctx.user_id}>.",  # text only already
             )
     await ctx.reply.ephemeral("Marked as scheduled; no reminder will follow.")
 

@@ -30,9 +30,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from slack_sdk.errors import SlackApiError
 
-from bot import mrkdwn, slack_once
+from bot import slack_once
 from bot.catalog import Service
 from bot.context import BotContext
+from bot.mrkdwn import outside
 from bot.slack_budget import ChannelBudget
 from handlers import incidents_blocks as blocks
 from integrations.pagerduty import PagerDutyError
@@ -48,6 +49,9 @@ STORM_WINDOW = timedelta(minutes=1)
 STORM_QUIET = timedelta(minutes=1)  # a storm has passed when its digest got nothing new for this long
 DIGEST_EDIT_EVERY = timedelta(seconds=2)
 PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own root a few at a time
+MENTIONS = 10  # a nudge mentions this many assignees, then counts the rest
+#: incidents.number is a bigint (migration 0008); PagerDuty's number is an integer JSON may make any size.
+BIGINT = range(-(2**63), 2**63)
 
 
 class RetryLater(Exception):
@@ -198,7 +202,7 @@ async def apply_event(
                 (
                     event.incident_id,
                     service.name if service else None,
-                    data.get("number"),
+                    _storable_number(data.get("number")),
                     data.get("title"),
                     status,
                     data.get("urgency"),
@@ -219,7 +223,7 @@ async def apply_event(
                 (
                     Jsonb(data),
                     event.occurred_at,
-                    data.get("number"),
+                    _storable_number(data.get("number")),
                     data.get("title"),
                     data.get("urgency"),
                     data.get("priority"),
@@ -259,6 +263,12 @@ async def apply_event(
         updated = await _incident(conn, event.incident_id)
     assert updated is not None
     return updated, previous_priority, row is None or _shown(row) != _shown(updated)
+
+
+def _storable_number(number: Any) -> int | None:
+    """The incident number for its column, or None when a bigint cannot hold it: the snapshot (jsonb) keeps it
+    and the incident is delivered all the same, instead of failing its INSERT on every attempt."""
+    return number if isinstance(number, int) and number in BIGINT else None
 
 
 def _shown(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -420,7 +430,13 @@ async def ensure_root(
     started = time.monotonic()
     try:
         response = await slack_once.post(
-            bot, budget, channel, root_key(view.id, channel), text=text, attachments=attachments
+            bot,
+            budget,
+            channel,
+            root_key(view.id, channel),
+            fallback=blocks.fallback_text(view),
+            text=text,
+            attachments=attachments,
         )
     except Exception as exc:
         await _root_post_failed(bot, view.id, channel, now, exc, time.monotonic() - started)
@@ -494,9 +510,12 @@ async def post_once(
     now: datetime,
     text: str,
     blocks_: list[dict[str, Any]] | None = None,
+    *,
+    fallback: str,
 ) -> bool:
     """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`). False when it
-    was posted already; RetryLater while another worker is posting it."""
+    was posted already; RetryLater while another worker is posting it. `fallback` is posted instead if Slack
+    refuses the reply as invalid (bot/slack_once.py)."""
     assert root.ts is not None and root.channel_id is not None
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
@@ -555,6 +574,7 @@ async def post_once(
             budget,
             root.channel_id,
             reply_key(key, root.channel),
+            fallback=fallback,
             text=text,
             blocks=blocks_,
             thread_ts=root.ts,
@@ -663,7 +683,13 @@ async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: date
             continue
         resolution = await _resolution(bot, view.id) if event.event_type == "incident.resolved" else None
         text = blocks.reply_text(event, previous_priority, resolution)
-        await post_once(bot, budget, event.event_id, event.event_type, view.id, root, now, text)
+        fallback = blocks.fallback_text(view, "update")
+        for part, part_text in enumerate(blocks.reply_parts(text), 1):
+            # A reply too long for one message is several, each claimed once: the first by the event's id.
+            key = event.event_id if part == 1 else f"{event.event_id}#{part}"
+            await post_once(
+                bot, budget, key, event.event_type, view.id, root, now, part_text, fallback=fallback
+            )
         if event.event_type == "incident.resolved":
             await post_postmortem(bot, budget, view, root, now)
     await _schedule(bot, view, event, now)
@@ -717,7 +743,18 @@ async def post_postmortem(
     bot: BotContext, budget: ChannelBudget, view: IncidentView, root: Root, now: datetime
 ) -> None:
     text, draft = blocks.render_postmortem(view, await timeline(bot, view.id))
-    await post_once(bot, budget, f"postmortem:{view.id}", "postmortem", view.id, root, now, text, draft)
+    await post_once(
+        bot,
+        budget,
+        f"postmortem:{view.id}",
+        "postmortem",
+        view.id,
+        root,
+        now,
+        text,
+        draft,
+        fallback=blocks.fallback_text(view, "post-mortem draft"),
+    )
 
 
 # --- debounced root edits, digests, timers: the worker's periodic steps ------------------------------------------
@@ -751,11 +788,17 @@ async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
             ).fetchall()
         view = view_of(bot, row)
         text, attachments = blocks.render_root(view, now)
+        fallback = blocks.fallback_text(view)
         try:
             for channel_id, ts in roots:
-                await slack_once.update(bot, budget, channel_id, ts, text=text, attachments=attachments)
+                await slack_once.update(
+                    bot, budget, channel_id, ts, fallback=fallback, text=text, attachments=attachments
+                )
                 edited += 1
-        except Exception:
+        except Exception as exc:
+            if slack_once.permanently_refused(exc):  # even the fallback: another try would be refused too
+                log.error("root edit refused by Slack", exc_info=True, extra={"incident": view.id})
+                continue
             log.warning(
                 "root edit failed; retrying on the next pass", exc_info=True, extra={"incident": view.id}
             )
@@ -803,6 +846,9 @@ async def _render_digest(
     try:
         await _show_digest(bot, budget, digest, now)
     except Exception as exc:
+        if slack_once.permanently_refused(exc):  # even the fallback: another try would be refused too
+            log.error("storm digest refused by Slack", exc_info=True, extra={"digest": digest["id"]})
+            return
         await _mark_digest_dirty(bot, digest["id"], now)  # edited on a later pass instead of lost
         if not isinstance(exc, RetryLater):
             log.warning("storm digest not shown yet", exc_info=True, extra={"digest": digest["id"]})
@@ -810,7 +856,9 @@ async def _render_digest(
 
 async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
     """Post the digest once (claimed by `posting_at`, found by its metadata after a crash), or edit it."""
-    text, digest_blocks = blocks.render_digest(await _digest_views(bot, digest["id"]))
+    views = await _digest_views(bot, digest["id"])
+    text, digest_blocks = blocks.render_digest(views)
+    fallback = blocks.digest_fallback(views)
     channel_id, ts = digest["channel_id"], digest["ts"]
     key = digest_key(digest["id"])
     if ts is None and digest["posting_at"] is not None:
@@ -842,12 +890,14 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
                         "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
                         (found[0], found[1], digest["id"]),
                     )
-                await slack_once.update(bot, budget, found[0], found[1], text=text, blocks=digest_blocks)
+                await slack_once.update(
+                    bot, budget, found[0], found[1], fallback=fallback, text=text, blocks=digest_blocks
+                )
                 return
         started = time.monotonic()
         try:
             response = await slack_once.post(
-                bot, budget, digest["channel"], key, text=text, blocks=digest_blocks
+                bot, budget, digest["channel"], key, fallback=fallback, text=text, blocks=digest_blocks
             )
         except Exception as exc:
             attempted = (
@@ -867,7 +917,7 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
                 (response["channel"], response["ts"], digest["id"]),
             )
         return
-    await slack_once.update(bot, budget, channel_id, ts, text=text, blocks=digest_blocks)
+    await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
 
 
 async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) -> bool:
@@ -951,7 +1001,17 @@ async def _fire_timer(
         return False
     for channel in channels_for(bot, view):
         root = await ensure_root(bot, budget, view, channel, now, own_thread=True)
-        await post_once(bot, budget, f"{kind}:{incident_id}", kind, incident_id, root, now, text)
+        await post_once(
+            bot,
+            budget,
+            f"{kind}:{incident_id}",
+            kind,
+            incident_id,
+            root,
+            now,
+            text,
+            fallback=blocks.fallback_text(view, "reminder"),
+        )
     return True
 
 
@@ -969,8 +1029,9 @@ async def _assignee_email(bot: BotContext, assignee: dict[str, Any]) -> str | No
 
 
 async def _slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dict[str, Any]) -> str:
+    everyone = row_snapshot.get("assignees") or []
     mentions = []
-    for assignee in row_snapshot.get("assignees") or []:
+    for assignee in everyone[:MENTIONS]:  # each one is a PagerDuty and a Slack lookup
         email = await _assignee_email(bot, assignee)
         user = None
         if email:
@@ -979,9 +1040,10 @@ async def _slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dic
             except SlackApiError:
                 user = None
         # The mention is built from the Slack ID Slack gave us; a PagerDuty name is outside text.
-        name = mrkdwn.escape(assignee.get("name") or assignee.get("id") or "?")
-        mentions.append(f"<@{user}>" if user else name)
-    return ", ".join(mentions) or "the on-call"
+        name = assignee.get("name") or assignee.get("id") or "?"
+        mentions.append(f"<@{user}>" if user else outside(name, blocks.NAME_CHARS))
+    more = f" and {len(everyone) - len(mentions)} more" if len(everyone) > len(mentions) else ""
+    return ", ".join(mentions) + more if mentions else "the on-call"
 
 
 async def _timer_text(bot: BotContext, view: IncidentView, kind: str, now: datetime) -> str | None:
