@@ -21,6 +21,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from bot import mrkdwn
 from bot.commands import Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
 from bot.redaction import Redactor
@@ -48,16 +49,18 @@ logging.getLogger("slack_bolt.AsyncApp").addFilter(_ExpectedClientWarning())
 
 
 def usage_reply(command: Command, error: UsageError) -> str:
-    lines = [f":grey_question: {_clip_quotes(error.message)}"]
+    """A usage error quotes what the user typed (decoded on parse), so the whole message is escaped here, once:
+    the handlers' own wording in it is plain text too."""
+    lines = [f":grey_question: {mrkdwn.escape(_clip_quotes(error.message))}"]
     if error.suggestion:
-        lines.append(f"Did you mean `{error.suggestion}`?")
+        lines.append(f"Did you mean `{mrkdwn.escape(error.suggestion)}`?")
     lines.append("Usage: " + command.usage)
     return "\n".join(lines)
 
 
 def unknown_command_reply(name: str, registry: CommandRegistry) -> str:
     suggestion = registry.suggest(name)
-    lines = [f":grey_question: I don't know the command {_quote(name)}."]
+    lines = [f":grey_question: I don't know the command {mrkdwn.escape(_quote(name))}."]
     if suggestion:
         lines.append(f"Did you mean `{suggestion}`?")
     lines.append(registry.help_text())
@@ -127,7 +130,7 @@ def _metadata_channel(metadata: str) -> str:
 def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
     settings = bot.settings
     assert settings.slack_signing_secret is not None
-    redact = Redactor.for_settings(settings)
+    redact = Redactor.for_settings(settings, bot.catalog)
 
     def redacting(respond: AsyncRespond) -> AsyncRespond:
         """Bolt's respond (response_url) with secrets blanked, as the Web API client does for its calls."""
@@ -149,8 +152,11 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
 
     async def on_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         runnable: tuple[Command, Any] | None = None
+        # Slack sends the text entity-encoded (`&lt;` for `<`): decoded once here, so parsing sees what the user
+        # typed and every reply quoting it escapes it once (usage_reply, the handlers' blocks).
+        text = mrkdwn.unescape(str(body.get("text") or ""))
         try:
-            answer, runnable = prepare_command(registry, bot, body.get("command", ""), body.get("text", ""))
+            answer, runnable = prepare_command(registry, bot, body.get("command", ""), text)
         except Exception:
             error_id = uuid.uuid4().hex[:8]
             log.exception("acknowledging a command failed", extra={"error_id": error_id})
@@ -161,7 +167,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         command, parsed = runnable
         invocation = Invocation(
             command=command.name,
-            text=body.get("text", ""),
+            text=text,
             user_id=body["user_id"],
             channel_id=body["channel_id"],
             team_id=body.get("team_id"),

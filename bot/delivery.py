@@ -6,7 +6,9 @@ handled in `occurred_at` order under a short Redis lock on the incident, so two 
 thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
 backoff (429s have already been waited out within the channel's budget; a 5xx or a timeout is not resent blindly,
 the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
-behind it; after MAX_ATTEMPTS it is marked failed and logged. Lease and stale-claim windows are settings
+behind it; after MAX_ATTEMPTS it is marked failed and logged. A payload Slack refuses as invalid is answered with a
+text-only fallback where it is posted (bot/slack_once.py); one refused even so is marked failed at once, never
+retried as is, and the incident's later events go on. Lease and stale-claim windows are settings
 (DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
 Then the periodic steps run: debounced root edits, storm digests, SLA timers. What an event means is the
 incidents capability's business: the worker calls the hooks it registered (bot/capabilities.py, EventDelivery),
@@ -25,12 +27,15 @@ from typing import Any
 
 import redis.exceptions
 from prometheus_client import Counter
+from slack_sdk.errors import SlackApiError
 
+from bot import slack_once
 from bot.capabilities import EventDelivery
 from bot.context import BotContext
 from bot.scheduler import utc_now
 from bot.worker import Worker
 from integrations.pagerduty_webhooks import MalformedWebhook
+from integrations.slack import slack_error_code
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +72,8 @@ class DeliveryWorker(Worker):
         self.hooks = hooks
         self.clock = clock
         self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
+        # Incidents locked through `Storage.locks` because Redis did not answer.
+        self._locked_in_postgres: set[str] = set()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
         """Claim due events for one lease. An event waits while an earlier event of its incident is backing off
@@ -119,7 +126,9 @@ class DeliveryWorker(Worker):
             )
 
     async def _incident_lock(self, incident_id: str) -> bool | None:
-        """True: held; False: another worker holds it; None: Redis unavailable (Postgres claims still protect)."""
+        """True: held; False: another worker holds it; None: neither Redis nor Postgres could say (the Postgres
+        claims still protect). When Redis does not answer, the lock is a Postgres session advisory lock instead
+        (`Storage.locks`), held until `_unlock` or until this process's lock connection ends."""
         try:
             return bool(
                 await self.bot.storage.redis.set(
@@ -131,9 +140,20 @@ class DeliveryWorker(Worker):
                 )
             )
         except redis.exceptions.RedisError:
-            return None
+            locks = self.bot.storage.locks
+            if locks is None:
+                return None
+            held = await locks.try_lock(f"incident:{incident_id}")
+            if held:
+                self._locked_in_postgres.add(incident_id)
+            return held
 
     async def _unlock(self, incident_id: str) -> None:
+        if incident_id in self._locked_in_postgres:
+            self._locked_in_postgres.discard(incident_id)
+            assert self.bot.storage.locks is not None
+            await self.bot.storage.locks.unlock(f"incident:{incident_id}")
+            return
         with contextlib.suppress(redis.exceptions.RedisError):
             await self.bot.storage.redis.delete(f"incident:{incident_id}:lock")
 
@@ -152,20 +172,32 @@ class DeliveryWorker(Worker):
                 except MalformedWebhook as exc:
                     await self._finish(row, now, f"malformed: {exc}", retry=False)
                     continue
+                except SlackApiError as exc:
+                    if not slack_once.permanently_refused(exc):
+                        await self._failed(row, rows[index + 1 :], now, exc)
+                        return handled
+                    # Refused even as the text-only fallback: no retry can change that, and the incident's
+                    # later events must not wait behind it.
+                    await self._finish(row, now, f"refused by Slack: {slack_error_code(exc)}", retry=False)
+                    continue
                 except Exception as exc:
-                    if not isinstance(exc, self.hooks.retry_quietly):
-                        log.warning(
-                            "PagerDuty event not delivered yet", exc_info=True, extra={"webhook": row["id"]}
-                        )
-                    await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
-                    if rows[index + 1 :]:
-                        await self._release(rows[index + 1 :])  # keep the thread in order behind the failure
+                    await self._failed(row, rows[index + 1 :], now, exc)
                     return handled
                 await self._finish(row, now, None)
         finally:
             if locked:
                 await self._unlock(incident_id)
         return handled
+
+    async def _failed(
+        self, row: dict[str, Any], later: list[dict[str, Any]], now: datetime, exc: Exception
+    ) -> None:
+        """The event is tried again after its backoff, and its incident's later events wait behind it."""
+        if not isinstance(exc, self.hooks.retry_quietly):
+            log.warning("PagerDuty event not delivered yet", exc_info=exc, extra={"webhook": row["id"]})
+        await self._finish(row, now, f"{type(exc).__name__}: {exc}"[:500])
+        if later:
+            await self._release(later)  # keep the thread in order behind the failure
 
     async def run_once(self, now: datetime | None = None) -> int:
         """One pass: deliver what is due, then the periodic steps. Returns the number of events handled (events

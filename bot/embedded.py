@@ -118,6 +118,12 @@ class EmbeddedServers:
         log.info("embedded Valkey ready", extra={"data_dir": str(data_dir)})
         return self.redis_url
 
+    @property
+    def redis_pid(self) -> int | None:
+        """The embedded Valkey's process ID (the fault tests freeze it with SIGSTOP), None when not running."""
+        process = getattr(self._valkey, "_process", None) if self._valkey is not None else None
+        return int(process.pid) if process is not None else None
+
     def stop_postgres(self) -> None:
         """Stop only the embedded Postgres (the data stays); `start_postgres` brings it back on the same socket."""
         if self._postgres is not None:

@@ -79,3 +79,40 @@ def link(url: object, text: object, *, limit: int = 300, trusted_label: bool = F
     shown = str(text).replace("|", "¦").replace(">", "›") if trusted_label else label(text, limit)
     safe = safe_url(url)
     return f"<{safe}|{shown}>" if safe else shown
+
+
+def listed(items: list[str], limit: int, *, separator: str = ", ", empty: str = "nobody") -> str:
+    """Already-rendered `items` joined within `limit` characters; those that do not fit are counted instead
+    ("A, B and 23 more"), so a long list still says how long it is."""
+    if not items:
+        return empty
+    shown: list[str] = []
+    for index, item in enumerate(items):
+        rest = len(items) - index - 1
+        tail = f" and {rest} more" if rest else ""
+        candidate = separator.join([*shown, item]) + tail
+        if len(candidate) > limit:
+            if not shown:  # not even the first fits whole: clip it
+                return clip(item, max(1, limit - len(tail))) + tail
+            return f"{separator.join(shown)} and {len(items) - len(shown)} more"
+        shown.append(item)
+    return separator.join(shown)
+
+
+def split(text: str, limit: int) -> list[str]:
+    """`text` in parts of at most `limit` characters, cut at a line break or a space when one is near the end and
+    never through an entity that `escape` produced: for text longer than one message (a note read in full)."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = limit
+        for boundary in ("\n", " "):
+            at = text.rfind(boundary, limit - limit // 10, limit)
+            if at > 0:
+                cut = at + 1
+                break
+        amp = text.rfind("&", max(0, cut - 5), cut)
+        if amp > 0 and ";" not in text[amp:cut]:
+            cut = amp
+        parts.append(text[:cut])
+        text = text[cut:]
+    return [*parts, text] if text or not parts else parts

@@ -22,6 +22,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot import mrkdwn
 from bot.catalog import Service, missing_env
 from bot.context import BotContext
 from integrations.pagerduty import PagerDutyError
@@ -49,7 +50,8 @@ class OnCall:
 
     @property
     def mention(self) -> str:
-        return f"<@{self.slack_id}>" if self.slack_id else self.name
+        """mrkdwn: a mention of the Slack ID Slack gave us, else the PagerDuty name, escaped (outside text)."""
+        return f"<@{self.slack_id}>" if self.slack_id else mrkdwn.escape(self.name)
 
     def to_json(self) -> dict[str, Any]:
         return {

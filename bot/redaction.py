@@ -2,8 +2,10 @@
 
 Secrets are SecretStr and never put in messages on purpose; this is the net under that rule, for the cases no
 one planned — an upstream that quotes the token back in its error ("PagerDuty's words", Supabase's message), or
-a user who pastes a token into a command and would see it echoed in the usage answer. Log lines get the same
-treatment from `bot.logs.RedactSecrets`.
+a user who pastes a token into a command and would see it echoed in the usage answer. Besides the settings'
+secrets it blanks the catalog's deploy-hook secrets (`bot.logs.catalog_secrets`: `secret_env` values, URL
+credentials and their Basic auth token, query values). Log lines get the same treatment from
+`bot.logs.RedactSecrets`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.logs import secret_values
+from bot.catalog import Catalog
+from bot.logs import catalog_secrets, secret_values
 from bot.settings import Settings
 
 BLANK = "**********"
@@ -22,8 +25,9 @@ class Redactor:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Redactor:
-        return cls(secret_values(settings))
+    def for_settings(cls, settings: Settings, catalog: Catalog | None = None) -> Redactor:
+        """The settings' secrets, and the catalog's deploy-hook secrets when a catalog is given."""
+        return cls(secret_values(settings) + (catalog_secrets(catalog) if catalog is not None else []))
 
     def __call__(self, value: Any) -> Any:
         """`value` (a string, or JSON-like lists and dicts of them) with every secret blanked."""

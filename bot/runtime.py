@@ -22,6 +22,7 @@ from bot.catalog import Catalog, load_catalog
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.delivery import DeliveryWorker
+from bot.logs import catalog_secrets, redact_also
 from bot.redaction import Redactor
 from bot.rollback_worker import RollbackWorker
 from bot.scheduler import Scheduler
@@ -85,14 +86,23 @@ async def start_runtime(
     if catalog is None:
         catalog = await asyncio.to_thread(load_catalog, settings.bot_catalog)
     storage = await open_storage(settings)
-    redact = Redactor.for_settings(settings)
+    redact = Redactor.for_settings(settings, catalog)
+    redact_also(catalog_secrets(catalog))  # log lines: the formatter knew only the settings' secrets
     token = settings.slack_bot_token.get_secret_value()
     bot = BotContext(
         settings=settings,
         catalog=catalog,
         storage=storage,
-        slack=build_slack_client(token, settings.slack_api_url, redact=redact),
-        slack_unretried=build_slack_client(token, settings.slack_api_url, blind_retries=False, redact=redact),
+        slack=build_slack_client(
+            token, settings.slack_api_url, timeout=settings.slack_timeout_seconds, redact=redact
+        ),
+        slack_unretried=build_slack_client(
+            token,
+            settings.slack_api_url,
+            timeout=settings.slack_timeout_seconds,
+            blind_retries=False,
+            redact=redact,
+        ),
         http=httpx.AsyncClient(headers={"User-Agent": "mira-chatops"}, follow_redirects=False),
         # SLACK_POSTS_PER_SECOND, 0.8 by default: Slack's limit is about one post per second per channel, and the
         # slot is taken a moment before Slack receives the post; on a loaded host that moment varies by a tenth of
@@ -102,6 +112,7 @@ async def start_runtime(
             settings.pagerduty_api_token.get_secret_value(),
             settings.pagerduty_api_url,
             default_from=settings.pagerduty_from_email,
+            timeout=settings.pagerduty_timeout_seconds,
         )
         if settings.pagerduty_api_token
         else None,

@@ -1,7 +1,8 @@
 """The HTTP server: Starlette routes around the Bolt app, served by uvicorn.
 
 `POST /slack/events` carries every Slack request (slash commands, interactivity, events) into Bolt, which verifies
-the v0 signature and the 5-minute timestamp window (401 otherwise). Bodies over 1 MiB are refused with 413 before
+the v0 signature and the 5-minute timestamp window (401 otherwise); a request already handled within that window
+(a replay, or a Slack retry of it) is answered 200 without running again (bot/slack_replays.py). Bodies over 1 MiB are refused with 413 before
 anything reads them, since no genuine Slack request comes near that size. `/healthz` says the process is up,
 `/readyz` that Postgres and Redis answer, `/metrics` serves prometheus-client's registry. `POST /pagerduty/webhook`
 stores signed PagerDuty V3 events for the delivery worker (bot/pagerduty_ingest.py), bodies over 256 KB get 413.
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bot import slack_replays
 from bot.context import BotContext
 from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, WebhookStore, ingest
 from bot.signing import verify_slack_request
@@ -39,6 +41,10 @@ SLACK_BODY_LIMIT = 1024 * 1024
 
 REQUESTS = Counter(
     "mira_http_requests_total", "HTTP requests by route and outcome (status code).", ["route", "outcome"]
+)
+REPLAYS = Counter(
+    "mira_slack_replays_total",
+    "Signed Slack requests answered without running again (replays, Slack retries).",
 )
 ACK_SECONDS = Histogram(
     "mira_slack_ack_seconds",
@@ -143,13 +149,30 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
             body.decode("utf-8")
         except UnicodeDecodeError:
             return JSONResponse({"error": "request body is not UTF-8"}, status_code=400)
+        # A signed request runs once: the same one again within the window is answered 200 and does nothing
+        # (bot/slack_replays.py), so a replayed /flag or /rollback has one effect and Slack shows no error.
+        claims = await slack_replays.first_delivery(
+            bot,
+            body,
+            request.headers.get("x-slack-request-timestamp", "").strip(),
+            request.headers.get("x-slack-signature", ""),
+            request.headers.get("x-slack-retry-num"),
+        )
+        if claims is None:
+            REPLAYS.inc()
+            log.info("a Slack request seen already was answered without running it again")
+            return Response(status_code=200)
         try:
-            return await slack_handler.handle(request)
+            response = await slack_handler.handle(request)
         except Exception:
             # Only a signed request gets here, so only Slack (or someone holding the signing secret) can send
             # what Bolt cannot read; it is logged for us and refused plainly rather than answered 500.
             log.exception("a signed Slack request could not be read")
             return JSONResponse({"error": "request not understood"}, status_code=400)
+        if response.status_code >= 500:
+            for claimed in claims:  # it did not run: Slack's retry of it must
+                await slack_replays.release(bot, claimed)
+        return response
 
     async def pagerduty_webhook(request: Request) -> Response:
         return await ingest(request, bot, webhooks, on_webhook_stored)

@@ -51,6 +51,7 @@ EXPECTATIONS: dict[str, str] = {
     "DELIVERY_LEASE_SECONDS": "seconds a delivery worker holds a claimed PagerDuty event before another may take it",
     "ROLLBACK_LEASE_SECONDS": "seconds without a heartbeat after which another replica takes over a running rollback",
     "STALE_CLAIM_SECONDS": "seconds after which a Slack post claimed but not recorded counts as abandoned",
+    "SLACK_TIMEOUT_SECONDS": "seconds the bot waits for one Slack Web API answer before giving up on it",
     "SCHEDULER_TICK_SECONDS": "seconds between two checks for due scheduled jobs",
 }
 
@@ -91,6 +92,9 @@ class Settings(BaseSettings):
     pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
     pagerduty_from_email: str | None = None
     pagerduty_webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # How long one PagerDuty REST request may take (connect, send, each read). A write that gets no answer within
+    # it is read back (GET /incidents/{id}) and the user is told what PagerDuty shows.
+    pagerduty_timeout_seconds: float = Field(default=10.0, gt=0)
 
     supabase_access_token: SecretStr | None = None
     supabase_api_url: str = DEFAULT_SUPABASE_API_URL
@@ -115,6 +119,9 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
     rollback_lease_seconds: float = Field(default=60.0, gt=0)
     stale_claim_seconds: float = Field(default=120.0, gt=0)
+    # How long one Slack Web API call may take before the client gives up. A post that timed out may still be
+    # applied by Slack afterwards, so its lookup waits this long plus a margin (bot/slack_once.py).
+    slack_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     scheduler_tick_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("pagerduty_webhook_secrets", "bot_admins", mode="before")

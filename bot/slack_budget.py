@@ -4,7 +4,9 @@ Slack allows about one chat.postMessage per second per channel. When 200 inciden
 fast as the worker can would earn a wall of 429s and leave the channel minutes behind, so every post to a channel
 first takes that channel's slot: `SET slot NX PX interval` succeeds for one caller per interval across all
 replicas, and everyone else waits for the key to expire. A 429 that still happens pushes the slot out by its
-Retry-After. Without Redis the budget falls back to this process alone (logged), which keeps one replica polite.
+Retry-After. Without Redis (down, or not answering within the client's bounded timeout, bot/storage.py) the budget
+falls back to this process alone at a conservative rate — LOCAL_SHARE of the channel's rate, since other replicas
+may be posting to the channel too — which keeps the posts going and each replica polite.
 Within a process, one request per channel is in flight at a time (`call`), so a 429 is seen before the next post
 to that channel leaves.
 """
@@ -30,6 +32,8 @@ T = TypeVar("T")
 
 #: How many 429s one call sits out (each after its Retry-After) before it gives up and the caller retries later.
 RATE_LIMITED_RETRIES = 5
+#: Without Redis, the share of a channel's rate one replica takes for itself (it cannot see the others' posts).
+LOCAL_SHARE = 0.5
 
 
 class ChannelBudget:
@@ -91,7 +95,7 @@ class ChannelBudget:
         log.warning("Redis unavailable: Slack budget kept by this replica alone")
         now = time.monotonic()
         slot = max(now, self._local_next.get(key, 0.0))
-        self._local_next[key] = slot + self.interval_ms / 1000
+        self._local_next[key] = slot + self.interval_ms / 1000 / LOCAL_SHARE
         await asyncio.sleep(slot - now)
 
     async def back_off(self, channel: str, seconds: float, kind: str = "post") -> None:

@@ -9,6 +9,17 @@ or a timeout may have hidden Slack's answer. So every such post carries message 
 looks for a message with that metadata (`find_top_level`, `find_in_thread`) and records it instead of posting
 again. The posts go through `BotContext.slack_unretried`, a client that never resends a request Slack may already
 have applied, and through the channel's budget, which honours Retry-After for every poster of the channel.
+
+A post whose answer never came (a timeout, a 5xx) may still be applied by Slack *after* the client gave up: Slack
+stored it at 12 s, the client stopped waiting at 10 s. Looking it up at once finds nothing and posts it a second
+time. So such a claim is looked up only once the client timeout (SLACK_TIMEOUT_SECONDS) plus LATE_APPLY_MARGIN has
+passed since the attempt failed (`uncertain_claim_time`), and the taker looks once more right before it posts again.
+
+A payload Slack refuses as invalid (`invalid_blocks`, `msg_too_long`, `invalid_arguments`…, bot/slack_limits.py)
+would be refused again however often it is sent, and an incident's later events wait behind a failed one. So
+`post` and `update` never leave such a refusal to a retry: they log it with Slack's error and messages and send
+the caller's minimal text-only `fallback` instead (same metadata, so it is found like the message it stands for).
+Handled here, at the one depth every root, reply, edit and digest goes through, not by each caller.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
+from bot.slack_limits import PERMANENT_REFUSALS
 from integrations.slack import channel_id_by_name, find_posted
 
 log = logging.getLogger(__name__)
@@ -46,32 +58,98 @@ def stale_window(bot: BotContext) -> timedelta:
     return timedelta(seconds=bot.settings.stale_claim_seconds)
 
 
+#: How much later than the client's timeout Slack may still apply a request it received (and show it in history).
+LATE_APPLY_MARGIN = timedelta(seconds=5)
+
+
+def late_apply_window(bot: BotContext) -> timedelta:
+    """After an attempt whose outcome is unknown, how long Slack may still apply it: the client timeout plus a
+    margin. A lookup sooner than that can miss a message that lands a moment later."""
+    return timedelta(seconds=bot.settings.slack_timeout_seconds) + LATE_APPLY_MARGIN
+
+
+def uncertain_claim_time(bot: BotContext, now: datetime, elapsed: float) -> datetime:
+    """The claim time to record for an attempt that began with the pass at `now`, failed `elapsed` seconds later
+    and whose outcome is unknown. The claim counts as stale — and is looked up — `late_apply_window` after the
+    failure, not at once: it is stamped so that `claimed + stale_window` falls then. The pass's `now` stays the one
+    clock of the decision; `elapsed` (monotonic) only moves it to the moment the client gave up."""
+    failed_at = now + timedelta(seconds=max(0.0, elapsed))
+    return failed_at + late_apply_window(bot) - stale_window(bot)
+
+
 def surely_not_posted(exc: BaseException) -> bool:
     """Slack answered and refused (a 4xx, `ok: false` — a 429 included): nothing was stored. A 5xx, a timeout or
     a dropped connection leave the outcome unknown."""
     return isinstance(exc, SlackApiError) and exc.response.status_code < 500
 
 
-async def post(bot: BotContext, budget: ChannelBudget, channel: str, key: PostKey, **kwargs: Any) -> Any:
-    """chat.postMessage once (no blind resend), within the channel's budget, carrying `key` as metadata."""
+def permanently_refused(exc: BaseException) -> bool:
+    """Slack refused the payload itself (bot/slack_limits.py PERMANENT_REFUSALS): sending it again cannot help."""
+    return isinstance(exc, SlackApiError) and exc.response.get("error") in PERMANENT_REFUSALS
 
-    async def request() -> Any:
+
+#: What a message shows; the rest of a call's arguments (thread, metadata, unfurling) stay in the fallback.
+_CONTENT = ("text", "blocks", "attachments")
+
+
+def _log_refusal(exc: SlackApiError, method: str, channel: str, what: str) -> None:
+    metadata = exc.response.get("response_metadata") or {}
+    log.error(
+        "Slack refused the message as invalid; sending a text-only fallback instead",
+        extra={
+            "method": method,
+            "error": exc.response.get("error"),
+            "slack_messages": list(metadata.get("messages") or [])[:10],
+            "channel": channel,
+            "what": what,
+        },
+    )
+
+
+async def post(
+    bot: BotContext, budget: ChannelBudget, channel: str, key: PostKey, *, fallback: str, **kwargs: Any
+) -> Any:
+    """chat.postMessage once (no blind resend), within the channel's budget, carrying `key` as metadata. Refused
+    as invalid, `fallback` (text only) is posted in its place, once; refused again, the refusal is raised."""
+
+    async def request(**content: Any) -> Any:
         return await bot.slack_unretried.chat_postMessage(
-            channel=channel, unfurl_links=False, metadata=key.metadata(), **kwargs
+            channel=channel, unfurl_links=False, metadata=key.metadata(), **content
         )
 
-    response = await budget.call(channel, request)
+    try:
+        response = await budget.call(channel, lambda: request(**kwargs))
+    except SlackApiError as exc:
+        if not permanently_refused(exc):
+            raise
+        _log_refusal(exc, "chat.postMessage", channel, f"{key.event_type} {key.payload}")
+        rest = {k: v for k, v in kwargs.items() if k not in _CONTENT}
+        response = await budget.call(channel, lambda: request(text=fallback, **rest))
     await budget.alias(channel, str(response["channel"]))
     return response
 
 
-async def update(bot: BotContext, budget: ChannelBudget, channel_id: str, ts: str, **kwargs: Any) -> Any:
-    """chat.update within the channel's update budget (an edit is idempotent; only its pace matters)."""
-    return await budget.call(
-        channel_id,
-        lambda: bot.slack_unretried.chat_update(channel=channel_id, ts=ts, **kwargs),
-        kind="update",
-    )
+async def update(
+    bot: BotContext, budget: ChannelBudget, channel_id: str, ts: str, *, fallback: str, **kwargs: Any
+) -> Any:
+    """chat.update within the channel's update budget (an edit is idempotent; only its pace matters). Refused as
+    invalid, the message is edited to `fallback` alone (its blocks and attachments cleared)."""
+
+    async def request(**content: Any) -> Any:
+        return await bot.slack_unretried.chat_update(channel=channel_id, ts=ts, **content)
+
+    try:
+        return await budget.call(channel_id, lambda: request(**kwargs), kind="update")
+    except SlackApiError as exc:
+        if not permanently_refused(exc):
+            raise
+        _log_refusal(exc, "chat.update", channel_id, f"message {ts}")
+        rest = {k: v for k, v in kwargs.items() if k not in _CONTENT}
+        return await budget.call(
+            channel_id,
+            lambda: request(text=fallback, blocks=[], attachments=[], **rest),
+            kind="update",
+        )
 
 
 async def channel_id_of(bot: BotContext, budget: ChannelBudget, channel: str) -> str | None:

@@ -19,6 +19,9 @@ from typing import Any
 import psycopg
 import redis.asyncio as redis
 from psycopg_pool import AsyncConnectionPool
+from redis import exceptions as redis_exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from bot.embedded import EmbeddedServers
 from bot.settings import Settings
@@ -26,11 +29,123 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 POOL_TIMEOUT = 5.0
+#: Connect and read timeout of every Redis call. Redis answers in well under a millisecond when it is healthy;
+#: a frozen Redis (process stopped, connection open) otherwise holds each call for redis-py's retries.
+REDIS_TIMEOUT = 1.0
+#: After a Redis call timed out or could not connect, calls fail at once for this long (then one is tried again),
+#: so a post's several Redis calls do not each wait out the timeout: the callers' fallbacks take over at once.
+REDIS_COOL_OFF = 5.0
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 class StorageUnavailable(Exception):
     """Postgres or Redis did not answer; `str()` says which, without the URL (it may hold a password)."""
+
+
+class BoundedRedis(redis.Redis):
+    """redis-py's asyncio client with every call bounded: REDIS_TIMEOUT for connecting and for the answer (the
+    client is built with those socket timeouts and no retries), an overall deadline on top, and a cool-off after
+    Redis did not answer, during which calls raise `RedisUnanswered` at once instead of queueing behind a dead
+    socket. Every Redis user already falls back on `RedisError` (the budget to a local rate, the locks to
+    Postgres), so a hung Redis costs one timeout, not one per call (issue 12: 35–45 s per incident post)."""
+
+    _unanswered_until: float = 0.0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._unanswered_until:
+            raise RedisUnanswered("Redis did not answer a moment ago; not asked again yet")
+        try:
+            async with asyncio.timeout(REDIS_TIMEOUT * 2):
+                return await super().execute_command(*args, **options)
+        except TimeoutError as exc:  # the overall deadline: redis-py's own timeouts raise its TimeoutError
+            self._unanswered_until = loop.time() + REDIS_COOL_OFF
+            raise RedisUnanswered("Redis call timed out") from exc
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError):
+            self._unanswered_until = loop.time() + REDIS_COOL_OFF
+            raise
+
+
+class RedisUnanswered(redis_exceptions.ConnectionError):
+    """Redis did not answer within REDIS_TIMEOUT (or did not a moment ago); a RedisError like any other."""
+
+
+def redis_client(url: str) -> BoundedRedis:
+    """The bot's Redis client: bounded timeouts, no retries (see BoundedRedis)."""
+    return BoundedRedis.from_url(  # type: ignore[return-value]  # from_url builds `cls`
+        url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class SessionLocks:
+    """Postgres session advisory locks, on one connection of their own: the fallback of the short Redis locks
+    (an incident's delivery) when Redis does not answer. A lock lasts until `unlock` or until the connection
+    ends — a process that dies releases its locks with its connection, as a Redis lock's TTL would. A session
+    lock is re-entrant in Postgres, so this process also keeps the set it holds and refuses itself a second
+    time. Keys live in the two-integer key space under `hashtext('mira-bot:lock')`, apart from the one-integer
+    transaction locks elsewhere."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._mutex = asyncio.Lock()
+        self._held: set[str] = set()
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._held.clear()  # a lost connection took its locks with it
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=int(POOL_TIMEOUT)
+            )
+        return self._conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._held.clear()
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    async def try_lock(self, name: str) -> bool | None:
+        """True: held now; False: held by another process (or by this one); None: Postgres did not answer."""
+        async with self._mutex:
+            if name in self._held:
+                return False
+            try:
+                async with asyncio.timeout(POOL_TIMEOUT):
+                    conn = await self._connection()
+                    cursor = await conn.execute(
+                        "SELECT pg_try_advisory_lock(hashtext('mira-bot:lock'), hashtext(%s))", (name,)
+                    )
+                    row = await cursor.fetchone()
+            except (psycopg.Error, TimeoutError):
+                await self._drop()
+                return None
+            if row and row[0]:
+                self._held.add(name)
+                return True
+            return False
+
+    async def unlock(self, name: str) -> None:
+        async with self._mutex:
+            if name not in self._held or self._conn is None:
+                return
+            self._held.discard(name)
+            try:
+                async with asyncio.timeout(POOL_TIMEOUT):
+                    await self._conn.execute(
+                        "SELECT pg_advisory_unlock(hashtext('mira-bot:lock'), hashtext(%s))", (name,)
+                    )
+            except (psycopg.Error, TimeoutError):
+                await self._drop()  # the session is gone or unusable: its locks end with it
+
+    async def close(self) -> None:
+        async with self._mutex:
+            await self._drop()
 
 
 @dataclass
@@ -39,6 +154,8 @@ class Storage:
     redis: redis.Redis
     embedded: EmbeddedServers | None = None
     redis_url: str = ""
+    #: Postgres advisory locks standing in for the Redis locks when Redis does not answer (None: not available).
+    locks: SessionLocks | None = None
 
     @contextlib.asynccontextmanager
     async def autocommit(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -81,6 +198,8 @@ class Storage:
             return f"unavailable ({type(exc).__name__})"
 
     async def close(self) -> None:
+        if self.locks is not None:
+            await self.locks.close()
         await self.pool.close()
         await self.redis.aclose()
         if self.embedded is not None:
@@ -154,10 +273,10 @@ async def open_storage(settings: Settings, *, migrate: bool = True) -> Storage:
     pool = AsyncConnectionPool(
         database_url, min_size=1, max_size=10, open=False, name="mira-bot", timeout=POOL_TIMEOUT
     )
-    client = redis.from_url(
-        redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=30
+    client = redis_client(redis_url)
+    storage = Storage(
+        pool=pool, redis=client, embedded=embedded, redis_url=redis_url, locks=SessionLocks(database_url)
     )
-    storage = Storage(pool=pool, redis=client, embedded=embedded, redis_url=redis_url)
     try:
         try:
             await pool.open(wait=True, timeout=10.0)

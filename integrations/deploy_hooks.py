@@ -11,11 +11,19 @@ and a receiver that dedupes on the key is safe even against a proxy's retry. Whe
 catalog's `status_url`, or a `status_url` in the hook's JSON answer) it is polled until it reports success or
 failure, or the hook's timeout passes. Errors are `DeployHookError`s worded for the thread; the secret and the URL's
 query string never appear in them.
+
+A hook URL may carry credentials: `https://user:pass@host/path?token=…` (httpx sends the userinfo as Basic auth).
+Everything secret about a hook -- the `secret_env` value, the URL's user and password, their Basic auth token, the
+query values -- is `hook_secrets(...)`: it is blanked from the hook's own answer before that answer is quoted
+(a receiver that echoes its request must not put the token in the thread), and the bot adds it to the secrets its
+Slack client and its log lines blank (`bot.redaction.catalog_secrets`). A hook is shown as `where(url)`: scheme,
+host and path only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -23,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
 
@@ -56,10 +64,54 @@ class HookResult:
     summary: str  # "webhook answered 202" / "deployed (status URL: success after 3 polls)"
 
 
+BLANK = "**********"
+
+
 def where(url: str) -> str:
-    """The host and path, without the query string that often carries a token."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
+    """Scheme, host (and port) and path: never the user and password, the query string or the fragment, which
+    is where hook URLs carry their credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "(an unreadable URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{parts.path}"
+
+
+def hook_secrets(url: str | None, secret: str | None = None) -> list[str]:
+    """Every value that is secret about a hook: `secret` (the `secret_env` value), the URL's user and password
+    (as written and percent-decoded), `user:password`, the Basic auth token httpx makes of them, and the values of
+    the query string (and the query string itself). Longest first, so a longer secret is blanked before a part
+    of it."""
+    found = [secret or ""]
+    if url:
+        try:
+            parts = urlsplit(url)
+            user, password = parts.username, parts.password
+        except ValueError:
+            parts, user, password = None, None, None
+        if parts is not None:
+            if user is not None or password is not None:
+                decoded = (unquote(user or ""), unquote(password or ""))
+                basic = base64.b64encode(f"{decoded[0]}:{decoded[1]}".encode()).decode()
+                found += [user or "", password or "", *decoded, f"{decoded[0]}:{decoded[1]}", basic]
+            if parts.query:
+                found.append(parts.query)
+                for pair in parts.query.split("&"):
+                    found.append(pair.partition("=")[2])
+                found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """`text` with each of `secrets` blanked."""
+    for value in secrets:
+        if value in text:
+            text = text.replace(value, BLANK)
+    return text
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -85,7 +137,8 @@ def _request(call: HookCall) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-def _answer_words(response: httpx.Response) -> str:
+def _answer_words(response: httpx.Response, secrets: list[str]) -> str:
+    """The start of what the hook said, its secrets blanked first (clipping first could leave half a token)."""
     text = response.text.strip().replace("\n", " ")
     try:
         document = response.json()
@@ -93,7 +146,7 @@ def _answer_words(response: httpx.Response) -> str:
             text = str(document.get("message") or document.get("error") or text)
     except ValueError:
         pass
-    return text[:200]
+    return scrub(text, secrets)[:200]
 
 
 def _status_url_from(response: httpx.Response) -> str | None:
@@ -110,24 +163,33 @@ async def trigger(
 ) -> HookResult:
     """Call the hook once, then follow its status URL if there is one."""
     body, headers = _request(call)
+    secrets = hook_secrets(call.url, call.secret) + hook_secrets(call.status_url)
     try:
         response = await http.post(call.url, content=body, headers=headers, timeout=30.0)
     except httpx.HTTPError as exc:
+        cause = connection_cause(exc, urlsplit(call.url).hostname)
         raise DeployHookError(
-            f"could not reach the deploy hook at {where(call.url)}: {connection_cause(exc, urlsplit(call.url).hostname)}"
+            scrub(f"could not reach the deploy hook at {where(call.url)}: {cause}", secrets)
         ) from None
     if not response.is_success:
         raise DeployHookError(
-            f"the deploy hook at {where(call.url)} answered {response.status_code}: {_answer_words(response)}"
+            scrub(
+                f"the deploy hook at {where(call.url)} answered {response.status_code}: {_answer_words(response, secrets)}",
+                secrets,
+            )
         )
     status_url = _status_url_from(response) or call.status_url
     if status_url is None:
         return HookResult(response.status_code, f"{where(call.url)} answered {response.status_code}")
-    return await _follow(http, status_url, call, monotonic)
+    return await _follow(http, status_url, call, monotonic, secrets + hook_secrets(status_url))
 
 
 async def _follow(
-    http: httpx.AsyncClient, status_url: str, call: HookCall, monotonic: Callable[[], float]
+    http: httpx.AsyncClient,
+    status_url: str,
+    call: HookCall,
+    monotonic: Callable[[], float],
+    secrets: list[str],
 ) -> HookResult:
     deadline = monotonic() + call.timeout_s
     polls = 0
@@ -138,7 +200,7 @@ async def _follow(
             response = await http.get(status_url, headers={"Accept": "application/json"}, timeout=30.0)
             document = response.json() if response.is_success else None
             state = str(document.get("status", "")).lower() if isinstance(document, dict) else ""
-            last = state or f"HTTP {response.status_code}"
+            last = scrub(state, secrets) or f"HTTP {response.status_code}"
         except (httpx.HTTPError, ValueError) as exc:
             state, last = "", f"unreadable ({type(exc).__name__})"
         if state in SUCCESS:

@@ -12,6 +12,7 @@ ack benchmark was a fifth of the bot's post-ack CPU (docs/PERFORMANCE.md).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -66,7 +67,7 @@ def build_slack_client(
     token: str,
     base_url: str,
     *,
-    timeout: int = 10,
+    timeout: float = 10.0,
     blind_retries: bool = True,
     redact: Callable[[Any], Any] | None = None,
 ) -> InstrumentedWebClient:
@@ -86,7 +87,7 @@ def build_slack_client(
     client = InstrumentedWebClient(
         token=token,
         base_url=base_url,
-        timeout=timeout,
+        timeout=max(1, math.ceil(timeout)),
         session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=CONNECTION_RETRIES),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -58,9 +58,16 @@ def demo_rows(now: datetime) -> list[tuple[str, int, bool, datetime]]:
 
 
 async def seed_demo_mira_events(dsn: str, now: datetime | None = None) -> int:
-    """Create and fill the demo `mira_events` table; the number of rows inserted (0 when it already had rows)."""
-    now = now or datetime.now(UTC)
+    """Create and fill the demo `mira_events` table; the number of rows inserted (0 when it already had rows).
+
+    The rows are dated by the metrics database's own clock unless `now` is given: /latency judges its window by
+    that clock (`now()` in integrations/metrics_db.py, as a service's own events are), so the seed and the window
+    agree even where the bot's host and the database disagree on the time."""
     async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
+        if now is None:
+            clock = await (await conn.execute("SELECT now()")).fetchone()
+            assert clock is not None
+            now = clock[0]
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS mira_events (

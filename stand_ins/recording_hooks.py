@@ -3,8 +3,9 @@
 It accepts what `integrations.deploy_hooks` sends — a signed webhook POST at `/hooks/{name}`, or a GitHub
 `workflow_dispatch` at `/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches` — records each call with its
 headers and JSON body, checks the `X-Mira-Signature` when a secret is registered, and answers what the test asks:
-200 by default, `fail_next(status)` for an outage, `status_after(polls)` to make a status URL report `running`
-before `success`.
+200 by default, `fail_next(status)` for an outage (`echo=True`: a receiver whose error quotes what it got -- the
+query string, the Authorization header, the secret it checks with), `status_after(polls)` to make a status URL
+report `running` before `success`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class _StatusScript:
 
 @dataclass
 class _Faults:
-    statuses: list[int] = field(default_factory=list)
+    statuses: list[tuple[int, bool]] = field(default_factory=list)  # (status, echo the request)
 
 
 class RecordingHookServer(RecordingServer):
@@ -75,8 +76,10 @@ class RecordingHookServer(RecordingServer):
         """Check the signature of calls to `/hooks/{name}` against `secret`."""
         self._secrets[name] = secret
 
-    def fail_next(self, status: int = 500, count: int = 1) -> None:
-        self._faults.statuses.extend([status] * count)
+    def fail_next(self, status: int = 500, count: int = 1, *, echo: bool = False) -> None:
+        """Answer the next `count` hook calls with `status`; with `echo`, the error quotes the request's query
+        string and Authorization header and the hook's registered secret, as a careless receiver would."""
+        self._faults.statuses.extend([(status, echo)] * count)
 
     def status_after(self, name: str, running_polls: int, final: str = "success") -> None:
         """`/status/{name}` answers `running` `running_polls` times, then `final`."""
@@ -107,7 +110,14 @@ class RecordingHookServer(RecordingServer):
         if signature_ok is False:
             return JSONResponse({"error": "bad signature"}, status_code=401)
         if self._faults.statuses:
-            status = self._faults.statuses.pop(0)
+            status, echo = self._faults.statuses.pop(0)
+            if echo:
+                quoted = (
+                    f"deploy refused {request.method} {request.url.path}?{request.url.query} "
+                    f"(Authorization: {request.headers.get('authorization', 'none')}; "
+                    f"checked with secret {secret or 'none'})"
+                )
+                return JSONResponse({"error": quoted}, status_code=status)
             return JSONResponse({"error": f"deploy failed with {status}"}, status_code=status)
         if request.url.path.endswith("/dispatches"):
             return Response(status_code=204)

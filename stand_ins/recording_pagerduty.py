@@ -18,6 +18,9 @@ It keeps a real in-memory incident store:
   the same ``dedup_key``), ``acknowledge``/``resolve`` with that ``dedup_key`` change it; answered
   ``202 {"status": "success", "message": "Event processed", "dedup_key": …}``.
 
+Faults: :meth:`RecordingPagerDutyServer.fail_next` answers a status, :meth:`~RecordingPagerDutyServer.hang_next`
+never answers (nothing applied), :meth:`~RecordingPagerDutyServer.slow_next` applies at once and answers late.
+
 REST calls need ``Authorization: Token token=<token>`` (else ``401 {"error": {"message": "Authentication failed",
 "code": 2006}}``) and writes a ``From`` header.  Error bodies follow PagerDuty's documented shapes (REST:
 ``{"error": {"message", "code", "errors"}}``; Events API: ``{"status", "message", "errors"}``); the exact wording
@@ -42,6 +45,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -120,6 +124,7 @@ class _Fault:
     retry_after: float | None
     remaining: int
     hang: bool = False
+    delay: float | None = None  # apply the call at once, answer after this many seconds
 
 
 def _header_number(value: float) -> str:
@@ -205,6 +210,19 @@ class RecordingPagerDutyServer(PagerDutyRestApi, PagerDutyEventsApi):
         The call is recorded when it arrives, with status :data:`NO_ANSWER`, and changes nothing.
         """
         self._add_fault(_Fault(method.upper(), path_prefix, NO_ANSWER, None, None, count, hang=True))
+
+    def slow_next(
+        self, method: str, seconds: float, count: int = 1, *, path_prefix: str | None = None
+    ) -> None:
+        """Apply the next ``count`` ``method`` calls at once, but answer each only after ``seconds``.
+
+        PagerDuty under load: the change is made (and its webhook sent) straight away, the HTTP answer comes
+        late -- later than the client's timeout, when a test wants the "no answer yet" path.  The call is
+        recorded when it is applied, with the status it will be answered with; :meth:`stop` cuts the wait short.
+        """
+        if seconds <= 0:
+            raise ValueError("seconds must be > 0")
+        self._add_fault(_Fault(method.upper(), path_prefix, 0, None, None, count, delay=seconds))
 
     def reset(self) -> None:
         """Forget calls, faults, incidents, users, routing keys, on-calls and sent webhooks."""
@@ -315,6 +333,14 @@ class RecordingPagerDutyServer(PagerDutyRestApi, PagerDutyEventsApi):
             return JSONResponse(payload, status_code=status, headers=extra)
 
         fault = self._take_fault(method, path)
+        if fault is not None and fault.delay is not None:
+            answer = await self._apply(
+                request, handler, body, invalid, headers, query, rest=rest, finish=finish
+            )
+            assert self._release is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), fault.delay)
+            return answer
         if fault is not None and fault.hang:
             await self._record(PagerDutyCall(method, path, body, headers, NO_ANSWER, query))
             assert self._release is not None
@@ -331,6 +357,21 @@ class RecordingPagerDutyServer(PagerDutyRestApi, PagerDutyEventsApi):
             payload = fault.body if fault.body is not None else self._fault_body(fault.status, rest=rest)
             return await finish(fault.status, payload, extra)
 
+        return await self._apply(request, handler, body, invalid, headers, query, rest=rest, finish=finish)
+
+    async def _apply(
+        self,
+        request: Request,
+        handler: Any,
+        body: Any,
+        invalid: bool,
+        headers: dict[str, str],
+        query: dict[str, list[str]],
+        *,
+        rest: bool,
+        finish: Any,
+    ) -> Response:
+        """Check auth (REST) and the body, run ``handler``; ``finish`` records the call and builds the answer."""
         if rest and headers.get("authorization") != f"Token token={self.token}":
             return await finish(401, _rest_error(401).body)
         if invalid:

@@ -17,6 +17,11 @@ Two users:
   *state* (updates applied in place, deletions flagged, ephemerals kept apart) rather
   than just the call log.
 
+It is as strict as Slack about size: a message, update, ephemeral, response_url answer or view that breaks a
+Block Kit or message limit (the table in :mod:`bot.slack_limits`) is refused with Slack's own answer --
+``invalid_blocks`` / ``invalid_attachments`` / ``invalid_arguments`` with ``response_metadata.messages``, or
+``msg_too_long`` (:mod:`stand_ins.recording_slack_limits`) -- so a payload that passes here is one Slack accepts.
+
 Usage::
 
     async with RecordingSlackServer() as slack:
@@ -28,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.parser
 import email.policy
 import hashlib
@@ -46,6 +52,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from stand_ins.recording_base import RecordingServer
+from stand_ins.recording_slack_limits import message_refusal, response_url_refusal, view_refusal
 
 __all__ = [
     "NO_ANSWER",
@@ -168,8 +175,10 @@ class _Fault:
     remaining: int
     error: str | None
     #: refuse: answer ``status`` without doing anything; accept: do the call, then answer ``status`` anyway
-    #: (Slack stored the message but the client sees a failure); hang: do the call and never answer.
+    #: (Slack stored the message but the client sees a failure); hang: do the call and never answer; late: say
+    #: nothing for ``delay`` seconds, then do the call and answer (Slack applied it after the client gave up).
     mode: str = "refuse"
+    delay: float = 0.0
 
 
 class _BadRequest(Exception):
@@ -332,6 +341,16 @@ class RecordingSlackServer(RecordingServer):
         recorded with status :data:`NO_ANSWER`; :meth:`wait_held` waits for them."""
         self._faults.setdefault(method, []).append(
             _Fault(status=NO_ANSWER, retry_after=1, remaining=count, error=None, mode="hang")
+        )
+
+    def apply_late(self, method: str, after: float, count: int = 1) -> None:
+        """The next ``count`` calls to ``method`` go unanswered for ``after`` seconds; only then are they carried out
+        (a message is stored, with the ``ts`` of that moment) and answered. With ``after`` longer than the client's
+        timeout, the client gives up first and the message appears later: "Slack stored it at 12 s, the client gave
+        up at 10 s". The call is recorded on arrival with status :data:`NO_ANSWER`; once applied it shows status
+        200 and its ``response``."""
+        self._faults.setdefault(method, []).append(
+            _Fault(status=200, retry_after=1, remaining=count, error=None, mode="late", delay=after)
         )
 
     def release_held(self) -> None:
@@ -645,6 +664,8 @@ class RecordingSlackServer(RecordingServer):
             return response
         fault = self._take_fault(method)  # an accepting fault, if any: the call is carried out first
         handler = self._handlers.get(method)
+        if fault is not None and fault.mode == "late":
+            return await self._apply_late(method, body, token, headers, now, port, fault.delay)
         payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
         if fault is not None and fault.mode == "hang":
             release = self._held
@@ -658,6 +679,29 @@ class RecordingSlackServer(RecordingServer):
             SlackCall(method, body, token, headers, now, response.status_code, payload, client_port=port)
         )
         return response
+
+    async def _apply_late(
+        self,
+        method: str,
+        body: dict[str, Any],
+        token: str | None,
+        headers: dict[str, str],
+        now: float,
+        port: int | None,
+        delay: float,
+    ) -> Response:
+        call = SlackCall(method, body, token, headers, now, NO_ANSWER, None, client_port=port)
+        await self._record(call)
+        stopping = self._held
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=delay)  # cut short by release_held or stop
+        handler = self._handlers.get(method)
+        payload = handler(body) if handler else {"ok": False, "error": "unknown_method"}
+        cond = self._require_cond()
+        async with cond:
+            call.response, call.status, call.answered_at = payload, 200, time.monotonic()
+            cond.notify_all()
+        return JSONResponse(payload)
 
     async def _upload_endpoint(self, request: Request) -> Response:
         now = time.monotonic()
@@ -694,7 +738,10 @@ class RecordingSlackServer(RecordingServer):
         else:
             response = None
         body["key"] = key
-        response = response or self._check_faults("response_url", body, now) or PlainTextResponse("ok")
+        response = response or self._check_faults("response_url", body, now)
+        if response is None and (error := response_url_refusal(body)):
+            response = PlainTextResponse(error, status_code=400)  # Slack's webhooks answer errors as text
+        response = response or PlainTextResponse("ok")
         await self._record(
             SlackCall("response_url", body, None, dict(request.headers), now, response.status_code)
         )
@@ -755,6 +802,8 @@ class RecordingSlackServer(RecordingServer):
             return {"ok": False, "error": "channel_not_found"}
         if error := self._content_error(body) or self._metadata_error(body):
             return {"ok": False, "error": error}
+        if refusal := message_refusal(body):
+            return refusal
         msg = StoredMessage(
             channel=self.channel_id(channel),
             ts=self._next_ts(),
@@ -775,6 +824,8 @@ class RecordingSlackServer(RecordingServer):
         msg = self._messages.get((self.channel_id(channel), str(ts)))
         if msg is None or msg.deleted or msg.ephemeral_to is not None:
             return {"ok": False, "error": "message_not_found"}
+        if refusal := message_refusal(body):
+            return refusal
         # Like Slack, fields left out of the update keep their previous value.
         if "text" in body:
             msg.text = body["text"]
@@ -799,6 +850,8 @@ class RecordingSlackServer(RecordingServer):
             return {"ok": False, "error": "user_not_found"}
         if error := self._content_error(body):
             return {"ok": False, "error": error}
+        if refusal := message_refusal(body):
+            return refusal
         msg = StoredMessage(
             channel=self.channel_id(channel),
             ts=self._next_ts(),
@@ -976,6 +1029,8 @@ class RecordingSlackServer(RecordingServer):
         view = body.get("view")
         if not isinstance(view, dict):
             return {"ok": False, "error": "invalid_arguments"}
+        if refusal := view_refusal(view):
+            return refusal
         view_id = body.get("view_id") or self._next_id("V")
         self.views[view_id] = view
         return {"ok": True, "view": {"id": view_id, **view}}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from integrations.deploy_hooks import DeployHookError, HookCall, trigger
+from integrations.deploy_hooks import DeployHookError, HookCall, trigger, where
 from stand_ins.recording_hooks import RecordingHookServer
 from tests.harness import closed_port
 
@@ -106,3 +107,36 @@ async def test_an_unreachable_hook_says_why_without_the_query_string(http: httpx
     assert "could not reach the deploy hook" in str(raised.value)
     assert "connection refused" in str(raised.value)
     assert "abc123" not in str(raised.value)
+
+
+async def test_an_echoing_hooks_error_is_quoted_without_its_credentials_query_token_or_secret(
+    hooks: RecordingHookServer, http: httpx.AsyncClient
+) -> None:
+    """A hook URL with credentials and a query token, and a receiver whose error quotes what it got (query
+    string, Basic auth) and the secret it checks with: the error keeps the receiver's words, blanks each of those,
+    and names the hook by scheme, host and path only."""
+    user, password, token = "deployer-7f3a", "hook pass/91c2", "qtok-5d8e1b7a9c"
+    url = f"http://{user}:{password.replace(' ', '%20').replace('/', '%2F')}@127.0.0.1:{hooks.port}"
+    url += f"/hooks/mira?token={token}&env=prod"
+    hooks.require_secret("mira", SECRET)
+    hooks.fail_next(500, echo=True)
+    with pytest.raises(DeployHookError) as raised:
+        await trigger(http, _call(url))
+    [call] = hooks.calls
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    assert call.headers["authorization"] == f"Basic {basic}"  # the receiver really got all of them
+    message = str(raised.value)
+    assert message.startswith(
+        f"the deploy hook at http://127.0.0.1:{hooks.port}/hooks/mira answered 500: deploy refused POST /hooks/mira?"
+    ), message
+    assert "Authorization: Basic **********" in message and "checked with secret **********" in message
+    for secret in (user, password, token, basic, SECRET, "prod"):
+        assert secret not in message, f"{secret!r} leaked: {message}"
+
+
+def test_where_shows_scheme_host_and_path_only() -> None:
+    assert where("https://user:pa%40ss@hooks.example.com:8443/deploy/fa?token=abc#frag") == (
+        "https://hooks.example.com:8443/deploy/fa"
+    )
+    assert where("http://[::1]:9000/h") == "http://[::1]:9000/h"
+    assert where("https://hooks.example.com") == "https://hooks.example.com"

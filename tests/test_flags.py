@@ -4,6 +4,7 @@ Supabase Management API and the recording Slack server."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,10 +16,12 @@ from pydantic import SecretStr
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
 from bot.settings import Settings
+from bot.signing import sign_slack_request
+from bot.storage import redis_client
 from integrations.flag_table import PostgresFlagTable
 from stand_ins.recording_slack import RecordingSlackServer
 from stand_ins.recording_supabase import RecordingSupabaseServer
-from tests.harness import BotUnderTest, blocks_text
+from tests.harness import SIGNING_SECRET, BotUnderTest, blocks_text, closed_port
 
 OWNER = "U0OWNER01"
 ONCALL_GROUP = "S0ONCALL1"
@@ -421,3 +424,61 @@ async def test_confirm_after_fifteen_minutes_is_refused(
     assert "Change 1 expired: risky changes must be confirmed within 15 minutes" in (
         bot.slack.calls_to("response_url")[-1].text
     )
+
+
+async def _replayed(bot: BotUnderTest, body: bytes, *, retry: bool = False) -> list[int]:
+    """The byte-identical signed request three times (with `retry`: then twice more as Slack retries it,
+    re-signed with another timestamp and carrying X-Slack-Retry-Num); the statuses."""
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        **sign_slack_request(SIGNING_SECRET, body),
+    }
+    statuses = []
+    for _ in range(3):
+        statuses.append((await bot.client.post("/slack/events", content=body, headers=headers)).status_code)
+    if retry:
+        for attempt in (1, 2):
+            resigned = sign_slack_request(SIGNING_SECRET, body, int(time.time()) - attempt)
+            retried = {
+                **headers,
+                **resigned,
+                "X-Slack-Retry-Num": str(attempt),
+                "X-Slack-Retry-Reason": "timeout",
+            }
+            statuses.append(
+                (await bot.client.post("/slack/events", content=body, headers=retried)).status_code
+            )
+    await bot.settle()
+    return statuses
+
+
+async def test_a_replayed_flag_off_writes_once_and_announces_once(
+    bot: BotUnderTest, supabase: RecordingSupabaseServer
+) -> None:
+    """Issue 12: a valid signed /flag off sent again within the 5-minute window ran again (three Supabase writes,
+    three announcements). A replay, and a Slack retry of the same body, are answered 200 and do nothing."""
+    body = bot.command_body("/flag", "off MIRA_MODE_COMMAND_ENABLED", user=OWNER)
+    assert await _replayed(bot, body, retry=True) == [200] * 5
+    assert len(supabase.calls_to("POST")) == 1
+    assert len(bot.slack.calls_to("chat.postMessage")) == 1
+    assert len(bot.slack.calls_to("response_url")) == 1
+
+
+async def test_a_replayed_flag_off_is_refused_from_postgres_while_redis_is_down(
+    bot: BotUnderTest, supabase: RecordingSupabaseServer, database_url: str
+) -> None:
+    """Redis down (nothing listens on its port): the replay cache falls back to Postgres and still dedupes."""
+    storage = bot.runtime.bot.storage
+    working = storage.redis
+    storage.redis = redis_client(f"redis://127.0.0.1:{closed_port()}/0")
+    try:
+        body = bot.command_body("/flag", "off MIRA_MODE_COMMAND_ENABLED", user=OWNER)
+        assert await _replayed(bot, body, retry=True) == [200] * 5
+    finally:
+        await storage.redis.aclose()
+        storage.redis = working
+    assert len(supabase.calls_to("POST")) == 1
+    assert len(bot.slack.calls_to("chat.postMessage")) == 1
+    assert len(bot.slack.calls_to("response_url")) == 1  # ran once: one answer to the user
+    keys = [key for (key,) in await _rows(database_url, "SELECT key FROM slack_replays")]
+    assert sorted(key.split(":")[0] for key in keys) == ["body", "sig", "sig", "sig"]  # 3 signatures, 1 body

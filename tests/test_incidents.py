@@ -27,7 +27,7 @@ from bot.signing import sign_pagerduty_webhook
 from stand_ins.recording_pagerduty import RecordingPagerDutyServer
 from stand_ins.recording_slack import RecordingSlackServer
 from tests import pd_payloads as pd
-from tests.harness import BotUnderTest, closed_port
+from tests.harness import BotUnderTest, closed_port, running_bot
 
 SECRET_OLD = "pd-webhook-secret-old"
 SECRET_NEW = "pd-webhook-secret-new"
@@ -572,6 +572,69 @@ async def test_a_pagerduty_error_is_shown_in_pagerdutys_words_and_a_double_click
     )
 
 
+async def test_a_slow_pagerduty_acknowledgement_is_told_as_no_answer_yet_then_read_back_to_the_clicker(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, pagerduty: RecordingPagerDutyServer
+) -> None:
+    """PagerDuty applies the acknowledgement at once but answers only after the client's timeout (a short
+    PAGERDUTY_TIMEOUT_SECONDS here; the answer would come 30 s later): the clicker is not told it failed, but
+    that there is no answer yet and it may still apply; then the bot reads the incident back (GET) and tells the
+    clicker, ephemerally, that it applied. The thread hears of it from PagerDuty's webhook, once."""
+    quick = settings.model_copy(update={"pagerduty_timeout_seconds": 1.0})
+    async with running_bot(quick, catalog, slack) as bot:
+        root = await _incident_in_slack(bot, pagerduty)
+        pagerduty.slow_next("PUT", 30.0, path_prefix="/incidents/PABC123")
+        await _click(bot, root, "incident_ack")
+
+        [put] = pagerduty.calls_to("PUT", "/incidents/PABC123")
+        assert put.body == {"incident": {"type": "incident_reference", "status": "acknowledged"}}
+        [read_back] = pagerduty.calls_to("GET", "/incidents/PABC123")
+        assert pagerduty.calls.index(read_back) > pagerduty.calls.index(put)
+        told = [(c.text, c.body.get("response_type")) for c in bot.slack.calls_to("response_url")]
+        assert told == [
+            (
+                ":hourglass_flowing_sand: PagerDuty did not answer within 1 s: no answer yet — it may still apply. "
+                "Reading the incident back from PagerDuty…",
+                "ephemeral",
+            ),
+            (
+                ":white_check_mark: PagerDuty shows the incident acknowledged: your acknowledgement applied after "
+                "all. The thread updates when PagerDuty confirms.",
+                "ephemeral",
+            ),
+        ]
+        assert not any("did not answer" in (c.text or "") for c in bot.slack.calls_to("chat.postMessage"))
+        async with bot.runtime.bot.storage.pool.connection() as conn:
+            rows = await (
+                await conn.execute("SELECT outcome FROM audit_log WHERE action = 'incident.acknowledge'")
+            ).fetchall()
+        assert rows == [("ok",)]
+
+        await pagerduty.wait_for_webhooks(1, event_type="incident.acknowledged")
+        await drain(bot, soon())
+        assert [c.text for c in replies(bot, ALERTS)] == [":eyes: Acknowledged by Alice Example"]
+
+
+async def test_an_unanswered_acknowledgement_that_pagerduty_never_applied_is_told_as_not_applied(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, pagerduty: RecordingPagerDutyServer
+) -> None:
+    """No answer and nothing applied (the PUT hangs): the same "no answer yet" first, then, after reading the
+    incident back until the read-backs run out, that it did not apply: the clicker is not told it worked."""
+    quick = settings.model_copy(update={"pagerduty_timeout_seconds": 0.5})
+    async with running_bot(quick, catalog, slack) as bot:
+        root = await _incident_in_slack(bot, pagerduty)
+        pagerduty.hang_next("PUT", path_prefix="/incidents/PABC123")
+        await _click(bot, root, "incident_ack")
+
+        assert len(pagerduty.calls_to("GET", "/incidents/PABC123")) == 3
+        told = [c.text for c in bot.slack.calls_to("response_url")]
+        assert told == [
+            ":hourglass_flowing_sand: PagerDuty did not answer within 0.5 s: no answer yet — it may still apply. "
+            "Reading the incident back from PagerDuty…",
+            ":x: PagerDuty shows the incident triggered: your acknowledgement did not apply. Try again.",
+        ]
+        assert pagerduty.incident("PABC123")["status"] == "triggered"  # type: ignore[index]
+
+
 async def test_post_mortem_scheduled_is_marked_once_and_cancels_the_reminder(
     bot: BotUnderTest, pagerduty: RecordingPagerDutyServer
 ) -> None:
@@ -649,3 +712,46 @@ async def test_a_real_postgres_outage_answers_503_and_recovers_without_a_restart
         await server.stop()
         await runtime.close()
         await asyncio.to_thread(database.stop)
+
+
+async def test_a_root_and_a_reply_slack_applies_after_the_client_timed_out_are_posted_once(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> None:
+    """Issue 12: Slack stored the post after the client gave up (here 4 s against a 1 s client timeout). The
+    worker retries as soon as its backoff allows; a lookup then finds nothing yet, and posting again would leave
+    two messages once the late one lands. The uncertain claim is looked up only after the client timeout plus a
+    margin, so the retry waits (RetryLater) and the later pass finds the late message instead of posting it."""
+    # Real time, not T0: the lookup's `oldest` bound compares the claim's time with the ts Slack stamped.
+    base = datetime.now(UTC) + timedelta(seconds=1)
+    quick = settings.model_copy(update={"slack_timeout_seconds": 1.0, "storm_threshold": 0})
+    trigger, acknowledged = lifecycle()[:2]
+
+    def stored(channel: str, *, in_thread: bool) -> list[Any]:
+        return [m for m in slack.messages(channel) if bool(m.thread_ts) == in_thread]
+
+    async def late_store_done() -> None:
+        await slack.wait_until(lambda: all(c.answered for c in slack.calls_to("chat.postMessage")), 15.0)
+
+    async with running_bot(quick, catalog, slack) as bot:
+        worker = bot.runtime.delivery
+        assert await send(bot, trigger) == 202
+        slack.apply_late("chat.postMessage", after=4.0)  # the alerts root: stored 4 s after it arrived
+        await worker.run_once(base)  # the client gives up after 1 s: outcome unknown
+        assert stored(ALERTS, in_thread=False) == []
+        await worker.run_once(base + timedelta(seconds=3))  # past the event's backoff, before the late store
+        await late_store_done()
+        await drain(bot, base + timedelta(minutes=1))
+        assert len(stored(ALERTS, in_thread=False)) == 1
+        assert len(stored(INCIDENTS, in_thread=False)) == 1
+
+        t1 = base + timedelta(minutes=2)
+        assert await send(bot, acknowledged) == 202
+        slack.apply_late("chat.postMessage", after=4.0)  # the reply in the alerts thread, applied late
+        await worker.run_once(t1)
+        await worker.run_once(t1 + timedelta(seconds=3))
+        await late_store_done()
+        await drain(bot, t1 + timedelta(minutes=1))
+        for channel in (ALERTS, INCIDENTS):
+            [root] = stored(channel, in_thread=False)
+            acks = [m for m in slack.thread(channel, root.ts) if (m.text or "").startswith(":eyes:")]
+            assert len(acks) == 1, f"{channel}: {len(acks)} acknowledgement replies"

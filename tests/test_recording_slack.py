@@ -684,3 +684,20 @@ async def test_a_refused_429_records_its_retry_after(
         await client.chat_postMessage(channel="#e", text="x")
     [call] = slack.calls_to("chat.postMessage")
     assert (call.status, call.retry_after) == (429, 3.0)
+
+
+async def test_apply_late_stores_the_message_only_after_the_client_gave_up(
+    slack: RecordingSlackServer,
+) -> None:
+    """Slack applied the post after the client's timeout: nothing is stored while the client waits, the message
+    appears afterwards, with the ts of the moment it was stored."""
+    impatient = AsyncWebClient(token="xoxb-test", base_url=slack.api_url, timeout=1)
+    slack.apply_late("chat.postMessage", after=2.0)
+    with pytest.raises(asyncio.TimeoutError):
+        await impatient.chat_postMessage(channel="#late", text="late")
+    assert slack.messages("#late") == []
+    [call] = slack.calls_to("chat.postMessage")
+    assert not call.answered
+    await slack.wait_until(lambda: call.answered, timeout=10.0)
+    [stored] = slack.messages("#late")
+    assert stored.text == "late" and call.response is not None and call.response["ts"] == stored.ts

@@ -25,11 +25,20 @@ from bot.rollback_worker import RollbackWorker
 from bot.runtime import start_runtime
 from bot.scheduler import utc_now
 from bot.settings import Settings
+from bot.signing import sign_slack_request
 from stand_ins.recording_hooks import RecordingHookServer
 from stand_ins.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
 from stand_ins.recording_slack import RecordingSlackServer, SlackCall
 from stand_ins.recording_supabase import RecordingSupabaseServer
-from tests.harness import CHANNEL, BotUnderTest, answer, blocks_text, fake_service, running_bot
+from tests.harness import (
+    CHANNEL,
+    SIGNING_SECRET,
+    BotUnderTest,
+    answer,
+    blocks_text,
+    fake_service,
+    running_bot,
+)
 
 REQUESTER = "U0OWNER01"
 CONFIRMER = "U0OWNER02"
@@ -174,7 +183,11 @@ async def test_the_request_shows_every_step_of_the_mira_plan_with_what_it_change
     assert "Rollback #1: Mira Co-Pilot" in text
     assert "reason: p95 above 3 s" in text
     assert "`MIRA_COPILOT_ENABLED` → `false` (Supabase secrets)" in text
-    assert "deploy hook 127.0.0.1" in text and "function=agent-chat" in text and "version=previous" in text
+    assert (
+        "deploy hook http://127.0.0.1" in text
+        and "function=agent-chat" in text
+        and "version=previous" in text
+    )
     assert "DBA signs off in the thread :warning: Database rollbacks can cause data loss." in text
     assert "`MIRA_ROLLOUT_PERCENT` → `10`" in text
     assert text.count("◻️") == MIRA_STEPS
@@ -540,7 +553,7 @@ async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
         await _drive(bot, t0)
         await _drive(bot, t0 + timedelta(minutes=31))
     [failure] = [t for t in _thread(bot, root) if "Step 6/12" in t and "failed" in t]
-    assert "SLO breached: p95 5000 > 3000" in failure
+    assert "SLO breached: p95 5000 &gt; 3000" in failure  # a step's result is escaped: Slack shows `>`
 
 
 async def test_the_services_primary_on_call_in_pagerduty_may_confirm_and_others_are_told_so(
@@ -580,3 +593,21 @@ async def test_the_services_primary_on_call_in_pagerduty_may_confirm_and_others_
     assert [c.query["escalation_policy_ids[]"] for c in pagerduty.calls if c.path == "/oncalls"] == [
         ["PEPMIRA"]
     ] * 2
+
+
+async def test_a_replayed_rollback_request_makes_one_request(bot: BotUnderTest, database_url: str) -> None:
+    """Issue 12: a byte-identical signed /rollback sent again within Slack's window made a second request. The
+    replay is answered 200 and does nothing: one rollback row, one request message."""
+    body = bot.command_body("/rollback", "fa router p95 above 3 s", user=REQUESTER)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        **sign_slack_request(SIGNING_SECRET, body),
+    }
+    for _ in range(2):
+        assert (await bot.client.post("/slack/events", content=body, headers=headers)).status_code == 200
+        await bot.settle()
+    roots = [c for c in bot.slack.calls_to("chat.postMessage") if c.channel == CHANNEL and not c.thread_ts]
+    assert len(roots) == 1
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        [(count,)] = await (await conn.execute("SELECT count(*) FROM rollback_runs")).fetchall()
+    assert count == 1

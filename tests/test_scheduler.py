@@ -83,14 +83,13 @@ async def test_a_failing_job_is_recorded_and_not_retried_in_the_same_slot(databa
 
 
 async def test_health_run_retention_keeps_thirty_days(bot: BotUnderTest, database_url: str) -> None:
+    clock = Clock(datetime.now(UTC))  # the one clock: the runs' ages and the retention job's slot
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         for days in (40, 31, 29, 1):
             await conn.execute(
-                "INSERT INTO health_runs (requested_by, channel, started_at) "
-                "VALUES ('U1', 'C1', now() - %s * interval '1 day')",
-                (days,),
+                "INSERT INTO health_runs (requested_by, channel, started_at) VALUES ('U1', 'C1', %s)",
+                (clock.now - timedelta(days=days),),
             )
-    clock = Clock(datetime.now(UTC))
     scheduler = Scheduler(bot.runtime.bot.storage.pool, clock=clock)
     scheduler.add(retention_job(bot.runtime.bot))
     clock.now = retention_job(bot.runtime.bot).latest_slot(clock.now) + timedelta(minutes=1)

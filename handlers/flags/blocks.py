@@ -1,4 +1,8 @@
-"""Block Kit for /flag, apart from the logic: lists, one flag, the confirmation of a risky change, the outcome."""
+"""Block Kit for /flag, apart from the logic: lists, one flag, the confirmation of a risky change, the outcome.
+
+Flag values (read from a service's Supabase secrets or flag table, or typed into `/flag set`) and the backends'
+error words are outside text, escaped here with bot/mrkdwn.py; flag names and descriptions come from the catalog.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from bot import mrkdwn
 from bot.catalog import Service
 from handlers.flags.changes import ApplyResult, CurrentValue, FlagChange, to_wire
 
@@ -43,7 +48,7 @@ def _flag_line(value: CurrentValue) -> str:
     risk = " :warning: risky" if flag.risk == "high" else ""
     outside = " · :eyes: changed outside the bot" if value.outside and value.known else ""
     return (
-        f"`{flag.name}` *{value.display()}* · default {to_wire(flag.default)} · {BACKEND_NAMES[flag.backend]}"
+        f"`{flag.name}` *{mrkdwn.escape(value.display())}* · default {to_wire(flag.default)} · {BACKEND_NAMES[flag.backend]}"
         f"{risk}{outside} · {_last_change(value)}"
     )
 
@@ -53,7 +58,7 @@ def render_list(sections: list[ServiceFlags]) -> tuple[str, list[dict[str, Any]]
     for entry in sections:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": entry.service.display_name}})
         if entry.error:
-            blocks.append(_section(f":x: {entry.error}"))
+            blocks.append(_section(f":x: {mrkdwn.escape(entry.error)}"))
             continue
         lines = [_flag_line(entry.current[flag.name]) for flag in entry.service.flags]
         blocks.append(_section("\n".join(lines)))
@@ -63,9 +68,9 @@ def render_list(sections: list[ServiceFlags]) -> tuple[str, list[dict[str, Any]]
 
 def render_get(service: Service, value: CurrentValue) -> tuple[str, list[dict[str, Any]]]:
     flag = value.flag
-    text = f"{flag.name} on {service.display_name}: {value.display()}"
+    text = f"{flag.name} on {service.display_name}: {mrkdwn.escape(value.display())}"
     lines = [
-        f"*{flag.name}* on {service.display_name}: *{value.display()}*",
+        f"*{flag.name}* on {service.display_name}: *{mrkdwn.escape(value.display())}*",
         f"{flag.description} · type {flag.type}"
         + (f" ({', '.join(flag.allowed)})" if flag.allowed else "")
         + (f" ({flag.min}–{flag.max})" if flag.min is not None or flag.max is not None else ""),
@@ -84,13 +89,14 @@ def render_get(service: Service, value: CurrentValue) -> tuple[str, list[dict[st
 def render_confirm(
     change: FlagChange, confirm_action: str, cancel_action: str
 ) -> tuple[str, list[dict[str, Any]]]:
-    what = change.label or change.kind
-    text = f"Confirm change {change.id} on {change.service.display_name}: {change.describe()}"
+    what = mrkdwn.escape(change.label or change.kind)
+    text = f"Confirm change {change.id} on {change.service.display_name}: {mrkdwn.escape(change.describe())}"
     lines = [
         f":warning: *Risky change {change.id}* on *{change.service.display_name}* ({what}). This will change:"
     ]
     lines += [
-        f"• {item.describe()}" + (" — *risky*" if item.flag.risk == "high" else "") for item in change.items
+        f"• {mrkdwn.escape(item.describe())}" + (" — *risky*" if item.flag.risk == "high" else "")
+        for item in change.items
     ]
     hints = [f"`{i.flag.name}`: {i.flag.verify}" for i in change.items if i.flag.verify]
     blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
@@ -138,17 +144,21 @@ def render_result(result: ApplyResult) -> tuple[str, list[dict[str, Any]]]:
     change = result.change
     blocks: list[dict[str, Any]] = []
     if result.ok:
-        text = f"Change {change.id} applied on {change.service.display_name}: {change.describe()}"
+        text = (
+            f"Change {change.id} applied on {change.service.display_name}: {mrkdwn.escape(change.describe())}"
+        )
         blocks.append(
             _section(
                 f":white_check_mark: *Change {change.id} applied* on {change.service.display_name}:\n"
-                + "\n".join(f"• {item.describe()}" for item in change.items)
+                + "\n".join(f"• {mrkdwn.escape(item.describe())}" for item in change.items)
             )
         )
     else:
-        done = ", ".join(item.describe() for item in result.applied)
-        text = f"Change {change.id} failed on {change.service.display_name}: {result.error}"
-        lines = [f":x: *Change {change.id} failed* on {change.service.display_name}: {result.error}"]
+        done = ", ".join(mrkdwn.escape(item.describe()) for item in result.applied)
+        text = f"Change {change.id} failed on {change.service.display_name}: {mrkdwn.escape(result.error)}"
+        lines = [
+            f":x: *Change {change.id} failed* on {change.service.display_name}: {mrkdwn.escape(result.error)}"
+        ]
         lines.append(f"Applied before the failure: {done}." if done else "Nothing changed.")
         blocks.append(_section("\n".join(lines)))
     hints = [f"`{i.flag.name}`: {i.flag.verify}" for i in result.applied if i.flag.verify]

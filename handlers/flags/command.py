@@ -222,8 +222,12 @@ async def confirm(ctx: ActionContext) -> None:
 
 
 async def cancel(ctx: ActionContext) -> None:
+    """Discarding a pending change needs what applying it needs (the owners): a stranger must not be able to
+    throw away the change an owner is about to confirm."""
     change = await _pending_change(ctx)
     if change is None:
+        return
+    if not await authorize(ctx.bot, ctx.user_id, change.service, str(change.id), ctx.reply):
         return
     if await flag_changes.cancel(ctx.bot, change.id, ctx.user_id):
         await ctx.reply.replace(f"Change {change.id} cancelled: nothing changed.")
@@ -253,4 +257,4 @@ COMMAND = Command(
     run=run,
 )
 CONFIRM = Action(action_id=CONFIRM_ACTION, run=confirm, dangerous=True)
-CANCEL = Action(action_id=CANCEL_ACTION, run=cancel)
+CANCEL = Action(action_id=CANCEL_ACTION, run=cancel, dangerous=True)

@@ -4,6 +4,10 @@ The checklist is one message edited in place: who hands over to whom, then one r
 (action `handoff_tick`, one per item so a click says exactly which item it is about) and the bot's evidence under
 it. Everything shown comes from the stored checklist (handlers/handoff/store.py), so any replica renders the same
 message. Mira runbook §1 On-Call Rotation → Handoff Checklist.
+
+Outside text — PagerDuty names (through `people`), incident titles and services, probe details, PagerDuty's and
+other services' error words — is escaped here with bot/mrkdwn.py; links are built only from http(s) URLs. The
+catalog's wording (checklist items, display names, runbook titles) is shown as written.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from bot import mrkdwn
 from bot.catalog import Service
 from handlers.handoff.store import HandoffRecord
 from handlers.oncall import duration, escalation_path, people, when
@@ -51,7 +56,7 @@ def _roster_text(record: HandoffRecord, service: Service | None) -> str:
     roster = record.roster or {}
     if roster.get("problem") or not roster:
         why = roster.get("problem") or "no handoff service in the catalog"
-        lines = [f":white_circle: On-call from PagerDuty unknown ({why})."]
+        lines = [f":white_circle: On-call from PagerDuty unknown ({mrkdwn.escape(why)})."]
     else:
         outgoing = people(roster.get("outgoing") or []) if roster.get("outgoing") else "nobody"
         incoming_ = people(roster.get("incoming") or []) if roster.get("incoming") else "nobody"
@@ -83,14 +88,15 @@ def _incidents(evidence: dict[str, Any], zone: tzinfo) -> str:
     lines = [f":rotating_light: {total} open incident{'s' if total != 1 else ''}:"]
     for incident in opened:
         label = f"#{incident['number']} {incident['title']}" if incident.get("number") else incident["title"]
-        label = f"<{incident['link']}|{label}>" if incident.get("link") else label
+        label = mrkdwn.link(incident["link"], label) if incident.get("link") else mrkdwn.escape(label)
         since = (
             f", since {when(datetime.fromisoformat(incident['triggered_at']), zone)}"
             if incident.get("triggered_at")
             else ""
         )
         lines.append(
-            f"• {label} ({incident.get('service') or 'unknown service'}, {incident['status']}{since})"
+            f"• {label} ({mrkdwn.escape(incident.get('service') or 'unknown service')}, "
+            f"{mrkdwn.escape(incident['status'])}{since})"
         )
     if total > len(opened):
         lines.append(f"…and {total - len(opened)} more")
@@ -105,7 +111,7 @@ def _health(evidence: dict[str, Any], zone: tzinfo) -> str:
         line = f"{STATUS_EMOJI.get(status, '')} *{service['display_name']}* {status}"
         if status in ("down", "degraded"):
             line += " — " + ", ".join(
-                f"`{p['probe']}` {p['status']} ({p['detail']})"
+                f"`{p['probe']}` {p['status']} ({mrkdwn.escape(p['detail'])})"
                 for p in service["problems"]
                 if p["status"] != "not configured"
             )
@@ -133,7 +139,11 @@ def _alerts(evidence: dict[str, Any], gathered_at: datetime, zone: tzinfo) -> st
 
 def _runbook(evidence: dict[str, Any], rotation: datetime) -> str:
     title = evidence.get("title") or evidence.get("file")
-    link = f"<{evidence['url']}|{title}>" if evidence.get("url") else f"{title} (`{evidence.get('file')}`)"
+    link = (
+        mrkdwn.link(evidence["url"], title, trusted_label=True)
+        if evidence.get("url")
+        else f"{title} (`{evidence.get('file')}`)"
+    )
     updated = evidence.get("last_updated")
     if not updated:
         return f":books: {link} — last change unknown (set `last_updated` for it in the catalog)"
@@ -153,7 +163,7 @@ def _pagerduty_test(
 ) -> str:
     name = service.display_name if service else "the handoff service"
     if problem:
-        return f":warning: Cannot test yet: {problem}."
+        return f":warning: Cannot test yet: {mrkdwn.escape(problem)}."
     if test is None:
         return (
             f"Press *Test PagerDuty integration*: a test event goes to {name} through the Events API v2, and its "
@@ -166,7 +176,7 @@ def _pagerduty_test(
         return f":white_check_mark: Last test {started}: webhook back {seconds(test.round_trip)} after the trigger."
     if test.status == "broken":
         return f":x: Last test {started}: no webhook came back — the PagerDuty loop is broken."
-    return f":x: Last test {started} failed: {test.detail or 'unknown error'}"
+    return f":x: Last test {started} failed: {mrkdwn.escape(test.detail or 'unknown error')}"
 
 
 def seconds(delta: timedelta) -> str:
@@ -190,7 +200,7 @@ def _evidence_text(
         return None
     part = evidence[kind]
     if part.get("error"):
-        return f":warning: Could not gather this: {part['error']}."
+        return f":warning: Could not gather this: {mrkdwn.escape(part['error'])}."
     gathered = datetime.fromisoformat(evidence.get("gathered_at") or record.rotation.isoformat())
     if kind == "incidents":
         return _incidents(part, zone)
@@ -308,7 +318,7 @@ def test_started_text(user: str, service: Service, timeout: timedelta) -> str:
 
 
 def test_ok_text(round_trip: timedelta, incident_id: str | None, resolve_error: str | None) -> str:
-    incident = f" (incident {incident_id})" if incident_id else ""
+    incident = f" (incident {mrkdwn.escape(incident_id)})" if incident_id else ""
     head = (
         f":white_check_mark: PagerDuty integration works: the test event's webhook came back "
         f"{seconds(round_trip)} after the trigger{incident}."
@@ -316,7 +326,7 @@ def test_ok_text(round_trip: timedelta, incident_id: str | None, resolve_error: 
     if resolve_error:
         return (
             head
-            + f" :warning: Could not resolve the test incident ({resolve_error}): resolve it in PagerDuty."
+            + f" :warning: Could not resolve the test incident ({mrkdwn.escape(resolve_error)}): resolve it in PagerDuty."
         )
     return head + " The test incident is resolved."
 
@@ -328,9 +338,9 @@ def test_broken_text(timeout: timedelta, resolve_error: str | None) -> str:
         "that PAGERDUTY_WEBHOOK_SECRETS holds its signing secret."
     )
     if resolve_error:
-        return head + f" The test incident could not be resolved either ({resolve_error})."
+        return head + f" The test incident could not be resolved either ({mrkdwn.escape(resolve_error)})."
     return head + " The test incident (if PagerDuty opened one) is resolved."
 
 
 def test_failed_text(words: str) -> str:
-    return f":x: PagerDuty did not take the test event: {words}"
+    return f":x: PagerDuty did not take the test event: {mrkdwn.escape(words)}"

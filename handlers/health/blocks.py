@@ -1,12 +1,15 @@
 """Block Kit for /health, apart from the logic so tests can render a report on its own.
 
 One message for the whole answer: a summary line an on-call reads in a notification, one section per service
-with its probes, and a "Run again" button that re-probes in place instead of adding another message.
+with its probes, and a "Run again" button that re-probes in place instead of adding another message. A probe's detail can quote what the service answered: outside text,
+escaped (bot/mrkdwn.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from bot import mrkdwn
 
 if TYPE_CHECKING:
     from handlers.health.model import HealthReport
@@ -26,7 +29,7 @@ def _latency(result: ProbeResult) -> str:
 
 
 def _probe_line(result: ProbeResult) -> str:
-    return f"{EMOJI[result.status.value]} `{result.name}` {result.status.value}{_latency(result)} — {result.detail}"
+    return f"{EMOJI[result.status.value]} `{result.name}` {result.status.value}{_latency(result)} — {mrkdwn.escape(result.detail)}"
 
 
 def _service_text(health: ServiceHealth, detailed: bool) -> str:

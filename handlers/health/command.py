@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis.exceptions
 
@@ -64,7 +64,7 @@ async def check(request: HealthRequest, bot: BotContext, requested_by: str) -> H
     return HealthReport(
         services=tuple(services),
         detailed=request.detailed,
-        checked_at=datetime.now(UTC),
+        checked_at=bot.clock(),
         requested_by=requested_by,
     )
 

@@ -139,8 +139,8 @@ async def record_run(
         async with bot.storage.autocommit(timeout=2.0) as conn:  # one statement: one round trip
             cursor = await conn.execute(
                 """INSERT INTO health_runs (requested_by, scope, channel, started_at, finished_at, results)
-                   VALUES (%s, %s, %s, %s, now(), %s) RETURNING id""",
-                (requested_by, scope, channel, checked_at, _results_json(services)),
+                   VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
+                (requested_by, scope, channel, checked_at, bot.clock(), _results_json(services)),
             )
             row = await cursor.fetchone()
             return int(row[0]) if row else None

@@ -2,12 +2,20 @@
 
 The root is an attachment so Slack shows the status as a colour bar (red triggered, yellow acknowledged, green
 resolved); its buttons call PagerDuty. Replies are one line each, in the words an on-call uses.
+
+Everything here fits Slack's limits (bot/slack_limits.py) whatever PagerDuty sends: outside text is escaped and
+clipped (`bot.mrkdwn.outside`) with the root's title linking to the incident's PagerDuty page for the full text,
+lists are capped ("and 23 more"), and a reply longer than one message is cut into several (`reply_parts`). What
+Slack still refuses gets `fallback_text` instead (bot/slack_once.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from bot import slack_limits
+from bot.mrkdwn import clip, escape, link, listed, outside, safe_url, split
 
 if TYPE_CHECKING:
     from handlers.incidents.model import IncidentView, TimelineEntry
@@ -20,6 +28,11 @@ POSTMORTEM_ACTION = "incident_postmortem_scheduled"
 
 DIGEST_SECTION_CHARS = 2900  # Slack: 3,000 characters per section text
 DIGEST_MAX_SECTIONS = 45  # Slack: 50 blocks per message, a few for the header and the note
+TITLE_CHARS = 1000  # a title is clipped here; the root links to PagerDuty's page for the rest
+NAME_CHARS = 100  # a person, a service, a policy
+NUMBER_CHARS = 20  # PagerDuty's incident number (an integer PagerDuty sets; a hostile payload may not)
+REPLY_PART_CHARS = slack_limits.MESSAGE_TEXT - 1000  # a reply longer than this is posted as several
+TIMELINE_LINE_CHARS = 300  # a line of the post-mortem's timeline (its note is in the thread in full)
 COLOURS = {"triggered": "#E01E5A", "acknowledged": "#ECB22E", "resolved": "#2EB67D"}
 STATUS_EMOJI = {
     "triggered": ":red_circle:",
@@ -38,61 +51,92 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} d {hours % 24} h"
 
 
-def _people(names: tuple[str, ...]) -> str:
-    return ", ".join(names) if names else "nobody"
+def _people(names: tuple[str, ...], limit: int = slack_limits.FIELD_TEXT) -> str:
+    """Names (outside text) escaped, each clipped, the list capped within `limit` ("…, Bob and 23 more")."""
+    return listed([outside(name, NAME_CHARS) for name in names], limit)
 
 
 def _name(person: Any) -> str:
-    return (
+    name = (
         (getattr(person, "name", None) or getattr(person, "id", None) or "someone") if person else "PagerDuty"
     )
+    return outside(name, NAME_CHARS)
 
 
 def _field(label: str, value: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
+    """A section field, its rendered `value` clipped to what is left of Slack's 2,000 characters."""
+    head = f"*{label}*\n"
+    return {"type": "mrkdwn", "text": head + clip(value, slack_limits.FIELD_TEXT - len(head))}
+
+
+def _ref(view: IncidentView) -> str:
+    """`[#1234]`: the number PagerDuty gives the incident."""
+    return f"[#{clip(str(view.number), NUMBER_CHARS)}]"
 
 
 def root_text(view: IncidentView) -> str:
     """The notification text: what a phone shows."""
     status = (view.status or "triggered").capitalize()
-    urgency = f", {view.urgency} urgency" if view.urgency else ""
-    return f"{status}: [#{view.number}] {view.title} ({view.service_name}{urgency})"
+    urgency = f", {outside(view.urgency, NAME_CHARS)} urgency" if view.urgency else ""
+    service = outside(view.service_name, NAME_CHARS)
+    return f"{status}: {_ref(view)} {outside(view.title, TITLE_CHARS)} ({service}{urgency})"
+
+
+def _title_line(view: IncidentView, emoji: str) -> str:
+    """The root's first line: the title, clipped, linking to PagerDuty's incident page (where it is in full)."""
+    label = f"{_ref(view)} {view.title}"
+    room = slack_limits.SECTION_TEXT - len(emoji) - 3  # "emoji *…*"
+    url = safe_url(view.html_url)
+    if url is not None and len(url) + 3 + 50 <= room:  # "<url|label>", with room for a useful label
+        return f"{emoji} *{link(url, label, limit=min(TITLE_CHARS, room - len(url) - 3))}*"
+    return f"{emoji} *{outside(label, min(TITLE_CHARS, room))}*"
+
+
+def fallback_text(view: IncidentView, what: str = "incident") -> str:
+    """The minimal text-only message posted when Slack refuses the full one as invalid: it names the incident and
+    links to PagerDuty, and fits any limit."""
+    status = (view.status or "triggered").capitalize()
+    where = link(view.html_url, "PagerDuty", trusted_label=True)
+    return (
+        f"{STATUS_EMOJI.get(view.status or 'triggered', ':grey_question:')} {status}: {_ref(view)} "
+        f"{outside(view.title, 200)} ({outside(view.service_name, NAME_CHARS)}). Slack could not show this "
+        f"{what} in full; see it in {where} ({outside(view.id, NAME_CHARS)})."
+    )
 
 
 def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, Any]]]:
     """(text, attachments) for chat.postMessage / chat.update."""
     status = view.status or "triggered"
-    title = (
-        f"{STATUS_EMOJI.get(status, ':grey_question:')} *<{view.html_url}|[#{view.number}] {view.title}>*"
-        if (view.html_url)
-        else f"{STATUS_EMOJI.get(status, ':grey_question:')} *[#{view.number}] {view.title}*"
-    )
+    title = _title_line(view, STATUS_EMOJI.get(status, ":grey_question:"))
     if status == "resolved":
         age = f"resolved after {duration(view.triggered_at, view.resolved_at)}"
     else:
         age = f"open for {duration(view.triggered_at, now)}"
     fields = [
-        _field("Status", status.capitalize()),
-        _field("Service", view.service_name),
-        _field("Urgency", view.urgency or "—"),
-        _field("Priority", view.priority or "—"),
-        _field("Assigned to", _people(view.assignees)),
-        _field("Escalation policy", view.escalation_policy or "—"),
+        _field("Status", outside(status.capitalize(), NAME_CHARS)),
+        _field("Service", outside(view.service_name, NAME_CHARS)),
+        _field("Urgency", outside(view.urgency or "—", NAME_CHARS)),
+        _field("Priority", outside(view.priority or "—", NAME_CHARS)),
+        _field("Assigned to", _people(view.assignees, slack_limits.FIELD_TEXT - 20)),
+        _field("Escalation policy", outside(view.escalation_policy or "—", NAME_CHARS)),
     ]
     if view.conference_url or view.conference_number:
-        bridge = " · ".join(part for part in (view.conference_url, view.conference_number) if part)
+        bridge = " · ".join(
+            outside(part, 500) for part in (view.conference_url, view.conference_number) if part
+        )
         fields.append(_field("Conference bridge", bridge))
+    incident = outside(view.id, NAME_CHARS)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": title}},
-        {"type": "section", "fields": fields[:10]},
+        {"type": "section", "fields": fields[: slack_limits.SECTION_FIELDS]},
         {
             "type": "context",
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": f"PagerDuty {view.id} · triggered {view.triggered_at:%H:%M} UTC · {age}"
+                    "text": f"PagerDuty {incident} · triggered {view.triggered_at:%H:%M} UTC · {age}"
                     if view.triggered_at
-                    else f"PagerDuty {view.id}",
+                    else f"PagerDuty {incident}",
                 }
             ],
         },
@@ -125,7 +169,10 @@ def reply_text(event: WebhookEvent, previous_priority: str | None, resolution: s
     kind = event.event_type.removeprefix("incident.")
     agent = _name(event.agent)
     snapshot = event.incident
-    assignees = _people(tuple(_name(p) for p in snapshot.assignees)) if snapshot else "?"
+    # A note, a status update, a resolution are read in full (escaped, not clipped): `reply_parts` cuts a reply
+    # longer than a message into several.
+    names = tuple(p.name or p.id or "someone" for p in snapshot.assignees) if snapshot else ()
+    assignees = _people(names) if snapshot else "?"
     if kind == "acknowledged":
         return f":eyes: Acknowledged by {agent}"
     if kind == "unacknowledged":
@@ -135,43 +182,66 @@ def reply_text(event: WebhookEvent, previous_priority: str | None, resolution: s
     if kind == "reassigned":
         return f":arrows_counterclockwise: Reassigned to {assignees} by {agent}"
     if kind == "delegated":
-        policy = snapshot.escalation_policy if snapshot else None
+        policy = (
+            outside(snapshot.escalation_policy, NAME_CHARS)
+            if snapshot and snapshot.escalation_policy
+            else None
+        )
         return f":arrows_counterclockwise: Delegated to {policy or assignees} by {agent}"
     if kind == "annotated":
-        return f":memo: Note by {agent}: {event.note or ''}".rstrip()
+        return f":memo: Note by {agent}: {escape(event.note or '')}".rstrip()
     if kind == "priority_updated":
-        new = snapshot.priority if snapshot else None
-        return f":arrow_up_down: Priority {previous_priority or 'none'} → {new or 'none'} (by {agent})"
+        new = outside(snapshot.priority, NAME_CHARS) if snapshot and snapshot.priority else None
+        old = outside(previous_priority, NAME_CHARS) if previous_priority else None
+        return f":arrow_up_down: Priority {old or 'none'} → {new or 'none'} (by {agent})"
     if kind == "responder.added":
-        message = f": {event.responder_message}" if event.responder_message else ""
+        message = f": {escape(event.responder_message)}" if event.responder_message else ""
         return f":sos: {_name(event.responder)} added as a responder by {agent}{message}"
     if kind == "responder.replied":
-        message = f": {event.responder_message}" if event.responder_message else ""
+        message = f": {escape(event.responder_message)}" if event.responder_message else ""
         return f":speech_balloon: {_name(event.responder)} replied to the responder request{message}"
     if kind == "status_update_published":
-        return f":loudspeaker: Status update by {agent}: {event.status_update or ''}".rstrip()
+        return f":loudspeaker: Status update by {agent}: {escape(event.status_update or '')}".rstrip()
     if kind == "resolved":
-        reason = f" — {resolution}" if resolution else ""
+        reason = f" — {escape(resolution)}" if resolution else ""
         return f":white_check_mark: Resolved by {agent}{reason}"
     if kind == "reopened":
         return f":repeat: Reopened by {agent}"
-    return f":information_source: {event.event_type} (by {agent})"
+    return f":information_source: {outside(event.event_type, NAME_CHARS)} (by {agent})"
+
+
+def reply_parts(text: str) -> list[str]:
+    """A reply as the messages it is posted in: one, or several when it is longer than a message can be (a long
+    note is read in full in the thread, the parts numbered)."""
+    parts = split(text, REPLY_PART_CHARS - 20)
+    if len(parts) == 1:
+        return parts
+    return [f"{part}\n_({n}/{len(parts)})_" for n, part in enumerate(parts, 1)]
 
 
 def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tuple[str, list[dict[str, Any]]]:
-    lines = [f"{entry.at:%H:%M} UTC — {entry.text}" for entry in timeline]
+    lines = [clip(f"{entry.at:%H:%M} UTC — {entry.text}", TIMELINE_LINE_CHARS) for entry in timeline]
     facts = (
         f"*Time to acknowledge:* {duration(view.triggered_at, view.acknowledged_at)}"
         f"  ·  *Time to resolve:* {duration(view.triggered_at, view.resolved_at)}"
     )
-    text = f"Post-mortem draft for [#{view.number}] {view.title}"
+    text = f"Post-mortem draft for {_ref(view)} {outside(view.title, TITLE_CHARS)}"
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": f"Post-mortem draft: [#{view.number}] {view.title}"[:150]},
+            "text": {
+                "type": "plain_text",
+                "text": clip(f"Post-mortem draft: {_ref(view)} {view.title}", slack_limits.HEADER_TEXT),
+            },
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": facts}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": ("*Timeline*\n" + "\n".join(lines))[:3000]}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": clip("*Timeline*\n" + "\n".join(lines), slack_limits.SECTION_TEXT),
+            },
+        },
         {
             "type": "section",
             "text": {
@@ -197,15 +267,27 @@ def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tupl
     return text, blocks
 
 
+def digest_fallback(channel_incidents: list[IncidentView]) -> str:
+    """The digest as text only, for when Slack refuses the full one."""
+    text, _ = render_digest(channel_incidents)
+    return clip(text, 2000) + " — the incidents are listed in PagerDuty."
+
+
 def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict[str, Any]]]:
     """One message standing for many incidents during a storm: count, services, titles, links."""
-    services = sorted({view.service_name for view in channel_incidents})
-    text = f":rotating_light: Incident storm: {len(channel_incidents)} incidents ({', '.join(services)})"
+    services = sorted({outside(view.service_name, NAME_CHARS) for view in channel_incidents})
+    text = (
+        f":rotating_light: Incident storm: {len(channel_incidents)} incidents "
+        f"({listed(services, slack_limits.SECTION_TEXT // 2)})"
+    )
     sections: list[str] = []
     current = ""
     for view in channel_incidents:
-        link = f"<{view.html_url}|#{view.number}>" if view.html_url else f"#{view.number}"
-        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {link} {view.title[:80]} · {view.service_name}"
+        number = _ref(view)[1:-1]
+        url = safe_url(view.html_url)
+        ref = link(url, number, trusted_label=True) if url and len(url) < 500 else number
+        title, service = outside(view.title, 80), outside(view.service_name, NAME_CHARS)
+        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {ref} {title} · {service}"
         if len(current) + len(line) + 1 > DIGEST_SECTION_CHARS:
             sections.append(current)
             current = ""

@@ -33,5 +33,7 @@ class IncidentView:
 
 @dataclass(frozen=True)
 class TimelineEntry:
+    """One line of the post-mortem's timeline; `text` is mrkdwn, its outside words already escaped."""
+
     at: datetime
     text: str

@@ -18,6 +18,7 @@ P0 "Schedule post-mortem within 48 hours"; the escalation paths in each runbook.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import slack_once
 from bot.context import BotContext
+from bot.mrkdwn import outside
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
 from handlers.incidents.model import IncidentView, TimelineEntry
@@ -44,6 +46,9 @@ STORM_WINDOW = timedelta(minutes=1)
 STORM_QUIET = timedelta(minutes=1)  # a storm has passed when its digest got nothing new for this long
 DIGEST_EDIT_EVERY = timedelta(seconds=2)
 PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own root a few at a time
+MENTIONS = 10  # a nudge mentions this many assignees, then counts the rest
+#: incidents.number is a bigint (migration 0008); PagerDuty's number is an integer JSON may make any size.
+BIGINT = range(-(2**63), 2**63)
 
 
 class RetryLater(Exception):
@@ -164,7 +169,7 @@ async def apply_event(
                 (
                     event.incident_id,
                     service.name if service else None,
-                    data.get("number"),
+                    _storable_number(data.get("number")),
                     data.get("title"),
                     status,
                     data.get("urgency"),
@@ -185,7 +190,7 @@ async def apply_event(
                 (
                     Jsonb(data),
                     event.occurred_at,
-                    data.get("number"),
+                    _storable_number(data.get("number")),
                     data.get("title"),
                     data.get("urgency"),
                     data.get("priority"),
@@ -225,6 +230,12 @@ async def apply_event(
         updated = await _incident(conn, event.incident_id)
     assert updated is not None
     return updated, previous_priority, row is None or _shown(row) != _shown(updated)
+
+
+def _storable_number(number: Any) -> int | None:
+    """The incident number for its column, or None when a bigint cannot hold it: the snapshot (jsonb) keeps it
+    and the incident is delivered all the same, instead of failing its INSERT on every attempt."""
+    return number if isinstance(number, int) and number in BIGINT else None
 
 
 def _shown(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -376,13 +387,26 @@ async def ensure_root(
             )
             if cursor.rowcount != 1:
                 raise RetryLater(f"root of {view.id} in {channel} is being posted")
+        if row["posting_at"] is not None:
+            # Ours now, and looked up once more right before posting again: a late-applied post may have landed
+            # between the first lookup and the claim.
+            found = await _recover_root(bot, budget, view.id, channel, row, now, look=True)
+            if found is not None:
+                return found
     text, attachments = blocks.render_root(view, now)
+    started = time.monotonic()
     try:
         response = await slack_once.post(
-            bot, budget, channel, root_key(view.id, channel), text=text, attachments=attachments
+            bot,
+            budget,
+            channel,
+            root_key(view.id, channel),
+            fallback=blocks.fallback_text(view),
+            text=text,
+            attachments=attachments,
         )
     except Exception as exc:
-        await _root_post_failed(bot, view.id, channel, now, exc)
+        await _root_post_failed(bot, view.id, channel, now, exc, time.monotonic() - started)
         raise
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
@@ -396,14 +420,22 @@ async def ensure_root(
 
 
 async def _recover_root(
-    bot: BotContext, budget: ChannelBudget, incident_id: str, channel: str, row: dict[str, Any], now: datetime
+    bot: BotContext,
+    budget: ChannelBudget,
+    incident_id: str,
+    channel: str,
+    row: dict[str, Any],
+    now: datetime,
+    *,
+    look: bool = False,
 ) -> Root | None:
     """A root whose post started (`posting_at`) but has no `ts`: still being posted (RetryLater), or abandoned —
-    then it is looked up in Slack by its metadata and recorded if it was posted after all."""
+    then it is looked up in Slack by its metadata and recorded if it was posted after all. `look`: look it up
+    whatever the claim's age (the caller holds the claim)."""
     attempted = row["posting_at"]
     if attempted is None:
         return None  # never attempted: a digest member getting its own thread
-    if attempted > now - slack_once.stale_window(bot):
+    if not look and attempted > now - slack_once.stale_window(bot):
         raise RetryLater(f"root of {incident_id} in {channel} is being posted")
     found = await slack_once.find_top_level(bot, budget, channel, root_key(incident_id, channel), attempted)
     if found is None:
@@ -419,11 +451,14 @@ async def _recover_root(
 
 
 async def _root_post_failed(
-    bot: BotContext, incident_id: str, channel: str, now: datetime, exc: BaseException
+    bot: BotContext, incident_id: str, channel: str, now: datetime, exc: BaseException, elapsed: float
 ) -> None:
-    """Slack refused: the next attempt posts at once. Outcome unknown: the attempt is made stale at once, so the
-    next one looks the root up before posting."""
-    attempted = None if slack_once.surely_not_posted(exc) else now - slack_once.stale_window(bot)
+    """Slack refused: the next attempt posts at once. Outcome unknown: Slack may still apply the post after the
+    client gave up, so the attempt turns stale — and the root is looked up — only once that can no longer happen
+    (`slack_once.uncertain_claim_time`)."""
+    attempted = (
+        None if slack_once.surely_not_posted(exc) else slack_once.uncertain_claim_time(bot, now, elapsed)
+    )
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
             """UPDATE incident_roots SET posting_at = %s
@@ -442,9 +477,12 @@ async def post_once(
     now: datetime,
     text: str,
     blocks_: list[dict[str, Any]] | None = None,
+    *,
+    fallback: str,
 ) -> bool:
     """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`). False when it
-    was posted already; RetryLater while another worker is posting it."""
+    was posted already; RetryLater while another worker is posting it. `fallback` is posted instead if Slack
+    refuses the reply as invalid (bot/slack_once.py)."""
     assert root.ts is not None and root.channel_id is not None
     async with bot.storage.pool.connection() as conn:
         cursor = await conn.execute(
@@ -485,18 +523,31 @@ async def post_once(
             )
             if taken.rowcount != 1:
                 raise RetryLater(f"reply {key} in {root.channel} is being posted")
+        # Ours now, and looked up once more right before posting again: a late-applied post may have landed
+        # between the first lookup and the claim.
+        found = await slack_once.find_in_thread(bot, root.channel_id, root.ts, reply_key(key, root.channel))
+        if found is not None:
+            async with bot.storage.pool.connection() as conn:
+                await conn.execute(
+                    """UPDATE incident_replies SET ts = %s, posted_at = %s
+                       WHERE event_id = %s AND channel = %s AND ts IS NULL""",
+                    (found, now, key, root.channel),
+                )
+            return False
+    started = time.monotonic()
     try:
         response = await slack_once.post(
             bot,
             budget,
             root.channel_id,
             reply_key(key, root.channel),
+            fallback=fallback,
             text=text,
             blocks=blocks_,
             thread_ts=root.ts,
         )
     except Exception as exc:
-        await _reply_post_failed(bot, key, root.channel, now, exc)
+        await _reply_post_failed(bot, key, root.channel, now, exc, time.monotonic() - started)
         raise
     async with bot.storage.pool.connection() as conn:
         await conn.execute(
@@ -507,10 +558,11 @@ async def post_once(
 
 
 async def _reply_post_failed(
-    bot: BotContext, key: str, channel: str, now: datetime, exc: BaseException
+    bot: BotContext, key: str, channel: str, now: datetime, exc: BaseException, elapsed: float
 ) -> None:
-    """Slack refused: the claim is dropped and the next attempt posts. Outcome unknown: the claim is made stale at
-    once, so the next attempt looks the reply up in the thread before posting."""
+    """Slack refused: the claim is dropped and the next attempt posts. Outcome unknown: the claim turns stale once
+    Slack can no longer apply the post late (`slack_once.uncertain_claim_time`); then the next attempt looks the
+    reply up in the thread before posting."""
     async with bot.storage.pool.connection() as conn:
         if slack_once.surely_not_posted(exc):
             await conn.execute(
@@ -522,7 +574,7 @@ async def _reply_post_failed(
             await conn.execute(
                 """UPDATE incident_replies SET claimed_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
-                (now - slack_once.stale_window(bot), key, channel, now),
+                (slack_once.uncertain_claim_time(bot, now, elapsed), key, channel, now),
             )
 
 
@@ -598,7 +650,13 @@ async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: date
             continue
         resolution = await _resolution(bot, view.id) if event.event_type == "incident.resolved" else None
         text = blocks.reply_text(event, previous_priority, resolution)
-        await post_once(bot, budget, event.event_id, event.event_type, view.id, root, now, text)
+        fallback = blocks.fallback_text(view, "update")
+        for part, part_text in enumerate(blocks.reply_parts(text), 1):
+            # A reply too long for one message is several, each claimed once: the first by the event's id.
+            key = event.event_id if part == 1 else f"{event.event_id}#{part}"
+            await post_once(
+                bot, budget, key, event.event_type, view.id, root, now, part_text, fallback=fallback
+            )
         if event.event_type == "incident.resolved":
             await post_postmortem(bot, budget, view, root, now)
     await _schedule(bot, view, event, now)
@@ -652,7 +710,18 @@ async def post_postmortem(
     bot: BotContext, budget: ChannelBudget, view: IncidentView, root: Root, now: datetime
 ) -> None:
     text, draft = blocks.render_postmortem(view, await timeline(bot, view.id))
-    await post_once(bot, budget, f"postmortem:{view.id}", "postmortem", view.id, root, now, text, draft)
+    await post_once(
+        bot,
+        budget,
+        f"postmortem:{view.id}",
+        "postmortem",
+        view.id,
+        root,
+        now,
+        text,
+        draft,
+        fallback=blocks.fallback_text(view, "post-mortem draft"),
+    )
 
 
 # --- debounced root edits, digests, timers: the worker's periodic steps ------------------------------------------
@@ -686,11 +755,17 @@ async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
             ).fetchall()
         view = view_of(bot, row)
         text, attachments = blocks.render_root(view, now)
+        fallback = blocks.fallback_text(view)
         try:
             for channel_id, ts in roots:
-                await slack_once.update(bot, budget, channel_id, ts, text=text, attachments=attachments)
+                await slack_once.update(
+                    bot, budget, channel_id, ts, fallback=fallback, text=text, attachments=attachments
+                )
                 edited += 1
-        except Exception:
+        except Exception as exc:
+            if slack_once.permanently_refused(exc):  # even the fallback: another try would be refused too
+                log.error("root edit refused by Slack", exc_info=True, extra={"incident": view.id})
+                continue
             log.warning(
                 "root edit failed; retrying on the next pass", exc_info=True, extra={"incident": view.id}
             )
@@ -738,6 +813,9 @@ async def _render_digest(
     try:
         await _show_digest(bot, budget, digest, now)
     except Exception as exc:
+        if slack_once.permanently_refused(exc):  # even the fallback: another try would be refused too
+            log.error("storm digest refused by Slack", exc_info=True, extra={"digest": digest["id"]})
+            return
         await _mark_digest_dirty(bot, digest["id"], now)  # edited on a later pass instead of lost
         if not isinstance(exc, RetryLater):
             log.warning("storm digest not shown yet", exc_info=True, extra={"digest": digest["id"]})
@@ -745,7 +823,9 @@ async def _render_digest(
 
 async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
     """Post the digest once (claimed by `posting_at`, found by its metadata after a crash), or edit it."""
-    text, digest_blocks = blocks.render_digest(await _digest_views(bot, digest["id"]))
+    views = await _digest_views(bot, digest["id"])
+    text, digest_blocks = blocks.render_digest(views)
+    fallback = blocks.digest_fallback(views)
     channel_id, ts = digest["channel_id"], digest["ts"]
     key = digest_key(digest["id"])
     if ts is None and digest["posting_at"] is not None:
@@ -768,12 +848,30 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
             )
             if taken.rowcount != 1:
                 raise RetryLater(f"digest {digest['id']} is being posted")
+        if digest["posting_at"] is not None:
+            # Ours now: looked up once more right before posting again (a late-applied post may just have landed).
+            found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
+            if found is not None:
+                async with bot.storage.pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
+                        (found[0], found[1], digest["id"]),
+                    )
+                await slack_once.update(
+                    bot, budget, found[0], found[1], fallback=fallback, text=text, blocks=digest_blocks
+                )
+                return
+        started = time.monotonic()
         try:
             response = await slack_once.post(
-                bot, budget, digest["channel"], key, text=text, blocks=digest_blocks
+                bot, budget, digest["channel"], key, fallback=fallback, text=text, blocks=digest_blocks
             )
         except Exception as exc:
-            attempted = None if slack_once.surely_not_posted(exc) else now - slack_once.stale_window(bot)
+            attempted = (
+                None
+                if slack_once.surely_not_posted(exc)
+                else slack_once.uncertain_claim_time(bot, now, time.monotonic() - started)
+            )
             async with bot.storage.pool.connection() as conn:
                 await conn.execute(
                     "UPDATE storm_digests SET posting_at = %s WHERE id = %s AND ts IS NULL AND posting_at = %s",
@@ -786,7 +884,7 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
                 (response["channel"], response["ts"], digest["id"]),
             )
         return
-    await slack_once.update(bot, budget, channel_id, ts, text=text, blocks=digest_blocks)
+    await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
 
 
 async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) -> bool:
@@ -870,7 +968,17 @@ async def _fire_timer(
         return False
     for channel in channels_for(bot, view):
         root = await ensure_root(bot, budget, view, channel, now, own_thread=True)
-        await post_once(bot, budget, f"{kind}:{incident_id}", kind, incident_id, root, now, text)
+        await post_once(
+            bot,
+            budget,
+            f"{kind}:{incident_id}",
+            kind,
+            incident_id,
+            root,
+            now,
+            text,
+            fallback=blocks.fallback_text(view, "reminder"),
+        )
     return True
 
 
@@ -888,8 +996,9 @@ async def _assignee_email(bot: BotContext, assignee: dict[str, Any]) -> str | No
 
 
 async def _slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dict[str, Any]) -> str:
+    everyone = row_snapshot.get("assignees") or []
     mentions = []
-    for assignee in row_snapshot.get("assignees") or []:
+    for assignee in everyone[:MENTIONS]:  # each one is a PagerDuty and a Slack lookup
         email = await _assignee_email(bot, assignee)
         user = None
         if email:
@@ -897,8 +1006,11 @@ async def _slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dic
                 user = (await bot.slack.users_lookupByEmail(email=email))["user"]["id"]
             except SlackApiError:
                 user = None
-        mentions.append(f"<@{user}>" if user else (assignee.get("name") or assignee.get("id") or "?"))
-    return ", ".join(mentions) or "the on-call"
+        # The mention is built from the Slack ID Slack gave us; a PagerDuty name is outside text.
+        name = assignee.get("name") or assignee.get("id") or "?"
+        mentions.append(f"<@{user}>" if user else outside(name, blocks.NAME_CHARS))
+    more = f" and {len(everyone) - len(mentions)} more" if len(everyone) > len(mentions) else ""
+    return ", ".join(mentions) + more if mentions else "the on-call"
 
 
 async def _timer_text(bot: BotContext, view: IncidentView, kind: str, now: datetime) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bot import mrkdwn
 from integrations.charts import sparkline
 from integrations.metrics_db import QueryTimeout
 
@@ -225,7 +226,7 @@ def render_latency(
 
 def render_failure(request: LatencyRequest, error: MetricsQueryError) -> tuple[str, list[dict[str, Any]]]:
     """One line: what could not be measured and why (never the DSN)."""
-    text = f":warning: {request.service.display_name} latency{kind_label(request)} over {request.window}: {error}."
+    text = f":warning: {request.service.display_name} latency{kind_label(request)} over {request.window}: {mrkdwn.escape(error)}."
     if isinstance(error, QueryTimeout) and not error.connecting:
         text += (
             f" On a large `{request.source.table}` this usually means the index README → /latency describes is"

@@ -3,7 +3,8 @@
 Rendering only: the roster and the checklist come in as data (bot/oncall_roster.py, handlers/handoff), so
 tests can render them on their own; the roster's wording (times, people, escalation paths) is in roster_text.py,
 shared with the handoff. People are Slack mentions when PagerDuty's email matched a Slack user, else their
-PagerDuty name.
+PagerDuty name. PagerDuty names and PagerDuty's error words are outside text, escaped (bot/mrkdwn.py);
+catalog wording (services, escalation levels, checklist items) is shown as written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from bot import mrkdwn
 from handlers.oncall.roster_text import escalation_path, people, when
 
 if TYPE_CHECKING:
@@ -30,10 +32,10 @@ def _roster_line(roster: Roster, now: datetime) -> str:
     service = roster.service
     head = f"*{service.display_name}*"
     if roster.problem:
-        return f"{head} — :white_circle: unknown ({roster.problem})"
+        return f"{head} — :white_circle: unknown ({mrkdwn.escape(roster.problem)})"
     covering = roster.at(now)
     if not covering:
-        return f"{head} — :warning: PagerDuty has nobody on call ({roster.source})"
+        return f"{head} — :warning: PagerDuty has nobody on call ({mrkdwn.escape(roster.source)})"
     parts = []
     for level in sorted({e.level for e in covering}):
         at_level = [e for e in covering if e.level == level]
@@ -90,7 +92,7 @@ def render_checklist_status(
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{head}*"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
     ]
-    where = f"<{link}|Open the checklist>" if link else "The checklist"
+    where = mrkdwn.link(link, "Open the checklist", trusted_label=True) if link else "The checklist"
     blocks.append(
         {
             "type": "context",

@@ -17,6 +17,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
+from bot import mrkdwn
 from bot.catalog import Catalog
 from bot.commands import Command, Subcommand, UsageError, did_you_mean
 from bot.context import CommandContext
@@ -87,7 +88,7 @@ async def _handoff(ctx: CommandContext) -> None:
         )
         return
     link = await permalink(bot.slack, record.channel_id, record.ts)
-    where = f"<{link}|in {record.channel}>" if link else f"in {record.channel}"
+    where = mrkdwn.link(link, f"in {record.channel}", trusted_label=True) if link else f"in {record.channel}"
     if outcome.posted_now:
         await ctx.reply.ephemeral(f"Posted this week's handoff checklist {where}.")
         return

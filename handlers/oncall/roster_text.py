@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from bot import mrkdwn
 from bot.catalog import Service
 
 if TYPE_CHECKING:
@@ -61,7 +62,9 @@ def people(entries: list[OnCall] | list[dict[str, Any]]) -> str:
     for entry in entries:
         if isinstance(entry, dict):
             names.append(
-                f"<@{entry['slack_id']}>" if entry.get("slack_id") else str(entry.get("name") or "?")
+                f"<@{entry['slack_id']}>"
+                if entry.get("slack_id")
+                else mrkdwn.escape(entry.get("name") or "?")  # a PagerDuty name is outside text
             )
         else:
             names.append(entry.mention)

@@ -3,6 +3,10 @@
 The root message is the single place to look during a rollback: every step with what it changes, its state
 (pending / running / done / failed / skipped) and elapsed time, and the buttons that are valid now — Confirm and
 Cancel while pending, Abort while running, Retry and Abort after a failure.
+
+The requester's reason and a step's result (which quotes deploy hooks, probes, flag backends and the metrics
+database) are outside text: escaped here with bot/mrkdwn.py. Step results are stored as plain text and carry no
+markup of the bot's own beyond `code` spans, so escaping the whole result keeps them readable.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot import mrkdwn
 from bot.catalog import RollbackPlan, RollbackStep, Service
 from handlers.flags import to_wire
 from handlers.rollback.store import Run, Step
@@ -85,7 +90,7 @@ def _step_line(service: Service, step: Step, total: int, now: datetime) -> str:
     attempt = f" · attempt {step.attempts}" if step.attempts > 1 else ""
     head = f"{STEP_ICON[step.status]} *{step.position}/{total}* {step.spec.title} — _{step.status}{timing}{attempt}_"
     detail = (
-        step.result
+        mrkdwn.escape(step.result)
         if step.result and step.status in ("done", "failed")
         else what_it_changes(service, step.spec)
     )
@@ -169,7 +174,8 @@ def render_run(run: Run, now: datetime, *, with_buttons: bool = True) -> tuple[s
     service = run.service
     state = RUN_STATE[run.status]
     text = f"Rollback #{run.id} of {service.display_name} (plan {run.plan}): {state}"
-    who = f"Requested by <@{run.requested_by}>" + (f" · reason: {run.reason}" if run.reason else "")
+    reason = f" · reason: {mrkdwn.outside(run.reason, 1500)}" if run.reason else ""
+    who = f"Requested by <@{run.requested_by}>{reason}"
     total = len(run.steps)
     blocks: list[dict[str, Any]] = [
         {
@@ -225,7 +231,12 @@ def render_status(run: Run, now: datetime, link: str | None) -> tuple[str, list[
     text, blocks = render_run(run, now, with_buttons=False)
     if link:
         blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|Open the thread>"}]}
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": mrkdwn.link(link, "Open the thread", trusted_label=True)}
+                ],
+            }
         )
     return text, blocks
 
@@ -249,9 +260,10 @@ def step_finished(run: Run, step: Step, now: datetime) -> tuple[str, list[dict[s
     elapsed = step.elapsed(now)
     took = f" in {duration(elapsed)}" if elapsed is not None else ""
     if step.status == "done":
-        return f":white_check_mark: Step {step.position}/{len(run.steps)} done{took}: {step.result}", None
+        done = mrkdwn.escape(step.result)
+        return f":white_check_mark: Step {step.position}/{len(run.steps)} done{took}: {done}", None
     text = (
-        f":x: Step {step.position}/{len(run.steps)} *{step.spec.title}* failed{took}: {step.result}\n"
+        f":x: Step {step.position}/{len(run.steps)} *{step.spec.title}* failed{took}: {mrkdwn.escape(step.result)}\n"
         "The rollback stopped here. Retry the step once the cause is fixed, or Abort."
     )
     buttons = [
@@ -309,8 +321,8 @@ def summary(run: Run, link: str | None) -> str:
         f" in {duration(run.finished_at - run.confirmed_at)}" if run.finished_at and run.confirmed_at else ""
     )
     outcome = {"done": "finished", "aborted": f"was aborted by <@{run.ended_by}>"}.get(run.status, run.status)
-    thread = f" <{link}|Thread>" if link else ""
-    reason = f" Reason: {run.reason}." if run.reason else ""
+    thread = f" {mrkdwn.link(link, 'Thread', trusted_label=True)}" if link else ""
+    reason = f" Reason: {mrkdwn.outside(run.reason, 1500)}." if run.reason else ""
     return (
         f":rewind: Rollback #{run.id} of *{run.service.display_name}* (plan `{run.plan}`) {outcome}{took}: "
         f"{done}/{len(run.steps)} steps done. Requested by <@{run.requested_by}>, confirmed by "

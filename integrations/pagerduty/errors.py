@@ -30,6 +30,10 @@ class PagerDutyError(Exception):
     (Incident Already Resolved)"`` -- or, for timeouts and connection errors, plain words.  ``status`` is the HTTP
     status (``None`` when there was no answer), ``attempts`` how many requests were made, ``retry_after`` the wait
     PagerDuty asked for on a 429/5xx, if any.  Never the token.
+
+    ``may_have_applied`` is true when a write went out and no answer came back (a read timeout, a connection lost
+    after sending): PagerDuty may have acted, or may still act, so the caller must not report a failure -- it
+    reads the incident back instead (:meth:`PagerDutyClient.incident`).
     """
 
     def __init__(
@@ -39,11 +43,13 @@ class PagerDutyError(Exception):
         status: int | None = None,
         attempts: int = 0,
         retry_after: float | None = None,
+        may_have_applied: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.attempts = attempts
         self.retry_after = retry_after
+        self.may_have_applied = may_have_applied
 
 
 # ------------------------------------------------------------------------------------------------ helpers

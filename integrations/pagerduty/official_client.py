@@ -169,7 +169,9 @@ async def call_pagerduty(
                 outcome = await asyncio.to_thread(_counted, fn)
         except TimeoutError:
             raise PagerDutyError(
-                f"PagerDuty did not answer within {_seconds(guard)} s", attempts=attempts + 1
+                f"PagerDuty did not answer within {_seconds(guard)} s",
+                attempts=attempts + 1,
+                may_have_applied=not idempotent,
             ) from None
         attempts += outcome.answers
         error = outcome.error
@@ -228,14 +230,27 @@ def _network_error(
             f"could not reach PagerDuty (no connection within {_seconds(timeout)} s)",
             attempts=attempt,
         )
+    if isinstance(cause, httpx2.PoolTimeout):  # never sent
+        return more, PagerDutyError(
+            f"could not reach PagerDuty (no connection free within {_seconds(timeout)} s)",
+            attempts=attempt,
+        )
     if isinstance(cause, httpx2.TimeoutException):
-        error = PagerDutyError(f"PagerDuty did not answer within {_seconds(timeout)} s", attempts=attempt)
+        # Sent (or being sent) and no answer: PagerDuty may have applied it, or may still.
+        error = PagerDutyError(
+            f"PagerDuty did not answer within {_seconds(timeout)} s",
+            attempts=attempt,
+            may_have_applied=not idempotent,
+        )
         return more and idempotent, error
     if isinstance(cause, httpx2.UnsupportedProtocol | httpx2.LocalProtocolError):
         return False, PagerDutyError("the PagerDuty API URL is invalid", attempts=attempt)
     words = scrub(_connection_cause(exc, host))
     suffix = f" after {attempt} attempts" if attempt > 1 else ""
-    error = PagerDutyError(f"could not reach PagerDuty ({words}){suffix}", attempts=attempt)
     if isinstance(cause, httpx2.ConnectError):
-        return more, error
+        return more, PagerDutyError(f"could not reach PagerDuty ({words}){suffix}", attempts=attempt)
+    # The connection broke after the request went out: for a write, PagerDuty may have acted.
+    error = PagerDutyError(
+        f"could not reach PagerDuty ({words}){suffix}", attempts=attempt, may_have_applied=not idempotent
+    )
     return more and idempotent, error

@@ -7,6 +7,8 @@ Through the official ``pagerduty`` package's :class:`pagerduty.RestApiV2Client`,
   "status": "acknowledged" | "resolved"}}`` (plus ``"resolution"``, which PagerDuty adds to the resolve log
   entry), answered ``200 {"incident": {...}}``.
 * Add note: ``POST /incidents/{id}/notes`` with ``{"note": {"content": ...}}``, answered ``200 {"note": {...}}``.
+* Read back: ``GET /incidents/{id}`` and ``GET /incidents/{id}/notes``, after a write that got no answer
+  (``PagerDutyError.may_have_applied``), to tell the user what PagerDuty actually has.
 * On-calls: ``GET /oncalls`` (classic ``limit``/``offset``/``more`` pagination), read with the client's
   ``iter_all``; ``GET /users/{id}`` with ``rget``.
 
@@ -121,6 +123,32 @@ class PagerDutyClient:
 
         note = await self._call(f"POST {path}", call, idempotent=False)
         return self._expect_dict(note, "note")
+
+    async def incident(self, incident_id: str) -> dict[str, Any]:
+        """``GET /incidents/{id}``: the incident as PagerDuty has it now (``status`` included).
+
+        What the bot reads back after a write that got no answer, to tell the user what actually happened.
+        """
+        path = f"/incidents/{self._incident_path(incident_id)}"
+        client = self._client
+
+        def call() -> Any:
+            return client.rget(path)
+
+        return self._expect_dict(await self._call(f"GET {path}", call, idempotent=True), "incident")
+
+    async def notes(self, incident_id: str) -> list[dict[str, Any]]:
+        """``GET /incidents/{id}/notes``: the incident's notes, oldest first (PagerDuty's order)."""
+        path = f"/incidents/{self._incident_path(incident_id)}/notes"
+        client = self._client
+
+        def call() -> Any:
+            return client.rget(path)
+
+        notes = await self._call(f"GET {path}", call, idempotent=True)
+        if not isinstance(notes, list):
+            raise PagerDutyError("PagerDuty answered without the notes")
+        return [note for note in notes if isinstance(note, dict)]
 
     async def oncalls(
         self,

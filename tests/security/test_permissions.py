@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 from pydantic import SecretStr
@@ -180,6 +181,27 @@ async def test_risky_change_confirm_is_owners_only(bot: BotUnderTest) -> None:
     assert "applied" in told
 
 
+async def test_risky_change_cancel_is_owners_only(bot: BotUnderTest, database_url: str) -> None:
+    """Cancel discards a pending change, so it needs what Confirm needs: a stranger is refused and the change
+    stays pending (an owner can still confirm it); an owner (here a Mira group member) cancels it."""
+    await answer_to(bot, "/flag", "on MIRA_COPILOT_ENABLED", OWNER)  # change 1, pending
+    told = await _click_told(bot, "flag_cancel", "1", STRANGER)
+    assert REFUSED in told and "Only the owners of Mira Co-Pilot may change the flags" in told, told
+    assert await _change_status(database_url, 1) == "pending"
+    told = await _click_told(bot, "flag_cancel", "1", MEMBER)
+    assert REFUSED not in told and "Change 1 cancelled: nothing changed." in told, told
+    assert await _change_status(database_url, 1) == "cancelled"
+
+
+async def _change_status(database_url: str, change_id: int) -> str:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        row = await (
+            await conn.execute("SELECT status FROM flag_changes WHERE id = %s", (change_id,))
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
 async def _click_told(bot: BotUnderTest, action_id: str, value: str, user: str) -> str:
     before = len(bot.slack.calls_to("response_url"))
     await bot.click("C0OPS0001", "", action_id, value, user=user)
@@ -224,6 +246,7 @@ DANGEROUS_INVOCATIONS = {
 #: flag change, {run} a Mira rollback (its step 4 is the DBA's manual step).
 DANGEROUS_ACTIONS = {
     "flag_confirm": "{change}",
+    "flag_cancel": "{change}",
     "rollback_confirm": "{run}",
     "rollback_abort": "{run}",
     "rollback_retry": "{run}:1",

@@ -9,6 +9,7 @@ The fault suite checks the same for every `mira-bot serve` process it runs (test
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
@@ -23,12 +24,13 @@ from pydantic import SecretStr
 from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
 from bot.logs import configure_logging
 from bot.settings import Settings
+from stand_ins.recording_hooks import RecordingHookServer
 from stand_ins.recording_pagerduty import RecordingPagerDutyServer
 from stand_ins.recording_slack import RecordingSlackServer
 from stand_ins.recording_supabase import RecordingSupabaseServer
 from tests import pd_payloads as pd
 from tests.faults.harness import SECRETS, free_port, mira_bot_command
-from tests.harness import BotUnderTest
+from tests.harness import CHANNEL, BotUnderTest, blocks_text, running_bot
 
 OWNER = "U0OWNER01"
 PROJECT = "abcdefghijklmnopqrst"
@@ -187,3 +189,116 @@ async def test_a_database_password_never_reaches_the_operator_output(tmp_path: P
     assert process.returncode == 2
     assert "DATABASE_URL" in output
     assert password not in output and SECRETS.slack_bot_token not in output and "mira:" not in output
+
+
+# --- deploy hooks --------------------------------------------------------------------------------------------
+
+CONFIRMER = "U0OWNER02"
+HOOK_USER = "deployer-7f3a"
+HOOK_PASSWORD = "hookpass-91c2e4"
+HOOK_TOKEN = "qtok-5d8e1b7a9c"
+HOOK_SECRET = "hmac-secret-e02b6f"
+HOOK_BASIC = base64.b64encode(f"{HOOK_USER}:{HOOK_PASSWORD}".encode()).decode()
+HOOK_SECRETS = (HOOK_USER, HOOK_PASSWORD, HOOK_TOKEN, HOOK_SECRET, HOOK_BASIC)
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[RecordingHookServer]:
+    async with RecordingHookServer() as server:
+        server.require_secret("fa", HOOK_SECRET)
+        yield server
+
+
+@pytest.fixture
+def hook_catalog(tmp_path: Path, hooks: RecordingHookServer, monkeypatch: pytest.MonkeyPatch) -> Catalog:
+    """The FA AI System's rollback hook configured as `http://user:pass@host/path?token=…` with a `secret_env`,
+    and two owners (the two-person rule)."""
+    monkeypatch.setenv("FA_HOOK_SECRET", HOOK_SECRET)
+    data = yaml.safe_load(BUNDLED_CATALOG.read_text())
+    for service in data["services"]:
+        service["owners"] = {"users": [OWNER, CONFIRMER], "groups": []}
+    path = tmp_path / "hook-catalog.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    url = f"http://{HOOK_USER}:{HOOK_PASSWORD}@127.0.0.1:{hooks.port}/hooks/fa?token={HOOK_TOKEN}"
+    return load_catalog(path, env={"FA_ROLLBACK_HOOK_URL": url})
+
+
+def assert_no_hook_secret(*texts: str) -> None:
+    for secret in HOOK_SECRETS:
+        for text in texts:
+            assert secret not in text, f"{secret!r} leaked: …{text[max(0, text.find(secret) - 80) :][:200]}…"
+
+
+def every_log_record(caplog: pytest.LogCaptureFixture) -> str:
+    """Every record as logged (message, arguments, extras, traceback), before any formatter could blank it."""
+    return (
+        "\n".join(
+            json.dumps({**vars(record), "message": record.getMessage()}, default=str)
+            for record in caplog.records
+        )
+        + caplog.text
+    )
+
+
+async def test_a_hook_with_url_credentials_a_query_token_and_a_secret_leaks_nothing_even_when_its_error_echoes_them(
+    settings: Settings,
+    hook_catalog: Catalog,
+    slack: RecordingSlackServer,
+    hooks: RecordingHookServer,
+    production_log: io.StringIO,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The plan shows the hook as scheme + host + path; the hook's error answer quotes its query token, the
+    `secret_env` value and the Basic auth it got, and the failed step reports it in the thread; yet no Slack call
+    (every one, bodies and answers) and no log record carries any of those secrets."""
+    caplog.set_level(logging.DEBUG)
+    hooks.fail_next(500, echo=True)
+    async with running_bot(settings, hook_catalog, slack) as bot:
+        await bot.command("/rollback", "fa", user=OWNER)
+        await bot.settle()
+        [root] = [
+            c for c in bot.slack.calls_to("chat.postMessage") if c.channel == CHANNEL and not c.thread_ts
+        ]
+        plan = blocks_text(root.blocks)
+        assert f"deploy hook http://127.0.0.1:{hooks.port}/hooks/fa (script=" in plan, plan
+        await bot.click(CHANNEL, str(root.response["ts"]), "rollback_confirm", "1", user=CONFIRMER)
+        await bot.settle()
+        await bot.runtime.rollbacks.run_once(bot.runtime.bot.clock())
+        await bot.settle()
+
+        [call] = hooks.calls
+        assert call.headers["authorization"] == f"Basic {HOOK_BASIC}" and call.signature_ok is True
+        thread = [c.text or "" for c in bot.slack.calls_to("chat.postMessage") if c.thread_ts]
+        failed = [t for t in thread if "answered 500: deploy refused POST /hooks/fa?" in t]
+        assert failed, thread  # the receiver's words reached the thread, its secrets blanked
+        assert "Authorization: Basic **********" in failed[0]
+        assert_no_hook_secret(
+            everything_sent_to_slack(bot.slack), production_log.getvalue(), every_log_record(caplog)
+        )
+
+
+async def test_hook_secrets_pasted_into_a_command_or_logged_carelessly_are_blanked(
+    settings: Settings,
+    hook_catalog: Catalog,
+    slack: RecordingSlackServer,
+    production_log: io.StringIO,
+) -> None:
+    """The net under the rule, as for the settings' secrets: the Slack client and the log formatter know the
+    catalog's hook secrets, so a user pasting the hook's token or password is not echoed, and a careless log
+    line with the hook URL and its secret is blanked."""
+    async with running_bot(settings, hook_catalog, slack) as bot:
+        response = await bot.command("/flag", f"set OPENAI_BASE_URL {HOOK_TOKEN} {HOOK_PASSWORD}", user=OWNER)
+        await bot.command("/rollback", f"fa {HOOK_SECRET} {HOOK_BASIC} {HOOK_USER}", user=OWNER)
+        await bot.settle()
+        fa = bot.runtime.bot.catalog.find("fa-ai-system")
+        assert fa is not None and fa.rollback_plans[0].steps[0].hook is not None
+        logging.getLogger("tests").error(
+            "hook at %s with %s", fa.rollback_plans[0].steps[0].hook.url, HOOK_SECRET
+        )  # a careless log line
+        await bot.settle()
+        sent = everything_sent_to_slack(bot.slack)
+        assert "`********** **********` is not a valid value" in response.text  # echoed, blanked
+        [plan] = [c for c in bot.slack.calls_to("chat.postMessage") if c.channel == CHANNEL]
+        assert "reason: ********** ********** **********" in blocks_text(plan.blocks)
+        assert "**********" in sent and "**********" in production_log.getvalue()
+        assert_no_hook_secret(response.text, sent, production_log.getvalue())
