@@ -19,7 +19,8 @@ from handlers.handoff import checklist as handoff
 from handlers.handoff import pagerduty_test as handoff_pd_test
 from handlers.health import command as health
 from handlers.incidents import buttons as incident_buttons
-from handlers.incidents import threads as incidents
+from handlers.incidents import pipeline, storm, threads, timers
+from handlers.incidents.model import RetryLater
 from handlers.latency import command as latency
 from handlers.oncall import command as oncall
 from handlers.rollback import command as rollback
@@ -65,19 +66,19 @@ def scheduled_sweeps(bot: BotContext) -> list[Sweep]:
 
 
 async def _deliver(bot: BotContext, body: bytes, now: datetime) -> None:
-    await incidents.deliver(bot, bot.budget, body, now)
+    await pipeline.deliver(bot, bot.budget, body, now)
 
 
 async def _flush_roots(bot: BotContext, now: datetime) -> int:
-    return await incidents.flush_roots(bot, bot.budget, now)
+    return await threads.flush_roots(bot, bot.budget, now)
 
 
 async def _flush_digests(bot: BotContext, now: datetime) -> None:
-    await incidents.flush_digests(bot, bot.budget, now)
+    await storm.flush_digests(bot, bot.budget, now)
 
 
 async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
-    return await incidents.fire_timers(bot, bot.budget, now)
+    return await timers.fire_timers(bot, bot.budget, now)
 
 
 #: Stored PagerDuty events become incident threads; after each batch, debounced root edits, storm digests and
@@ -85,7 +86,7 @@ async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
 INCIDENT_DELIVERY = EventDelivery(
     deliver=_deliver,
     periodic=(_flush_roots, _flush_digests, _fire_timers),
-    retry_quietly=(incidents.RetryLater,),
+    retry_quietly=(RetryLater,),
 )
 
 ROLLBACK_RUNS = RollbackRuns(

@@ -14,10 +14,10 @@ import random
 import string
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stand_ins.pagerduty_records import _Incident, _User
 from stand_ins.pagerduty_webhook_sender import PagerDutyWebhookSender
 
 # REST API v2 error codes (developer docs, "Errors").
@@ -31,37 +31,6 @@ _REST_ERRORS: dict[int, tuple[str, int | None]] = {
     429: ("Rate Limit Exceeded", 2020),
     500: ("An internal error has occurred. PagerDuty team has been notified.", 2000),
 }
-
-
-@dataclass
-class _User:
-    id: str
-    name: str
-    email: str
-
-
-@dataclass
-class _Incident:
-    id: str
-    number: int
-    title: str
-    service_id: str
-    service_name: str
-    status: str
-    urgency: str
-    assignees: list[_User]
-    incident_key: str
-    created_at: str
-    escalation_policy: tuple[str, str]
-    teams: list[tuple[str, str]]
-    priority: tuple[str, str] | None
-    conference_bridge: dict[str, Any] | None
-    routing_key: str | None = None
-    acknowledgements: list[tuple[str, _User]] = field(default_factory=list)
-    last_status_change_at: str = ""
-    last_status_change_by: dict[str, Any] | None = None
-    resolution: str | None = None
-    notes: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Invalid(Exception):

@@ -32,7 +32,7 @@ from bot.signing import sign_pagerduty_webhook
 from stand_ins.recording_base import RecordingServer
 
 if TYPE_CHECKING:
-    from stand_ins.pagerduty_store import _Incident
+    from stand_ins.pagerduty_records import _Incident
 
 WEBHOOK_USER_AGENT = "PagerDuty-Webhook/V3.0"
 #: PagerDuty waits this long for a webhook receiver to answer.

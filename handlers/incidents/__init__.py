@@ -1,4 +1,5 @@
-"""PagerDuty incidents as living Slack threads (threads.py), their buttons and Block Kit.
+"""PagerDuty incidents as living Slack threads: pipeline.py takes each stored event through events.py (state),
+threads.py (roots and replies), storm.py, timers.py and postmortem.py; buttons.py and blocks.py.
 
 What other capabilities (and the console) may use: read-only summaries of the incidents' tables.
 """

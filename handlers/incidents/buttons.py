@@ -30,8 +30,8 @@ from bot import mrkdwn, slack_replays
 from bot.audit import audit
 from bot.commands import Action, Modal
 from bot.context import ActionContext, BotContext, ViewContext
-from handlers.incidents import blocks
-from handlers.incidents import threads as incidents
+from handlers.incidents import blocks, threads
+from handlers.incidents.model import RetryLater
 from integrations.pagerduty import PagerDutyClient, PagerDutyError
 
 log = logging.getLogger(__name__)
@@ -279,9 +279,9 @@ async def postmortem_scheduled(ctx: ActionContext) -> None:
         target=incident_id,
     )
     if ctx.message_ts:
-        root = incidents.Root(ctx.channel_id, ctx.channel_id, _thread_of(ctx), None)
-        with contextlib.suppress(SlackApiError, incidents.RetryLater):
-            await incidents.post_once(
+        root = threads.Root(ctx.channel_id, ctx.channel_id, _thread_of(ctx), None)
+        with contextlib.suppress(SlackApiError, RetryLater):
+            await threads.post_once(
                 bot,
                 bot.budget,
                 f"postmortem_scheduled:{incident_id}",

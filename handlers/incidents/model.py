@@ -37,3 +37,7 @@ class TimelineEntry:
 
     at: datetime
     text: str
+
+
+class RetryLater(Exception):
+    """Another worker holds a claim that is not stale yet; the event stays pending and is tried again."""

@@ -1,0 +1,240 @@
+"""An incident as the bot knows it: every stored PagerDuty event folded into the incident's newest snapshot (by
+`occurred_at`, so events that arrive out of order still leave the right state), what its root shows (`view_of`),
+and which channels hear of it (`channels_for`)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from bot.context import BotContext
+from handlers.incidents.model import IncidentView
+from integrations.pagerduty_webhooks import IncidentSnapshot, WebhookEvent, parse_webhook
+
+log = logging.getLogger(__name__)
+
+
+#: incidents.number is a bigint (migration 0008); PagerDuty's number is an integer JSON may make any size.
+BIGINT = range(-(2**63), 2**63)
+
+
+def _without_nul(value: Any) -> Any:
+    """Postgres text and jsonb cannot hold NUL characters; PagerDuty text never has them, a hostile payload might."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    return value
+
+
+def _snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
+    return _without_nul(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
+
+
+def _snapshot_fields(snapshot: IncidentSnapshot) -> dict[str, Any]:
+    return {
+        "id": snapshot.id,
+        "number": snapshot.number,
+        "title": snapshot.title,
+        "status": snapshot.status,
+        "urgency": snapshot.urgency,
+        "priority": snapshot.priority,
+        "service_id": snapshot.service_id,
+        "service_name": snapshot.service_name,
+        "assignees": [{"id": p.id, "name": p.name, "email": p.email} for p in snapshot.assignees],
+        "escalation_policy": snapshot.escalation_policy,
+        "conference_url": snapshot.conference_url,
+        "conference_number": snapshot.conference_number,
+        "html_url": snapshot.html_url,
+        "created_at": snapshot.created_at.isoformat() if snapshot.created_at else None,
+    }
+
+
+def view_of(bot: BotContext, row: dict[str, Any]) -> IncidentView:
+    snap = row["snapshot"]
+    service = bot.catalog.find(row["service"]) if row.get("service") else None
+    return IncidentView(
+        id=row["id"],
+        number=snap.get("number"),
+        title=snap.get("title") or "(untitled incident)",
+        status=row.get("status"),
+        urgency=snap.get("urgency"),
+        priority=snap.get("priority"),
+        service_name=service.display_name if service else (snap.get("service_name") or "unknown service"),
+        assignees=tuple(a.get("name") or a.get("id") or "?" for a in snap.get("assignees") or []),
+        escalation_policy=snap.get("escalation_policy"),
+        conference_url=snap.get("conference_url"),
+        conference_number=snap.get("conference_number"),
+        html_url=snap.get("html_url"),
+        triggered_at=row.get("triggered_at"),
+        acknowledged_at=row.get("acknowledged_at"),
+        resolved_at=row.get("resolved_at"),
+        service=service,
+    )
+
+
+async def incident_row(conn: AsyncConnection[Any], incident_id: str) -> dict[str, Any] | None:
+    cursor = conn.cursor(row_factory=dict_row)
+    await cursor.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
+    return await cursor.fetchone()
+
+
+# --- state ------------------------------------------------------------------------------------------------------
+
+_STATUS_BY_EVENT = {
+    "incident.triggered": "triggered",
+    "incident.acknowledged": "acknowledged",
+    "incident.unacknowledged": "triggered",
+    "incident.resolved": "resolved",
+    "incident.reopened": "triggered",
+}
+
+
+async def priority_before(conn: AsyncConnection[Any], event: WebhookEvent) -> str | None:
+    """The incident's priority just before `event`, from the events that happened earlier — not from the newest
+    snapshot, which may already be later than this event when events arrive out of order."""
+    cursor = await conn.execute(
+        """SELECT body FROM pd_webhooks WHERE incident_id = %s AND occurred_at < %s AND event_id <> %s
+           AND status IN ('pending', 'delivered') ORDER BY occurred_at DESC, id DESC LIMIT 20""",
+        (event.incident_id, event.occurred_at, event.event_id),
+    )
+    for (body,) in await cursor.fetchall():
+        earlier = parse_webhook(bytes(body))
+        if earlier.incident is not None:
+            return earlier.incident.priority
+    return None
+
+
+async def apply_event(
+    bot: BotContext, event: WebhookEvent, now: datetime
+) -> tuple[dict[str, Any], str | None, bool]:
+    """Fold the event into the incident's row; return (the row, the priority before this event, whether what the
+    root shows changed)."""
+    assert event.incident_id is not None
+    async with bot.storage.pool.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"incident:{event.incident_id}",))
+        row = await incident_row(conn, event.incident_id)
+        previous_priority = await priority_before(conn, event)
+        snapshot = event.incident
+        newer = row is None or event.occurred_at >= row["snapshot_at"]
+        if row is None:
+            service = bot.catalog.for_pagerduty(event.service_id, snapshot.service_name if snapshot else None)
+            data = _snapshot_json(snapshot) if snapshot else {"id": event.incident_id}
+            status = (snapshot.status if snapshot else None) or _STATUS_BY_EVENT.get(
+                event.event_type, "triggered"
+            )
+            await conn.execute(
+                """INSERT INTO incidents (id, service, number, title, status, urgency, priority, snapshot, snapshot_at,
+                                          triggered_at, last_event_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    event.incident_id,
+                    service.name if service else None,
+                    _storable_number(data.get("number")),
+                    data.get("title"),
+                    status,
+                    data.get("urgency"),
+                    data.get("priority"),
+                    Jsonb(data),
+                    event.occurred_at,
+                    _triggered_at(event),
+                    now,
+                ),
+            )
+        elif newer and snapshot is not None:
+            data = _snapshot_json(snapshot)
+            await conn.execute(
+                """UPDATE incidents SET snapshot = %s, snapshot_at = %s, number = %s, title = %s, urgency = %s,
+                       priority = %s, status = COALESCE(%s, status),
+                       triggered_at = COALESCE(triggered_at, %s), last_event_at = %s
+                   WHERE id = %s""",
+                (
+                    Jsonb(data),
+                    event.occurred_at,
+                    _storable_number(data.get("number")),
+                    data.get("title"),
+                    data.get("urgency"),
+                    data.get("priority"),
+                    snapshot.status,
+                    snapshot.created_at,
+                    now,
+                    event.incident_id,
+                ),
+            )
+        else:
+            await conn.execute(
+                "UPDATE incidents SET last_event_at = %s WHERE id = %s", (now, event.incident_id)
+            )
+        when = event.occurred_at
+        if event.event_type == "incident.triggered":
+            await conn.execute(
+                "UPDATE incidents SET triggered_at = LEAST(COALESCE(triggered_at, %s), %s) WHERE id = %s",
+                (when, when, event.incident_id),
+            )
+        elif event.event_type == "incident.acknowledged":
+            await conn.execute(
+                "UPDATE incidents SET acknowledged_at = COALESCE(acknowledged_at, %s) WHERE id = %s",
+                (when, event.incident_id),
+            )
+        elif event.event_type == "incident.resolved":
+            await conn.execute(
+                "UPDATE incidents SET resolved_at = GREATEST(COALESCE(resolved_at, %s), %s) WHERE id = %s",
+                (when, when, event.incident_id),
+            )
+        elif event.event_type == "incident.reopened" and newer:
+            await conn.execute("UPDATE incidents SET resolved_at = NULL WHERE id = %s", (event.incident_id,))
+        if newer and snapshot is None and event.event_type in _STATUS_BY_EVENT:
+            await conn.execute(
+                "UPDATE incidents SET status = %s, snapshot_at = %s WHERE id = %s",
+                (_STATUS_BY_EVENT[event.event_type], when, event.incident_id),
+            )
+        updated = await incident_row(conn, event.incident_id)
+    assert updated is not None
+    return updated, previous_priority, row is None or _shown(row) != _shown(updated)
+
+
+def _storable_number(number: Any) -> int | None:
+    """The incident number for its column, or None when a bigint cannot hold it: the snapshot (jsonb) keeps it
+    and the incident is delivered all the same, instead of failing its INSERT on every attempt."""
+    return number if isinstance(number, int) and number in BIGINT else None
+
+
+def _shown(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What the root displays, to tell whether an event changed it."""
+    return (row["status"], row["snapshot"], row["triggered_at"], row["acknowledged_at"], row["resolved_at"])
+
+
+def _triggered_at(event: WebhookEvent) -> datetime | None:
+    """When the incident began: PagerDuty's created_at, else the trigger event's own time, else unknown yet."""
+    if event.incident and event.incident.created_at:
+        return event.incident.created_at
+    return event.occurred_at if event.event_type == "incident.triggered" else None
+
+
+def channels_for(bot: BotContext, view: IncidentView) -> list[str]:
+    """Alerts and incidents channel: the service's own when the catalog names them, else the bot-wide ones."""
+    service = view.service
+    alerts = (service.channels.alerts if service else None) or bot.settings.alerts_channel
+    incidents = (service.channels.incidents if service else None) or bot.settings.incidents_channel
+    if service and service.channels.incidents_urgency == "high" and view.urgency == "low":
+        return [alerts]
+    return list(dict.fromkeys([alerts, incidents]))
+
+
+async def resolution_note(bot: BotContext, incident_id: str) -> str | None:
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                """SELECT detail FROM incident_actions WHERE incident_id = %s AND action = 'resolve'
+                   AND detail IS NOT NULL ORDER BY id DESC LIMIT 1""",
+                (incident_id,),
+            )
+        ).fetchone()
+    return str(row[0]) if row else None

@@ -1,0 +1,177 @@
+"""Storm digests: when more incidents arrive in a channel than STORM_THRESHOLD a minute, new ones join one digest
+message instead of each posting a root, within Slack's per-channel rate; the digest is edited at most every
+DIGEST_EDIT_EVERY, and when the storm has passed its still-open incidents get their own roots a few at a time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from bot import slack_once
+from bot.context import BotContext
+from bot.slack_budget import ChannelBudget
+from handlers.incidents import blocks
+from handlers.incidents.events import view_of
+from handlers.incidents.model import IncidentView, RetryLater
+from handlers.incidents.threads import digest_key, ensure_root, mark_digest_dirty
+
+log = logging.getLogger(__name__)
+
+
+STORM_QUIET = timedelta(minutes=1)  # a storm has passed when its digest got nothing new for this long
+DIGEST_EDIT_EVERY = timedelta(seconds=2)
+PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own root a few at a time
+
+
+async def flush_digests(bot: BotContext, budget: ChannelBudget, now: datetime) -> None:
+    """Post or edit each dirty storm digest (at most every DIGEST_EDIT_EVERY), and end the storms that passed,
+    giving their still-open incidents their own roots."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute("SELECT * FROM storm_digests WHERE ended_at IS NULL OR dirty_since IS NOT NULL")
+        digests = await cursor.fetchall()
+    for digest in digests:
+        if digest["dirty_since"] is not None and (
+            digest["ts"] is None or digest["dirty_since"] <= now - DIGEST_EDIT_EVERY
+        ):
+            await render_digest(bot, budget, digest, now)
+        if digest["ended_at"] is None and await _storm_passed(bot, digest, now):
+            await _end_storm(bot, budget, digest, now)
+
+
+async def digest_views(bot: BotContext, digest_id: int) -> list[IncidentView]:
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            """SELECT i.* FROM incidents i JOIN incident_roots r ON r.incident_id = i.id
+               WHERE r.in_digest = %s ORDER BY i.triggered_at NULLS LAST, i.id""",
+            (digest_id,),
+        )
+        return [view_of(bot, row) for row in await cursor.fetchall()]
+
+
+async def render_digest(
+    bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime
+) -> None:
+    async with bot.storage.pool.connection() as conn:
+        claimed = await conn.execute(
+            "UPDATE storm_digests SET dirty_since = NULL WHERE id = %s AND dirty_since = %s",
+            (digest["id"], digest["dirty_since"]),
+        )
+        if claimed.rowcount != 1:
+            return
+    try:
+        await _show_digest(bot, budget, digest, now)
+    except Exception as exc:
+        if slack_once.permanently_refused(exc):  # even the fallback: another try would be refused too
+            log.error("storm digest refused by Slack", exc_info=True, extra={"digest": digest["id"]})
+            return
+        await mark_digest_dirty(bot, digest["id"], now)  # edited on a later pass instead of lost
+        if not isinstance(exc, RetryLater):
+            log.warning("storm digest not shown yet", exc_info=True, extra={"digest": digest["id"]})
+
+
+async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
+    """Post the digest once (claimed by `posting_at`, found by its metadata after a crash), or edit it."""
+    views = await digest_views(bot, digest["id"])
+    text, digest_blocks = blocks.render_digest(views)
+    fallback = blocks.digest_fallback(views)
+    channel_id, ts = digest["channel_id"], digest["ts"]
+    key = digest_key(digest["id"])
+    if ts is None and digest["posting_at"] is not None:
+        if digest["posting_at"] > now - slack_once.stale_window(bot):
+            raise RetryLater(f"digest {digest['id']} is being posted")
+        found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
+        if found is not None:
+            channel_id, ts = found
+            async with bot.storage.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
+                    (channel_id, ts, digest["id"]),
+                )
+    if ts is None:
+        async with bot.storage.pool.connection() as conn:
+            taken = await conn.execute(
+                """UPDATE storm_digests SET posting_at = %s
+                   WHERE id = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
+                (now, digest["id"], digest["posting_at"]),
+            )
+            if taken.rowcount != 1:
+                raise RetryLater(f"digest {digest['id']} is being posted")
+        if digest["posting_at"] is not None:
+            # Ours now: looked up once more right before posting again (a late-applied post may just have landed).
+            found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
+            if found is not None:
+                async with bot.storage.pool.connection() as conn:
+                    await conn.execute(
+                        "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
+                        (found[0], found[1], digest["id"]),
+                    )
+                await slack_once.update(
+                    bot, budget, found[0], found[1], fallback=fallback, text=text, blocks=digest_blocks
+                )
+                return
+        started = time.monotonic()
+        try:
+            response = await slack_once.post(
+                bot, budget, digest["channel"], key, fallback=fallback, text=text, blocks=digest_blocks
+            )
+        except Exception as exc:
+            attempted = (
+                None
+                if slack_once.surely_not_posted(exc)
+                else slack_once.uncertain_claim_time(bot, now, time.monotonic() - started)
+            )
+            async with bot.storage.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE storm_digests SET posting_at = %s WHERE id = %s AND ts IS NULL AND posting_at = %s",
+                    (attempted, digest["id"], now),
+                )
+            raise
+        async with bot.storage.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
+                (response["channel"], response["ts"], digest["id"]),
+            )
+        return
+    await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
+
+
+async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        row = await (
+            await conn.execute(
+                "SELECT max(claimed_at) FROM incident_roots WHERE in_digest = %s", (digest["id"],)
+            )
+        ).fetchone()
+    last = row[0] if row and row[0] else digest["started_at"]
+    return bool(last <= now - STORM_QUIET)
+
+
+async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
+    """The storm passed: give the still-open incidents of the digest their own roots, a few per pass so the
+    worker keeps delivering new events meanwhile, and close the digest once none is left."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            """SELECT i.* FROM incidents i JOIN incident_roots r ON r.incident_id = i.id
+               WHERE r.in_digest = %s AND r.ts IS NULL AND i.status <> 'resolved'
+               ORDER BY i.triggered_at NULLS LAST, i.id LIMIT %s""",
+            (digest["id"], PROMOTE_PER_PASS),
+        )
+        waiting = await cursor.fetchall()
+        if not waiting:
+            await conn.execute(
+                "UPDATE storm_digests SET ended_at = %s WHERE id = %s AND ended_at IS NULL",
+                (now, digest["id"]),
+            )
+            return
+    for row in waiting:
+        try:
+            await ensure_root(bot, budget, view_of(bot, row), digest["channel"], now, own_thread=True)
+        except RetryLater:
+            continue  # another worker is posting it

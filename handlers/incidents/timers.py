@@ -1,0 +1,201 @@
+"""SLA timers from the runbooks' escalation paths: the acknowledge nudge (Mira "respond within 15 minutes", FA
+"Acknowledge within 5 minutes"), the 1-hour resolve reminder for high-urgency incidents, and the 48-hour
+post-mortem reminder. Each fires once across replicas: claimed by `fired_at`, finished by `done_at`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot import slack_once
+from bot.context import BotContext
+from bot.mrkdwn import outside
+from bot.slack_budget import ChannelBudget
+from handlers.incidents import blocks
+from handlers.incidents.events import channels_for, incident_row, view_of
+from handlers.incidents.model import IncidentView, RetryLater
+from handlers.incidents.threads import ensure_root, post_once
+from integrations.pagerduty import PagerDutyError
+from integrations.pagerduty_webhooks import WebhookEvent
+
+log = logging.getLogger(__name__)
+
+
+POSTMORTEM_WITHIN = timedelta(hours=48)
+MENTIONS = 10  # a nudge mentions this many assignees, then counts the rest
+
+
+# --- timers -------------------------------------------------------------------------------------------------------
+
+
+async def set_timer(bot: BotContext, incident_id: str, kind: str, due: datetime) -> None:
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """INSERT INTO incident_timers (incident_id, kind, due_at) VALUES (%s, %s, %s)
+               ON CONFLICT DO NOTHING""",
+            (incident_id, kind, due),
+        )
+
+
+async def cancel_timers(bot: BotContext, incident_id: str, kinds: tuple[str, ...], now: datetime) -> None:
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incident_timers SET cancelled_at = %s
+               WHERE incident_id = %s AND kind = ANY(%s) AND fired_at IS NULL AND cancelled_at IS NULL""",
+            (now, incident_id, list(kinds)),
+        )
+
+
+def is_high(view: IncidentView) -> bool:
+    return view.urgency == "high" or (view.priority or "").upper() == "P1"
+
+
+async def schedule_timers(bot: BotContext, view: IncidentView, event: WebhookEvent, now: datetime) -> None:
+    escalation = view.service.escalation if view.service else None
+    ack_within = timedelta(minutes=escalation.ack_within_minutes if escalation else 15)
+    resolve_within = timedelta(minutes=escalation.resolve_within_minutes if escalation else 60)
+    started = view.triggered_at or event.occurred_at
+    if view.status == "triggered" and view.acknowledged_at is None:
+        await set_timer(bot, view.id, "ack_nudge", started + ack_within)
+    if view.status != "resolved" and is_high(view):
+        await set_timer(bot, view.id, "resolve_reminder", started + resolve_within)
+    if event.event_type == "incident.acknowledged":
+        await cancel_timers(bot, view.id, ("ack_nudge",), now)
+    if event.event_type == "incident.resolved":
+        await cancel_timers(bot, view.id, ("ack_nudge", "resolve_reminder"), now)
+        await set_timer(bot, view.id, "postmortem_reminder", (view.resolved_at or now) + POSTMORTEM_WITHIN)
+
+
+async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> list[tuple[str, str]]:
+    """Nudges and reminders that are due: each claimed by `fired_at` and finished by `done_at`, so it fires once
+    across replicas; a claim whose worker died (older than the stale window, not done) is taken over, and its
+    reply, keyed by timer, is still posted only once."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE incident_timers SET fired_at = %s
+               WHERE done_at IS NULL AND cancelled_at IS NULL AND due_at <= %s
+                 AND (fired_at IS NULL OR fired_at <= %s)
+               RETURNING incident_id, kind""",
+            (now, now, now - slack_once.stale_window(bot)),
+        )
+        due = await cursor.fetchall()
+    fired = []
+    for incident_id, kind in due:
+        try:
+            if await _fire_timer(bot, budget, incident_id, kind, now):
+                fired.append((incident_id, kind))
+        except Exception as exc:
+            if not isinstance(exc, RetryLater):
+                log.warning(
+                    "timer not fired yet", exc_info=True, extra={"incident": incident_id, "kind": kind}
+                )
+            continue  # taken over once its claim is stale
+        async with bot.storage.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE incident_timers SET done_at = %s WHERE incident_id = %s AND kind = %s",
+                (now, incident_id, kind),
+            )
+    return fired
+
+
+async def _fire_timer(
+    bot: BotContext, budget: ChannelBudget, incident_id: str, kind: str, now: datetime
+) -> bool:
+    async with bot.storage.pool.connection() as conn:
+        row = await incident_row(conn, incident_id)
+    if row is None:
+        return False
+    view = view_of(bot, row)
+    text = await timer_text(bot, view, kind, now)
+    if text is None:
+        return False
+    for channel in channels_for(bot, view):
+        root = await ensure_root(bot, budget, view, channel, now, own_thread=True)
+        await post_once(
+            bot,
+            budget,
+            f"{kind}:{incident_id}",
+            kind,
+            incident_id,
+            root,
+            now,
+            text,
+            fallback=blocks.fallback_text(view, "reminder"),
+        )
+    return True
+
+
+async def _assignee_email(bot: BotContext, assignee: dict[str, Any]) -> str | None:
+    """Webhooks carry user references without emails: ask PagerDuty's users API when we can."""
+    if assignee.get("email"):
+        return str(assignee["email"])
+    if bot.pagerduty is None or not assignee.get("id"):
+        return None
+    try:
+        return await bot.pagerduty.user_email(assignee["id"])
+    except PagerDutyError:
+        log.warning("could not read an assignee's email from PagerDuty", exc_info=True)
+        return None
+
+
+async def slack_mentions(bot: BotContext, view: IncidentView, row_snapshot: dict[str, Any]) -> str:
+    everyone = row_snapshot.get("assignees") or []
+    mentions = []
+    for assignee in everyone[:MENTIONS]:  # each one is a PagerDuty and a Slack lookup
+        email = await _assignee_email(bot, assignee)
+        user = None
+        if email:
+            try:
+                user = (await bot.slack.users_lookupByEmail(email=email))["user"]["id"]
+            except SlackApiError:
+                user = None
+        # The mention is built from the Slack ID Slack gave us; a PagerDuty name is outside text.
+        name = assignee.get("name") or assignee.get("id") or "?"
+        mentions.append(f"<@{user}>" if user else outside(name, blocks.NAME_CHARS))
+    more = f" and {len(everyone) - len(mentions)} more" if len(everyone) > len(mentions) else ""
+    return ", ".join(mentions) + more if mentions else "the on-call"
+
+
+async def timer_text(bot: BotContext, view: IncidentView, kind: str, now: datetime) -> str | None:
+    async with bot.storage.pool.connection() as conn:
+        row = await incident_row(conn, view.id)
+    assert row is not None
+    if kind == "ack_nudge":
+        if view.acknowledged_at is not None or view.status != "triggered":
+            return None
+        who = await slack_mentions(bot, view, row["snapshot"])
+        minutes = view.service.escalation.ack_within_minutes if view.service else 15
+        return (
+            f":bell: {who}: not acknowledged {minutes} minutes after it triggered. The runbook asks for a "
+            "response within that time; acknowledge it or escalate."
+        )
+    if kind == "resolve_reminder":
+        if view.status == "resolved":
+            return None
+        path = (
+            " → ".join(level.name for level in view.service.escalation.levels)
+            if view.service
+            else "the manager"
+        )
+        return (
+            f":hourglass_flowing_sand: Open for {blocks.duration(view.triggered_at, now)}, past the 1-hour "
+            f"resolution SLA for high urgency. Escalation path: {path}."
+        )
+    if kind == "postmortem_reminder":
+        async with bot.storage.pool.connection() as conn:
+            marked = await (
+                await conn.execute(
+                    "SELECT 1 FROM incident_actions WHERE incident_id = %s AND action = 'postmortem_scheduled'",
+                    (view.id,),
+                )
+            ).fetchone()
+        if marked:
+            return None
+        return (
+            ":spiral_calendar_pad: Resolved 48 hours ago and no post-mortem is marked as scheduled. "
+            "Schedule it, then press *Post-mortem scheduled* on the draft above."
+        )
+    return None
