@@ -140,7 +140,9 @@ class CommandRegistry:
         if command.name in self.commands:
             raise ValueError(f"{command.name} is registered twice")
         if command.dangerous and command.available and command.guard is None:
-            raise ValueError(f"{command.name} is dangerous but has no guard: nothing would check it before `run`")
+            raise ValueError(
+                f"{command.name} is dangerous but has no guard: nothing would check it before `run`"
+            )
         self.commands[command.name] = command
         return command
 
