@@ -8,6 +8,10 @@ with its traceback and told to the user. Buttons and modal submissions work the 
 Why not Bolt's lazy listeners: Bolt deep-copies the whole request for each of them and parses it again, a fifth
 of the ack path's CPU in the ack benchmark (docs/PERFORMANCE.md), for a mechanism built for FaaS; this is a
 long-running server, where starting a task after the ack is all that is needed.
+
+A dangerous command or button runs behind its guard (`guarded`): after the ack, before `run`, its check (the
+service's owners, audited and answered on refusal: bot/permissions.py::enforce) decides; refused, `run` never
+starts. The registry refuses a dangerous command without a guard, so none reaches `run` unchecked.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
-from bot import mrkdwn
-from bot.commands import Command, CommandRegistry, UsageError
+from bot import mrkdwn, permissions
+from bot.commands import Check, Command, CommandRegistry, UsageError
 from bot.context import ActionContext, BotContext, CommandContext, Invocation, ViewContext
 from bot.redaction import Redactor
 from bot.replies import Reply
@@ -127,6 +132,23 @@ def _metadata_channel(metadata: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+async def guarded(
+    bot: BotContext,
+    user_id: str,
+    reply: Reply,
+    check: Callable[[], Awaitable[Check | None]] | None,
+    run: Callable[[], Awaitable[None]],
+) -> None:
+    """`run()`, after the guard's check allows it (no guard: not dangerous; None: the request changes nothing).
+    Both are factories, called here, so a refused request never even creates the handler's coroutine and work
+    cancelled before it starts leaves no coroutine unawaited."""
+    if check is not None:
+        resolved = await check()
+        if resolved is not None and not await permissions.enforce(bot, user_id, resolved, reply):
+            return
+    await run()
+
+
 def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
     settings = bot.settings
     assert settings.slack_signing_secret is not None
@@ -180,8 +202,12 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             respond=redacting(respond),
         )
         assert command.run is not None
+        run, guard, ctx = command.run, command.guard, CommandContext(bot, invocation, reply)
+        check = (lambda: guard(parsed, ctx)) if guard is not None else None
         bot.background.start(
-            command.name, command.run(parsed, CommandContext(bot, invocation, reply)), reply.ephemeral
+            command.name,
+            guarded(bot, invocation.user_id, reply, check, lambda: run(parsed, ctx)),
+            reply.ephemeral,
         )
 
     async def on_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
@@ -211,7 +237,11 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             reply=reply,
             payload=body,
         )
-        bot.background.start(action_id, spec.run(ctx), reply.ephemeral)
+        action_guard = spec.guard
+        check = (lambda: action_guard(ctx)) if action_guard is not None else None
+        bot.background.start(
+            action_id, guarded(bot, user_id, reply, check, lambda: spec.run(ctx)), reply.ephemeral
+        )
 
     async def on_view(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()  # closes the modal; the work and its outcome follow ephemerally

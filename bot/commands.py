@@ -5,6 +5,17 @@ cannot drift apart (a test compares manifest.yml with this registry). A command 
 registered, without `run`, and answers "not available yet" through the same path as the real ones.
 Dangerous commands (flag changes, rollback) are marked where they are registered, as Netflix Dispatch marks its
 sensitive command group, so reading the registration tells you what can change production.
+
+The mark is enforced, not only read: a dangerous command or button carries a `guard`, and the registry refuses one
+without (ValueError at startup). The guard says what a request would change — a `Check`: the service and how a
+refusal reads (`OwnersCheck`), or the named people who may (`AmongCheck`, a manual step's approvers) — and
+bot/app.py runs that check (bot/permissions.py) before `run`, so a refused request never reaches its handler.
+The guard returns None for a request that changes nothing (`/flag list`, a button naming a rollback that no
+longer exists): the handler then answers as it always did. A guard returns the whole check, not only the
+service, because the refusal's words, the audit row's action and target depend on the subcommand. Handlers keep
+their service-specific checks (the two-person rule, the requester's own cancel), and their own owners check
+where the guard's None depends on state that can change between the guard and the handler (`/flag revert` of a
+change still pending).
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.catalog import Catalog
+    from bot.catalog import Catalog, Service
     from bot.context import ActionContext, CommandContext, ViewContext
 
 
@@ -36,6 +47,36 @@ class Subcommand:
 
 
 @dataclass(frozen=True)
+class OwnersCheck:
+    """The service's owners (and BOT_ADMINS; with `on_call_may`, its primary on-call too) may. `what` completes
+    the refusal ("change the flags of Ivy v2"); a refusal is audited as `refused` (e.g. "flag.refused") on
+    `target`."""
+
+    service: Service
+    what: str
+    refused: str
+    target: str
+    on_call_may: bool = False
+
+
+@dataclass(frozen=True)
+class AmongCheck:
+    """Only these users and members of these groups may (none: nobody). A refusal says `refusal` and is audited
+    as `refused` on `target` with `detail`."""
+
+    service: Service
+    users: tuple[str, ...]
+    groups: tuple[str, ...]
+    refusal: str
+    refused: str
+    target: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Check = OwnersCheck | AmongCheck
+
+
+@dataclass(frozen=True)
 class Command:
     """A slash command. `parse` and `acknowledge` run before the ack and must not do I/O; `run` runs after it."""
 
@@ -48,6 +89,8 @@ class Command:
     parse: Callable[[str, Catalog], Any] | None = None
     acknowledge: Callable[[Any, Catalog], str] | None = None
     run: Callable[[Any, CommandContext], Awaitable[None]] | None = None
+    #: What a parsed request would change, checked before `run`; required when `dangerous`.
+    guard: Callable[[Any, CommandContext], Awaitable[Check | None]] | None = None
 
     @property
     def available(self) -> bool:
@@ -69,6 +112,8 @@ class Action:
     action_id: str
     run: Callable[[ActionContext], Awaitable[None]]
     dangerous: bool = False
+    #: What the click would change, checked before `run`; required when `dangerous`.
+    guard: Callable[[ActionContext], Awaitable[Check | None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,12 +139,20 @@ class CommandRegistry:
     def add(self, command: Command) -> Command:
         if command.name in self.commands:
             raise ValueError(f"{command.name} is registered twice")
+        if command.dangerous and command.available and command.guard is None:
+            raise ValueError(
+                f"{command.name} is dangerous but has no guard: nothing would check it before `run`"
+            )
         self.commands[command.name] = command
         return command
 
     def add_action(self, action: Action) -> Action:
         if action.action_id in self.actions:
             raise ValueError(f"action {action.action_id} is registered twice")
+        if action.dangerous and action.guard is None:
+            raise ValueError(
+                f"action {action.action_id} is dangerous but has no guard: nothing would check it before `run`"
+            )
         self.actions[action.action_id] = action
         return action
 

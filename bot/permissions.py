@@ -17,6 +17,7 @@ import redis.exceptions
 
 from bot.audit import audit
 from bot.catalog import Service
+from bot.commands import AmongCheck, Check, OwnersCheck
 from bot.context import BotContext
 from bot.oncall_roster import is_primary_on_call
 from bot.replies import Reply
@@ -120,4 +121,34 @@ async def require_owner(
         detail={"reason": decision.reason, "what": what},
     )
     await reply.ephemeral(decision.reason)
+    return False
+
+
+async def enforce(bot: BotContext, user_id: str, check: Check, reply: Reply) -> bool:
+    """A guard's check (bot/commands.py), run by bot/app.py before a dangerous command's or button's `run`: the
+    same owners check and refusal the handlers use (`require_owner`), or membership of the named people."""
+    if isinstance(check, OwnersCheck):
+        return await require_owner(
+            bot,
+            user_id,
+            check.service,
+            check.what,
+            action=check.refused,
+            target=check.target,
+            reply=reply,
+            on_call_may=check.on_call_may,
+        )
+    assert isinstance(check, AmongCheck)
+    if await is_among(bot, user_id, list(check.users), list(check.groups)):
+        return True
+    await audit(
+        bot.storage.pool,
+        actor=user_id,
+        action=check.refused,
+        outcome="refused",
+        service=check.service.name,
+        target=check.target,
+        detail=check.detail,
+    )
+    await reply.ephemeral(check.refusal)
     return False

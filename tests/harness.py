@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.capabilities import Capabilities
 from bot.catalog import Catalog
 from bot.runtime import Runtime, start_runtime
 from bot.server import RunningServer, start_server
@@ -174,11 +175,14 @@ class BotUnderTest:
 
 @asynccontextmanager
 async def running_bot(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+    settings: Settings,
+    catalog: Catalog,
+    slack: RecordingSlackServer,
+    capabilities: Capabilities | None = None,
 ) -> AsyncIterator[BotUnderTest]:
     """The real runtime behind a real uvicorn server on a loopback port; several on the same settings are
-    replicas sharing Postgres and Redis."""
-    runtime = await start_runtime(settings, catalog)
+    replicas sharing Postgres and Redis. `capabilities` replaces the installed ones (a test registry)."""
+    runtime = await start_runtime(settings, catalog, capabilities)
     server = await start_server(runtime.http_app)
     under_test = BotUnderTest(runtime=runtime, server=server, slack=slack)
     try:

@@ -1,8 +1,9 @@
 """/flag: read and change the runbooks' feature flags, typed, owned, confirmed when risky, audited, revertible.
 
-parse (in `handlers.flags.parsing`) → authorize → act → render. Parsing checks every value against the catalog
+parse (in `handlers.flags.parsing`) → guard → act → render. Parsing checks every value against the catalog
 before the ack, so a bad value is answered with the allowed values and nothing is sent anywhere. Changing a flag
-needs the service's owners (fail closed: none configured, nobody may). Risky flags (MIRA_COPILOT_ENABLED, the
+needs the service's owners (fail closed: none configured, nobody may): the guards below tell the registry which
+service a request or a click would change, and the platform checks its owners before `run`. Risky flags (MIRA_COPILOT_ENABLED, the
 provider switches) show what will change and wait for Confirm. The change itself goes through
 `handlers.flags.changes`, which audits it and makes it revertible; the service's alerts channel gets one line per
 change.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from bot.audit import audit
 from bot.catalog import Service
-from bot.commands import Action, Command, Subcommand
+from bot.commands import Action, Check, Command, OwnersCheck, Subcommand
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.permissions import require_owner
 from bot.replies import Reply
@@ -40,17 +41,40 @@ CANCEL_ACTION = "flag_cancel"
 # --- authorize --------------------------------------------------------------------------------------------------
 
 
+def owners_check(service: Service, target: str) -> OwnersCheck:
+    """Owners only, fail closed; a refusal is audited as flag.refused on `target` and told to the user."""
+    return OwnersCheck(service, f"change the flags of {service.display_name}", "flag.refused", target)
+
+
 async def authorize(bot: BotContext, user_id: str, service: Service, target: str, reply: Reply) -> bool:
-    """Owners only, fail closed; a refusal is audited and told to the user."""
+    """`owners_check`, asked by a handler itself."""
+    check = owners_check(service, target)
     return await require_owner(
-        bot,
-        user_id,
-        service,
-        f"change the flags of {service.display_name}",
-        action="flag.refused",
-        target=target,
-        reply=reply,
+        bot, user_id, service, check.what, action=check.refused, target=target, reply=reply
     )
+
+
+async def guard(request: FlagRequest, ctx: CommandContext) -> Check | None:
+    """What `/flag` would change, checked before `run`: reading changes nothing; a change needs the service's
+    owners; a revert, the owners of the change's service — once the change is one `revert` would undo (else it
+    answers why not, to anyone). `revert` checks again itself: a change still pending here may be applied by the
+    time it runs."""
+    if isinstance(request, ListFlags | GetFlag):
+        return None
+    if isinstance(request, RevertChange):
+        loaded = await flag_changes.load_change(ctx.bot, request.change_id)
+        if loaded is None or loaded[1]["status"] != "applied" or loaded[1]["reverted_by"] is not None:
+            return None
+        return owners_check(loaded[0].service, str(loaded[0].id))
+    return owners_check(request.service, request.label or ",".join(request.targets))
+
+
+async def pending_guard(ctx: ActionContext) -> Check | None:
+    """Confirm and Cancel change a pending change: its service's owners; a change that no longer exists, nothing."""
+    loaded = (
+        await flag_changes.load_change(ctx.bot, int(ctx.value or 0)) if (ctx.value or "").isdigit() else None
+    )
+    return None if loaded is None else owners_check(loaded[0].service, str(loaded[0].id))
 
 
 # --- act --------------------------------------------------------------------------------------------------------
@@ -82,9 +106,6 @@ async def get_flag(request: GetFlag, ctx: CommandContext) -> None:
 
 async def change_flags(request: ChangeFlags, ctx: CommandContext) -> None:
     bot, user = ctx.bot, ctx.invocation.user_id
-    target = request.label or ",".join(request.targets)
-    if not await authorize(bot, user, request.service, target, ctx.reply):
-        return
     try:
         items = await flag_changes.plan(bot, request.service, request.targets)
     except (FlagStoreNotConfigured, FlagBackendError) as exc:
@@ -205,8 +226,6 @@ async def confirm(ctx: ActionContext) -> None:
     change = await _pending_change(ctx)
     if change is None:
         return
-    if not await authorize(ctx.bot, ctx.user_id, change.service, str(change.id), ctx.reply):
-        return
     if not await flag_changes.claim(ctx.bot, change.id, ctx.user_id):
         await _explain_not_pending(ctx, change.id)
         return
@@ -226,8 +245,6 @@ async def cancel(ctx: ActionContext) -> None:
     throw away the change an owner is about to confirm."""
     change = await _pending_change(ctx)
     if change is None:
-        return
-    if not await authorize(ctx.bot, ctx.user_id, change.service, str(change.id), ctx.reply):
         return
     if await flag_changes.cancel(ctx.bot, change.id, ctx.user_id):
         await ctx.reply.replace(f"Change {change.id} cancelled: nothing changed.")
@@ -255,6 +272,7 @@ COMMAND = Command(
     parse=parse,
     acknowledge=acknowledge,
     run=run,
+    guard=guard,
 )
-CONFIRM = Action(action_id=CONFIRM_ACTION, run=confirm, dangerous=True)
-CANCEL = Action(action_id=CANCEL_ACTION, run=cancel, dangerous=True)
+CONFIRM = Action(action_id=CONFIRM_ACTION, run=confirm, dangerous=True, guard=pending_guard)
+CANCEL = Action(action_id=CANCEL_ACTION, run=cancel, dangerous=True, guard=pending_guard)

@@ -1,8 +1,9 @@
 """/rollback: show a service's rollback plan from its runbook, get a second person's confirmation, run it once.
 
-parse → authorize → act → render. The request is posted visibly in the channel with every step and what it
+parse → guard → act → render. The request is posted visibly in the channel with every step and what it
 changes; Confirm (danger, with Slack's confirm dialog) and Cancel sit under it. Only the service's owners may
-request or confirm (fail closed: none configured, nobody may), and production services carry the two-person rule:
+request or confirm (fail closed: none configured, nobody may; the guards tell the platform which service a request or a
+click would change, and it checks before `run`: handlers/rollback/guards.py), and production services carry the two-person rule:
 the requester cannot confirm their own rollback. Every request, confirmation, refusal, cancel, retry, abort and step
 is an audit row. Confirming only moves the run to `running` in Postgres; the rollback worker (bot/rollback_worker.py)
 runs the steps under a lease, so a double click, a Slack retry, two replicas or a restart never run a step twice.
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 
 from bot.audit import audit
 from bot.catalog import Catalog, RollbackPlan, Service
-from bot.commands import Action, Command, Subcommand, UsageError, did_you_mean
+from bot.commands import Action, Check, Command, Subcommand, UsageError, did_you_mean
 from bot.context import ActionContext, BotContext, CommandContext
-from bot.permissions import is_among, mentions, owners_of, require_owner
+from bot.permissions import mentions, owners_of, require_owner
 from bot.replies import Reply, permalink
-from handlers.rollback import blocks
+from handlers.rollback import blocks, guards
 from handlers.rollback import run as rollback_run
 from handlers.rollback import store as rollbacks
 from handlers.rollback.store import Run
@@ -106,18 +107,18 @@ def acknowledge(request: RollbackRequest, catalog: Catalog) -> str:
 async def authorize(
     bot: BotContext, user_id: str, service: Service, what: str, target: str, reply: Reply
 ) -> bool:
-    """The service's owners or its current primary on-call (PagerDuty); nobody when neither is configured. A
-    refusal is audited and told to the user with who may."""
+    """`guards.owners_check`, asked by a handler itself (Cancel, which the requester may do without it)."""
+    check = guards.owners_check(service, what, target)
     return await require_owner(
-        bot,
-        user_id,
-        service,
-        f"{what} {service.display_name}",
-        action="rollback.refused",
-        target=target,
-        reply=reply,
-        on_call_may=True,
+        bot, user_id, service, check.what, action=check.refused, target=target, reply=reply, on_call_may=True
     )
+
+
+async def guard(request: RollbackRequest, ctx: CommandContext) -> Check | None:
+    """A request needs the service's owners or its primary on-call; `status` and `plans` only read."""
+    if isinstance(request, RequestRollback):
+        return guards.owners_check(request.service, "request a rollback of", "request")
+    return None
 
 
 # --- act --------------------------------------------------------------------------------------------------------
@@ -126,8 +127,6 @@ async def authorize(
 async def request_rollback(request: RequestRollback, ctx: CommandContext) -> None:
     bot, user = ctx.bot, ctx.invocation.user_id
     service = request.service
-    if not await authorize(bot, user, service, "request a rollback of", "request", ctx.reply):
-        return
     active = await rollbacks.active_run_id(bot, service)
     if active is not None:
         await ctx.reply.ephemeral(
@@ -189,12 +188,10 @@ async def run(request: RollbackRequest, ctx: CommandContext) -> None:
 
 async def _run_of(ctx: ActionContext) -> tuple[Run, int | None] | None:
     """The run a button names (`42` or `42:3` for a step); told to the user when it no longer exists."""
-    run_part, _, step_part = (ctx.value or "").partition(":")
-    run = await rollbacks.load(ctx.bot, int(run_part)) if run_part.isdigit() else None
-    if run is None:
+    found = await guards.run_of(ctx.bot, ctx.value)
+    if found is None:
         await ctx.reply.ephemeral("That rollback no longer exists.")
-        return None
-    return run, int(step_part) if step_part.isdigit() else None
+    return found
 
 
 async def _refuse(ctx: ActionContext, run: Run, message: str, reason: str) -> None:
@@ -224,15 +221,6 @@ async def confirm(ctx: ActionContext) -> None:
     bot, now = ctx.bot, ctx.bot.clock()
     if run.status != "pending":
         await ctx.reply.ephemeral(_not_pending(run))
-        return
-    if not await authorize(
-        bot,
-        ctx.user_id,
-        run.service,
-        "confirm a rollback of",
-        str(run.id),
-        ctx.reply,
-    ):
         return
     if now >= run.expires_at:
         await _refuse(
@@ -276,22 +264,16 @@ async def confirm(ctx: ActionContext) -> None:
     )
 
 
-async def _owned_run(ctx: ActionContext, what: str) -> tuple[Run, int | None] | None:
-    """The run a button names, when the clicker may `what` it (the requester may always cancel their own)."""
+async def cancel(ctx: ActionContext) -> None:
+    """Not dangerous (a cancel changes nothing), so without a guard: the requester may always cancel their own,
+    anyone else needs what Confirm needs."""
     found = await _run_of(ctx)
     if found is None:
-        return None
+        return
     run = found[0]
-    if what == "cancel a rollback of" and ctx.user_id == run.requested_by:
-        return found
-    if not await authorize(ctx.bot, ctx.user_id, run.service, what, str(run.id), ctx.reply):
-        return None
-    return found
-
-
-async def cancel(ctx: ActionContext) -> None:
-    found = await _owned_run(ctx, "cancel a rollback of")
-    if found is None:
+    if ctx.user_id != run.requested_by and not await authorize(
+        ctx.bot, ctx.user_id, run.service, "cancel a rollback of", str(run.id), ctx.reply
+    ):
         return
     run, now = found[0], ctx.bot.clock()
     if not await rollbacks.end_pending(ctx.bot, run, ctx.user_id, "cancelled", now):
@@ -303,7 +285,7 @@ async def cancel(ctx: ActionContext) -> None:
 
 
 async def abort(ctx: ActionContext) -> None:
-    found = await _owned_run(ctx, "abort a rollback of")
+    found = await _run_of(ctx)
     if found is None:
         return
     run, now = found[0], ctx.bot.clock()
@@ -320,7 +302,7 @@ async def abort(ctx: ActionContext) -> None:
 
 
 async def retry(ctx: ActionContext) -> None:
-    found = await _owned_run(ctx, "retry a rollback step of")
+    found = await _run_of(ctx)
     if found is None:
         return
     run, position = found
@@ -343,18 +325,6 @@ async def sign_off(ctx: ActionContext) -> None:
     step = run.step(position) if position is not None else None
     if step is None or position is None or step.spec.kind != "manual":
         await ctx.reply.ephemeral("That button names no manual step.")
-        return
-    users, groups = rollback_run.approvers_of(ctx.bot, run, step)
-    if not await is_among(ctx.bot, ctx.user_id, users, groups):
-        who = mentions(users, groups)
-        message = (
-            f":lock: Only {who} may sign off step {position} ({step.spec.approver})."
-            if who
-            else f":lock: Nobody may sign off step {position} ({step.spec.approver}) yet: no approver or owner is "
-            f"configured. Add `approvers` to the step or owners to `services[{run.service.name}].owners` in the "
-            "catalog (BOT_CATALOG), or set BOT_ADMINS."
-        )
-        await _refuse(ctx, run, message, "not an approver")
         return
     now = ctx.bot.clock()
     if not await rollbacks.approve(ctx.bot, run, position, ctx.user_id, now):
@@ -383,11 +353,12 @@ COMMAND = Command(
     parse=parse,
     acknowledge=acknowledge,
     run=run,
+    guard=guard,
 )
 ACTIONS = (
-    Action(action_id=blocks.CONFIRM_ACTION, run=confirm, dangerous=True),
+    Action(action_id=blocks.CONFIRM_ACTION, run=confirm, dangerous=True, guard=guards.confirm),
     Action(action_id=blocks.CANCEL_ACTION, run=cancel),
-    Action(action_id=blocks.ABORT_ACTION, run=abort, dangerous=True),
-    Action(action_id=blocks.RETRY_ACTION, run=retry, dangerous=True),
-    Action(action_id=blocks.SIGNOFF_ACTION, run=sign_off, dangerous=True),
+    Action(action_id=blocks.ABORT_ACTION, run=abort, dangerous=True, guard=guards.abort),
+    Action(action_id=blocks.RETRY_ACTION, run=retry, dangerous=True, guard=guards.retry),
+    Action(action_id=blocks.SIGNOFF_ACTION, run=sign_off, dangerous=True, guard=guards.sign_off),
 )
