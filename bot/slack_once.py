@@ -271,12 +271,13 @@ async def post_once(
     Slack's late-apply window), and once more right after taking it over, before it is posted again.
 
     `content` (the message's text/blocks/attachments, or a coroutine making them: built only when it is posted)."""
+    window = stale if stale is not None else stale_window(bot)
     state = await claims.claim(now)
     if state.ts is not None:
         return Posted("already", state.channel_id, state.ts)
     if not state.ours:
         if state.attempted_at is not None:
-            if state.attempted_at > now - (stale if stale is not None else stale_window(bot)):
+            if state.attempted_at > now - window:
                 return BUSY
             found = await _look_up(bot, budget, channel, key, state.attempted_at, thread_ts)
             if found is not None:
@@ -305,7 +306,10 @@ async def post_once(
         if surely_not_posted(exc):
             await claims.release(now)
         else:
-            await claims.mark_uncertain(now, uncertain_claim_time(bot, now, time.monotonic() - started))
+            claimed = uncertain_claim_time(bot, now, time.monotonic() - started)
+            if stale is not None:  # stamped so that it turns stale after Slack's late-apply window, not later
+                claimed += stale_window(bot) - stale
+            await claims.mark_uncertain(now, claimed)
         raise
     channel_id, ts = str(response["channel"]), str(response["ts"])
     await claims.record(channel_id, ts, now)
