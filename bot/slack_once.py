@@ -35,8 +35,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from bot.slack_limits import PERMANENT_REFUSALS
-from integrations.slack import channel_id_by_name, find_posted
+from integrations.slack import SlackInvalidPayload, channel_id_by_name, find_posted, slack_error
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +79,15 @@ def uncertain_claim_time(bot: BotContext, now: datetime, elapsed: float) -> date
 
 
 def surely_not_posted(exc: BaseException) -> bool:
-    """Slack answered and refused (a 4xx, `ok: false` — a 429 included): nothing was stored. A 5xx, a timeout or
-    a dropped connection leave the outcome unknown."""
-    return isinstance(exc, SlackApiError) and exc.response.status_code < 500
+    """Slack answered and refused (a 4xx, `ok: false` — a 429 included): nothing was stored. A 5xx
+    (SlackUncertain), a timeout or a dropped connection leave the outcome unknown."""
+    typed = slack_error(exc)
+    return typed is not None and typed.refused
 
 
 def permanently_refused(exc: BaseException) -> bool:
-    """Slack refused the payload itself (bot/slack_limits.py PERMANENT_REFUSALS): sending it again cannot help."""
-    return isinstance(exc, SlackApiError) and exc.response.get("error") in PERMANENT_REFUSALS
+    """Slack refused the payload itself (SlackInvalidPayload, bot/slack_limits.py): sending it again cannot help."""
+    return isinstance(slack_error(exc), SlackInvalidPayload)
 
 
 #: What a message shows; the rest of a call's arguments (thread, metadata, unfurling) stay in the fallback.
