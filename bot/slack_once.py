@@ -1,8 +1,10 @@
 """Slack posts that must happen once, even when the poster dies between Slack accepting a post and its `ts` being
 stored.
 
-The claim that says "I am posting this" lives in Postgres, next to what is posted (incident roots and replies,
-storm digests; the weekly handoff post and rollback progress can use the same pieces). A claim without a `ts`
+The claim that says "I am posting this" lives in Postgres, next to what is posted: each capability gives its
+claim rows as a `ClaimStore` (incident roots and replies, storm digests, the weekly handoff checklist and its
+replies, a rollback's thread replies), and `post_once` runs the one protocol over them: claim → post with
+metadata → record the `ts` → look up on uncertainty. A claim without a `ts`
 means a post started and its outcome is unknown: Slack may have stored the message while the worker was killed,
 or a timeout may have hidden Slack's answer. So every such post carries message metadata naming what it is
 (`PostKey`, https://api.slack.com/metadata), and whoever takes over a claim older than STALE_CLAIM_SECONDS first
