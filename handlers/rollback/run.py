@@ -59,25 +59,14 @@ def reply_key(run_id: int, key: str) -> slack_once.PostKey:
     return slack_once.PostKey(REPLY_POST, {"run_id": str(run_id), "key": key})
 
 
-async def say(
-    bot: BotContext, run: Run, text: str, message_blocks: list | None = None, *, key: str | None = None
-) -> None:
-    """A reply in the run's thread; a Slack failure is logged, never fatal to the run. With `key` (the runner's
-    replies: a step started or finished, a sign-off request or reminder, a takeover) it is posted once per key
-    through the once-only protocol (bot/slack_once.py `post_once`): across replicas and restarts, and when Slack
-    stored it but its answer was lost (never resent blindly; looked up in the thread by its metadata)."""
+async def say(bot: BotContext, run: Run, text: str, message_blocks: list | None = None, *, key: str) -> None:
+    """A reply in the run's thread, posted once per `key` (a step started or finished, a sign-off request or
+    reminder, a takeover, a confirm, retry or abort) through the once-only protocol (bot/slack_once.py
+    `post_once`): across replicas and restarts, and when Slack stored it but its answer was lost (never resent
+    blindly; looked up in the thread by its metadata). A Slack failure is logged, never fatal to the run."""
     if run.channel is None or run.message_ts is None:
         return
     try:
-        if key is None:
-            await bot.slack.chat_postMessage(
-                channel=run.channel,
-                thread_ts=run.message_ts,
-                text=text,
-                blocks=message_blocks,
-                unfurl_links=False,
-            )
-            return
         outcome = await slack_once.post_once(
             bot,
             UNPACED,  # a step's replies keep the step's timing; Retry-After still honoured
@@ -115,10 +104,16 @@ async def post_summary(bot: BotContext, run: Run) -> None:
         return
     channel = run.service.channels.incidents or bot.settings.incidents_channel
     try:
-        await bot.slack.chat_postMessage(
-            channel=channel,
-            text=blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts)),
-            unfurl_links=False,
+        text = blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts))
+        await slack_once.post_once(
+            bot,
+            bot.budget,
+            runner_store.ReplyClaims(bot, run.id, "summary"),
+            channel,
+            reply_key(run.id, "summary"),
+            bot.clock(),
+            content={"text": text},
+            fallback=text[:3000],
         )
     except Exception:
         log.exception("rollback summary not posted", extra={"run": run.id})
