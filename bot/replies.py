@@ -15,7 +15,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from integrations.slack import SlackNotInChannel, slack_error
+from integrations.slack import SlackNotInChannel, slack_error, slack_error_code
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Reply:
             await self.slack.conversations_join(channel=channel)
             return True
         except SlackApiError as exc:
-            log.info("could not join channel", extra={"channel": channel, "error": exc.response.get("error")})
+            log.info("could not join channel", extra={"channel": channel, "error": slack_error_code(exc)})
             return False
 
     async def update(

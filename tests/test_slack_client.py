@@ -9,9 +9,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from integrations.slack import build_slack_client, close_slack_client
+from integrations.slack import (
+    SlackInvalidPayload,
+    SlackNotInChannel,
+    SlackRateLimited,
+    SlackTokenError,
+    SlackUncertain,
+    build_slack_client,
+    close_slack_client,
+    slack_error,
+)
 from stand_ins.recording_slack import RecordingSlackServer
 
 
@@ -47,17 +57,6 @@ async def test_a_client_without_a_session_opens_a_connection_per_call(slack: Rec
 async def test_slack_failures_are_raised_as_typed_errors(slack: RecordingSlackServer) -> None:
     """Callers catch a type, not an `error` string (STYLE.md "Typed errors from the platform's clients"); each
     typed error is still a SlackApiError with Slack's answer."""
-    from slack_sdk.errors import SlackApiError
-
-    from integrations.slack import (
-        SlackInvalidPayload,
-        SlackNotInChannel,
-        SlackRateLimited,
-        SlackTokenError,
-        SlackUncertain,
-        slack_error,
-    )
-
     client = build_slack_client("xoxb-test-token", slack.api_url, blind_retries=False)
     cases: list[tuple[int, str | None, type[Exception]]] = [
         (429, None, SlackRateLimited),
