@@ -314,12 +314,8 @@ async def abort(ctx: ActionContext) -> None:
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
     await rollback_run.refresh_root(ctx.bot, run, now)
-    await rollback_run.say(
-        ctx.bot,
-        run,
-        f":octagonal_sign: <@{ctx.user_id}> aborted rollback #{run.id}. No further step runs.",
-        key="aborted",
-    )
+    text = f":octagonal_sign: <@{ctx.user_id}> aborted rollback #{run.id}. No further step runs."
+    await rollback_run.say(ctx.bot, run, text, key="aborted")
     await rollback_run.post_summary(ctx.bot, run)
 
 
@@ -336,13 +332,8 @@ async def retry(ctx: ActionContext) -> None:
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
     await rollback_run.refresh_root(ctx.bot, run, ctx.bot.clock())
-    retried = run.step(position)
-    await rollback_run.say(
-        ctx.bot,
-        run,
-        f":repeat: <@{ctx.user_id}> retries step {position}.",
-        key=f"retry:{position}:{retried.attempts if retried else 0}",
-    )
+    key = f"retry:{position}:{getattr(run.step(position), 'attempts', 0)}"
+    await rollback_run.say(ctx.bot, run, f":repeat: <@{ctx.user_id}> retries step {position}.", key=key)
 
 
 async def sign_off(ctx: ActionContext) -> None:
