@@ -29,13 +29,12 @@ import redis.exceptions
 from prometheus_client import Counter
 from slack_sdk.errors import SlackApiError
 
-from bot import slack_once
 from bot.capabilities import EventDelivery
 from bot.context import BotContext
 from bot.scheduler import utc_now
 from bot.worker import Worker
 from integrations.pagerduty_webhooks import MalformedWebhook
-from integrations.slack import slack_error_code
+from integrations.slack import SlackInvalidPayload, slack_error, slack_error_code
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +172,7 @@ class DeliveryWorker(Worker):
                     await self._finish(row, now, f"malformed: {exc}", retry=False)
                     continue
                 except SlackApiError as exc:
-                    if not slack_once.permanently_refused(exc):
+                    if not isinstance(slack_error(exc), SlackInvalidPayload):
                         await self._failed(row, rows[index + 1 :], now, exc)
                         return handled
                     # Refused even as the text-only fallback: no retry can change that, and the incident's

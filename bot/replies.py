@@ -15,9 +15,9 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-log = logging.getLogger(__name__)
+from integrations.slack import SlackNotInChannel, slack_error, slack_error_code
 
-_NOT_POSTABLE = {"not_in_channel", "channel_not_found", "is_archived", "restricted_action"}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ class Reply:
         try:
             return await self._post(target, text, blocks, thread_ts)
         except SlackApiError as exc:
-            error = exc.response.get("error")
-            if error not in _NOT_POSTABLE:
+            refused = slack_error(exc)
+            if not isinstance(refused, SlackNotInChannel):
                 raise
-            if error == "not_in_channel" and await self._join(target):
+            if refused.joinable and await self._join(target):
                 return await self._post(target, text, blocks, thread_ts)
         note = "_I can't post in this channel, so only you see this. Invite me with `/invite @Mira Bot`._"
         await self.ephemeral(
@@ -79,7 +79,7 @@ class Reply:
             await self.slack.conversations_join(channel=channel)
             return True
         except SlackApiError as exc:
-            log.info("could not join channel", extra={"channel": channel, "error": exc.response.get("error")})
+            log.info("could not join channel", extra={"channel": channel, "error": slack_error_code(exc)})
             return False
 
     async def update(

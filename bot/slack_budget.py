@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from slack_sdk.errors import SlackApiError
 
-from integrations.slack import retry_after_seconds
+from integrations.slack import SlackRateLimited, slack_error
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,37 @@ class ChannelBudget:
                 try:
                     return await request()
                 except SlackApiError as exc:
-                    if exc.response.status_code != 429 or attempt == RATE_LIMITED_RETRIES:
+                    limited = slack_error(exc)
+                    if not isinstance(limited, SlackRateLimited) or attempt == RATE_LIMITED_RETRIES:
                         raise
-                    await self.back_off(channel, retry_after_seconds(exc), kind)
+                    await self.back_off(channel, limited.retry_after, kind)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Unpaced(ChannelBudget):
+    """No per-channel pace, only Slack's Retry-After for this process's own request (as the SDK's retry handler
+    did): for the few replies a person's action or a rollback step makes in its thread, which must not wait their
+    turn behind a storm's pace (their timing is the step's), yet must never be resent blindly."""
+
+    def __init__(self) -> None:  # no shared state: nothing to keep in Redis
+        pass
+
+    async def canonical(self, channel: str) -> str:
+        return channel
+
+    async def alias(self, name: str, channel_id: str) -> None:
+        return None
+
+    async def call(self, channel: str, request: Callable[[], Awaitable[T]], kind: str = "post") -> T:
+        for attempt in range(RATE_LIMITED_RETRIES + 1):
+            try:
+                return await request()
+            except SlackApiError as exc:
+                limited = slack_error(exc)
+                if not isinstance(limited, SlackRateLimited) or attempt == RATE_LIMITED_RETRIES:
+                    raise
+                await asyncio.sleep(limited.retry_after)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+UNPACED = Unpaced()

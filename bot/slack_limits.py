@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from integrations.slack import INVALID_PAYLOAD
+
 # --- messages ---------------------------------------------------------------------------------------------------
 MESSAGE_TEXT: Final = 40_000  # chat.postMessage `text` (and the text of its attachments): msg_too_long above
 MESSAGE_BLOCKS: Final = 50  # blocks in a message (and in each attachment)
@@ -59,16 +61,4 @@ CALLBACK_ID: Final = 255
 
 #: Slack's answers to a payload it will never accept as sent: resending it is pointless, and waiting on it would
 #: hold every later event of the incident behind it (bot/slack_once.py posts a text-only fallback instead).
-PERMANENT_REFUSALS: Final = frozenset(
-    {
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "invalid_attachments",
-        "too_many_attachments",
-        "msg_too_long",
-        "invalid_arguments",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-        "metadata_too_large",
-    }
-)
+PERMANENT_REFUSALS: Final = INVALID_PAYLOAD  # the payloads integrations.slack.SlackInvalidPayload stands for

@@ -1,8 +1,10 @@
 """Slack posts that must happen once, even when the poster dies between Slack accepting a post and its `ts` being
 stored.
 
-The claim that says "I am posting this" lives in Postgres, next to what is posted (incident roots and replies,
-storm digests; the weekly handoff post and rollback progress can use the same pieces). A claim without a `ts`
+The claim that says "I am posting this" lives in Postgres, next to what is posted: each capability gives its
+claim rows as a `ClaimStore` (incident roots and replies, storm digests, the weekly handoff checklist and its
+replies, a rollback's thread replies), and `post_once` runs the one protocol over them: claim → post with
+metadata → record the `ts` → look up on uncertainty. A claim without a `ts`
 means a post started and its outcome is unknown: Slack may have stored the message while the worker was killed,
 or a timeout may have hidden Slack's answer. So every such post carries message metadata naming what it is
 (`PostKey`, https://api.slack.com/metadata), and whoever takes over a claim older than STALE_CLAIM_SECONDS first
@@ -25,16 +27,17 @@ Handled here, at the one depth every root, reply, edit and digest goes through, 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from bot.slack_limits import PERMANENT_REFUSALS
-from integrations.slack import channel_id_by_name, find_posted
+from integrations.slack import SlackInvalidPayload, channel_id_by_name, find_posted, slack_error
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +81,15 @@ def uncertain_claim_time(bot: BotContext, now: datetime, elapsed: float) -> date
 
 
 def surely_not_posted(exc: BaseException) -> bool:
-    """Slack answered and refused (a 4xx, `ok: false` — a 429 included): nothing was stored. A 5xx, a timeout or
-    a dropped connection leave the outcome unknown."""
-    return isinstance(exc, SlackApiError) and exc.response.status_code < 500
+    """Slack answered and refused (a 4xx, `ok: false` — a 429 included): nothing was stored. A 5xx
+    (SlackUncertain), a timeout or a dropped connection leave the outcome unknown."""
+    typed = slack_error(exc)
+    return typed is not None and typed.refused
 
 
 def permanently_refused(exc: BaseException) -> bool:
-    """Slack refused the payload itself (bot/slack_limits.py PERMANENT_REFUSALS): sending it again cannot help."""
-    return isinstance(exc, SlackApiError) and exc.response.get("error") in PERMANENT_REFUSALS
+    """Slack refused the payload itself (SlackInvalidPayload, bot/slack_limits.py): sending it again cannot help."""
+    return isinstance(slack_error(exc), SlackInvalidPayload)
 
 
 #: What a message shows; the rest of a call's arguments (thread, metadata, unfurling) stay in the fallback.
@@ -191,3 +195,141 @@ async def find_in_thread(bot: BotContext, channel_id: str, thread_ts: str, key: 
         extra={"event_type": key.event_type, "channel": channel_id, "message_ts": message.get("ts")},
     )
     return str(message["ts"])
+
+
+# --- the once-only posting protocol: claim → post with metadata → record ts → look up on uncertainty -------------
+
+
+@dataclass(frozen=True)
+class ClaimState:
+    """What the claim store found when asked to claim a post.
+
+    `ours`: this caller holds a fresh claim (its INSERT went in): post at once. `ts`: posted already (`channel_id`
+    with it when known). Otherwise someone else's claim: `attempted_at` is when a post of it began and left no
+    `ts` (None: never attempted, e.g. a storm digest member getting its own thread — taken without a lookup)."""
+
+    ours: bool = False
+    ts: str | None = None
+    channel_id: str | None = None
+    attempted_at: datetime | None = None
+
+
+class ClaimStore(Protocol):
+    """A capability's claim row for one post (its own table and SQL): the platform drives it in `post_once`."""
+
+    async def claim(self, now: datetime) -> ClaimState:
+        """Insert the claim (ours) or read the one there is."""
+
+    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
+        """Take over a claim without a `ts` whose attempt began at `attempted_at` (conditional on it still being
+        that one): True for the one caller that may post."""
+
+    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
+        """The attempt that began at `now` has an unknown outcome: stamp it `claimed` (uncertain_claim_time), so it
+        is looked up once Slack can no longer apply it late."""
+
+    async def release(self, now: datetime) -> None:
+        """Slack refused the attempt that began at `now`: nothing was posted, the next attempt posts at once."""
+
+    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
+        """The post (made now, or found by its metadata) is `ts` in `channel_id`."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    """The outcome of `post_once`. `status`: `posted` (by this call), `found` (an uncertain attempt had been
+    posted after all: recorded, not posted again), `already` (the claim had its `ts`), `busy` (another worker
+    holds the claim, or it is not stale yet: try again later)."""
+
+    status: str
+    channel_id: str | None = None
+    ts: str | None = None
+    response: Any = None
+
+    @property
+    def posted_now(self) -> bool:
+        return self.status == "posted"
+
+
+BUSY = Posted("busy")
+
+
+async def post_once(
+    bot: BotContext,
+    budget: ChannelBudget,
+    claims: ClaimStore,
+    channel: str,
+    key: PostKey,
+    now: datetime,
+    *,
+    content: Callable[[], Awaitable[dict[str, Any]]] | dict[str, Any],
+    fallback: str,
+    thread_ts: str | None = None,
+    stale: timedelta | None = None,
+) -> Posted:
+    """Post `key` in `channel` (in the thread `thread_ts`) once: claim → post (slack_unretried, the channel's
+    budget, `key` as metadata) → record its ts; an attempt whose outcome was unknown is looked up by its metadata
+    once it is older than `stale` (STALE_CLAIM_SECONDS; an uncertain attempt is stamped so that this falls after
+    Slack's late-apply window), and once more right after taking it over, before it is posted again.
+
+    `content` (the message's text/blocks/attachments, or a coroutine making them: built only when it is posted)."""
+    window = stale if stale is not None else stale_window(bot)
+    state = await claims.claim(now)
+    if state.ts is not None:
+        return Posted("already", state.channel_id, state.ts)
+    if not state.ours:
+        if state.attempted_at is not None:
+            if state.attempted_at > now - window:
+                return BUSY
+            found = await _look_up(bot, budget, channel, key, state.attempted_at, thread_ts)
+            if found is not None:
+                await claims.record(found[0], found[1], now)
+                return Posted("found", *found)
+        if not await claims.take(now, state.attempted_at):
+            return BUSY
+        if state.attempted_at is not None:
+            # Ours now, and looked up once more right before posting again: a late-applied post may have landed
+            # between the first lookup and the take-over.
+            found = await _look_up(bot, budget, channel, key, state.attempted_at, thread_ts)
+            if found is not None:
+                await claims.record(found[0], found[1], now)
+                return Posted("found", *found)
+    try:
+        message = dict(content) if isinstance(content, dict) else await content()
+    except BaseException:
+        await claims.release(now)  # nothing was sent
+        raise
+    if thread_ts is not None:
+        message["thread_ts"] = thread_ts
+    started = time.monotonic()
+    try:
+        response = await post(bot, budget, channel, key, fallback=fallback, **message)
+    except Exception as exc:
+        if surely_not_posted(exc):
+            await claims.release(now)
+        else:
+            claimed = uncertain_claim_time(bot, now, time.monotonic() - started)
+            if stale is not None:  # stamped so that it turns stale after Slack's late-apply window, not later
+                claimed += stale_window(bot) - stale
+            await claims.mark_uncertain(now, claimed)
+        raise
+    channel_id, ts = str(response["channel"]), str(response["ts"])
+    await claims.record(channel_id, ts, now)
+    return Posted("posted", channel_id, ts, response)
+
+
+async def _look_up(
+    bot: BotContext,
+    budget: ChannelBudget,
+    channel: str,
+    key: PostKey,
+    attempted_at: datetime,
+    thread_ts: str | None,
+) -> tuple[str, str] | None:
+    if thread_ts is None:
+        return await find_top_level(bot, budget, channel, key, attempted_at)
+    channel_id = await channel_id_of(bot, budget, channel)
+    if channel_id is None:
+        return None
+    ts = await find_in_thread(bot, channel_id, thread_ts, key)
+    return (channel_id, ts) if ts is not None else None

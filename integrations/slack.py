@@ -55,12 +55,123 @@ class InstrumentedWebClient(AsyncWebClient):
         except SlackApiError as exc:
             status = exc.response.get("error") or str(exc.response.status_code)
             SLACK_API_CALLS.labels(api_method, status).inc()
-            raise
+            typed = slack_error(exc)
+            if typed is exc or typed is None:
+                raise
+            raise typed from None
         except Exception:
             SLACK_API_CALLS.labels(api_method, "connection_error").inc()
             raise
         SLACK_API_CALLS.labels(api_method, "ok").inc()
         return response
+
+
+# --- typed errors: what Slack's answer means, so callers catch a type instead of comparing `error` strings ----------
+
+
+class SlackError(SlackApiError):
+    """A Slack Web API failure, typed by what it means for the caller (STYLE.md "Typed errors from the platform's
+    clients"). A SlackApiError still (its `response`, `error` code and status are Slack's), so code that catches
+    SlackApiError keeps working. The bot's clients raise these (`InstrumentedWebClient`); `slack_error` maps any
+    SlackApiError (e.g. from a client built elsewhere) the same way."""
+
+    @property
+    def code(self) -> str:
+        """Slack's `error` ("not_in_channel", "ratelimited", …), else the HTTP status."""
+        return str(self.response.get("error") or self.response.status_code)
+
+    @property
+    def refused(self) -> bool:
+        """Slack answered and refused (a 4xx or `ok: false`, a 429 included): nothing was stored."""
+        return bool(self.response.status_code < 500)
+
+
+class SlackRateLimited(SlackError):
+    """429: wait Slack's Retry-After (`retry_after`, seconds) before calling the channel again."""
+
+    @property
+    def retry_after(self) -> float:
+        return retry_after_seconds(self)
+
+
+class SlackNotInChannel(SlackError):
+    """The bot cannot post there: not a member (`joinable`: it may join and try again), or the channel is gone,
+    archived or restricted."""
+
+    @property
+    def joinable(self) -> bool:
+        return self.code == "not_in_channel"
+
+
+class SlackInvalidPayload(SlackError):
+    """Slack refused the payload itself (invalid blocks, too long, bad arguments or metadata): sending it again as
+    is cannot help."""
+
+
+class SlackTokenError(SlackError):
+    """The token is invalid, revoked or lacks a scope: nothing the bot sends will work until it is fixed."""
+
+
+class SlackUncertain(SlackError):
+    """A 5xx: Slack may have applied the request before failing. Never resent blindly (bot/slack_once.py)."""
+
+
+#: Slack's answers to a payload it will never accept as sent (bot/slack_limits.py is the table of the limits).
+INVALID_PAYLOAD = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "invalid_attachments",
+        "too_many_attachments",
+        "msg_too_long",
+        "invalid_arguments",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+    }
+)
+NOT_IN_CHANNEL = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
+TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "not_allowed_token_type",
+    }
+)
+
+
+def _error_type(exc: SlackApiError) -> type[SlackError]:
+    status = exc.response.status_code
+    error = exc.response.get("error")
+    if status == 429 or error == "ratelimited":
+        return SlackRateLimited
+    if status >= 500:
+        return SlackUncertain
+    if error in INVALID_PAYLOAD:
+        return SlackInvalidPayload
+    if error in NOT_IN_CHANNEL:
+        return SlackNotInChannel
+    if error in TOKEN_ERRORS:
+        return SlackTokenError
+    return SlackError
+
+
+def slack_error(exc: BaseException) -> SlackError | None:
+    """`exc` as a typed Slack error (itself when it is one already); None when it is no Slack API answer (a
+    timeout or a dropped connection: the outcome is unknown, as for SlackUncertain)."""
+    if isinstance(exc, SlackError):
+        return exc
+    if not isinstance(exc, SlackApiError):
+        return None
+    typed = _error_type(exc)(str(exc), exc.response)
+    typed.__cause__ = exc.__cause__
+    typed.__traceback__ = exc.__traceback__
+    return typed
 
 
 def build_slack_client(
@@ -118,9 +229,8 @@ async def close_slack_client(client: AsyncWebClient) -> None:
 
 def slack_error_code(exc: BaseException) -> str | None:
     """The `error` field of a Slack API failure ("not_in_channel", "ratelimited", …), if that is what `exc` is."""
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return None
+    typed = slack_error(exc)
+    return typed.code if typed is not None else None
 
 
 # --- finding what was posted: message metadata -------------------------------------------------------------------

@@ -337,6 +337,24 @@ async def test_a_mira_rollback_confirmed_by_a_second_owner_runs_every_step_once_
     assert ("rollback.approve", "ok") in audit and audit[-1] == ("rollback.done", "ok")
 
 
+async def test_a_step_reply_slack_stored_but_answered_5xx_is_not_posted_twice(
+    bot: BotUnderTest, supabase: RecordingSupabaseServer, hooks: RecordingHookServer, database_url: str
+) -> None:
+    """Slack stores step 1's "started" reply and answers 500 anyway: the reply is not resent blindly (it once
+    was, through the retrying client: two "started" replies); its claim stays, to be looked up, never reposted."""
+    root = await _request(bot, "mira p95 above 3 s", user=REQUESTER)
+    await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
+    bot.slack.fail_after_accept("chat.postMessage", status=500)
+    await _drive(bot, utc_now())
+    stored = [str(m.text) for m in bot.slack.thread(CHANNEL, root)]
+    assert sum("Step 1/12 started" in t for t in stored) == 1
+    assert sum("Step 1/12 done" in t for t in stored) == 1
+    claims = await _rows(
+        database_url, "SELECT key, ts IS NOT NULL FROM rollback_replies WHERE key LIKE 'step:1:%%'"
+    )
+    assert sorted(claims) == [("step:1:1:done", True), ("step:1:1:started", False)]
+
+
 async def test_simultaneous_confirms_a_redelivered_click_and_two_workers_run_the_rollback_once(
     bot: BotUnderTest, hooks: RecordingHookServer, database_url: str
 ) -> None:

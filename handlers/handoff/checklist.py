@@ -17,8 +17,10 @@ import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot import slack_once
 from bot.catalog import Catalog, missing_env, reminder_offset
 from bot.commands import Action
 from bot.context import ActionContext, BotContext
@@ -109,17 +111,58 @@ async def refresh_message(bot: BotContext, handoff_id: int) -> None:
     log.warning("handoff message kept changing while being edited", extra={"handoff": handoff_id})
 
 
+CHECKLIST_POST = "mira_handoff_checklist"
+REPLY_POST = "mira_handoff_reply"
+
+
+def checklist_key(rotation: datetime) -> slack_once.PostKey:
+    return slack_once.PostKey(CHECKLIST_POST, {"rotation": rotation.isoformat()})
+
+
+def reply_key(handoff_id: int, key: str) -> slack_once.PostKey:
+    return slack_once.PostKey(REPLY_POST, {"handoff_id": str(handoff_id), "key": key})
+
+
+class ReplyClaims:
+    """The claim on one reply in the checklist's thread: its `handoff_replies` row."""
+
+    def __init__(self, bot: BotContext, handoff_id: int, key: str) -> None:
+        self.pool, self.handoff_id, self.key = bot.storage.pool, handoff_id, key
+
+    async def claim(self, now: datetime) -> slack_once.ClaimState:
+        ours, ts, claimed_at = await store.claim_reply(self.pool, self.handoff_id, self.key, now)
+        return slack_once.ClaimState(ours=ours, ts=ts, attempted_at=claimed_at)
+
+    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
+        return await store.restamp_reply(self.pool, self.handoff_id, self.key, attempted_at, now)
+
+    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
+        await store.restamp_reply(self.pool, self.handoff_id, self.key, now, claimed)
+
+    async def release(self, now: datetime) -> None:
+        await store.restamp_reply(self.pool, self.handoff_id, self.key, now, None)
+
+    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
+        await store.reply_posted(self.pool, self.handoff_id, self.key, ts)
+
+
 async def post_reply(bot: BotContext, record: HandoffRecord, key: str, text: str) -> bool:
-    """A reply in the checklist's thread, posted at most once per `key` across replicas and restarts."""
+    """A reply in the checklist's thread, posted at most once per `key` across replicas and restarts, and
+    once even when Slack stored it but its answer was lost (bot/slack_once.py `post_once`)."""
     if record.ts is None or record.channel_id is None:
         return False
-    if not await store.claim_reply(bot.storage.pool, record.id, key, bot.clock()):
-        return False
-    response = await bot.slack.chat_postMessage(
-        channel=record.channel_id, thread_ts=record.ts, text=text, unfurl_links=False
+    outcome = await slack_once.post_once(
+        bot,
+        bot.budget,
+        ReplyClaims(bot, record.id, key),
+        record.channel_id,
+        reply_key(record.id, key),
+        bot.clock(),
+        content={"text": text},
+        fallback=text[:3000],
+        thread_ts=record.ts,
     )
-    await store.reply_posted(bot.storage.pool, record.id, key, str(response["ts"]))
-    return True
+    return outcome.posted_now
 
 
 # --- the weekly post ------------------------------------------------------------------------------------------
@@ -133,53 +176,117 @@ class PostOutcome:
     posted_now: bool
 
 
-async def post_checklist(bot: BotContext, rotation: datetime, *, posted_by: str | None) -> PostOutcome:
-    """Post the checklist of `rotation` unless it is posted (or being posted): the one post of that week."""
-    handoff = bot.catalog.handoff
-    assert handoff is not None, "no handoff in the catalog"
-    now = bot.clock()
-    record, claimed = await store.claim(
-        bot.storage.pool,
-        rotation,
-        channel=bot.settings.alerts_channel,
-        items=[item.model_dump() for item in handoff.checklist],
-        owner=bot.replica,
-        now=now,
-        stale=STALE_CLAIM,
-    )
-    if not claimed:
-        return PostOutcome(record, posted_now=False)
-    try:
-        service = bot.catalog.handoff_service()
-        roster = (
-            await handoff_roster(bot, service, rotation)
+class ChecklistClaims:
+    """The claim on a rotation's checklist post: its `handoffs` row (unique per rotation). The message is built
+    (roster, evidence) only by the caller that posts it."""
+
+    def __init__(self, bot: BotContext, rotation: datetime, posted_by: str | None) -> None:
+        handoff = bot.catalog.handoff
+        assert handoff is not None, "no handoff in the catalog"
+        self.bot, self.rotation, self.posted_by, self.handoff = bot, rotation, posted_by, handoff
+        self.channel = bot.settings.alerts_channel
+        self.items = [item.model_dump() for item in handoff.checklist]
+        self.row: HandoffRecord | None = None
+        self.roster: dict[str, Any] | None = None
+        self.evidence: dict[str, Any] | None = None
+        self.posted: HandoffRecord | None = None
+
+    async def claim(self, now: datetime) -> slack_once.ClaimState:
+        record, ours = await store.claim(
+            self.bot.storage.pool,
+            self.rotation,
+            channel=self.channel,
+            items=self.items,
+            owner=self.bot.replica,
+            now=now,
+        )
+        self.row = record
+        return slack_once.ClaimState(
+            ours=ours, ts=record.ts, channel_id=record.channel_id, attempted_at=record.claimed_at
+        )
+
+    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
+        assert attempted_at is not None
+        taken = await store.take(
+            self.bot.storage.pool,
+            self.rotation,
+            channel=self.channel,
+            items=self.items,
+            owner=self.bot.replica,
+            now=now,
+            attempted_at=attempted_at,
+        )
+        if taken is None:
+            return False
+        self.row = taken
+        return True
+
+    async def content(self) -> dict[str, Any]:
+        assert self.row is not None
+        await self._gather(self.bot.clock())
+        draft = replace(self.row, roster=self.roster, evidence=self.evidence, posted_by=self.posted_by)
+        text, message_blocks = await render(self.bot, draft)
+        return {"text": text, "blocks": message_blocks}
+
+    async def _gather(self, now: datetime) -> None:
+        service = self.bot.catalog.handoff_service()
+        self.roster = (
+            await handoff_roster(self.bot, service, self.rotation)
             if service
             else {"problem": "no handoff service in the catalog"}
         )
-        evidence = await handoff_evidence.gather(bot, handoff, rotation, now)
-        draft = replace(record, roster=roster, evidence=evidence, posted_by=posted_by)
-        text, message_blocks = await render(bot, draft)
-        response = await bot.slack.chat_postMessage(
-            channel=record.channel, text=text, blocks=message_blocks, unfurl_links=False
-        )
-    except Exception:
+        self.evidence = await handoff_evidence.gather(self.bot, self.handoff, self.rotation, now)
+
+    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
+        assert self.row is not None
+        await store.mark_uncertain(self.bot.storage.pool, self.row.id, now, claimed)
+
+    async def release(self, now: datetime) -> None:
+        assert self.row is not None
         with contextlib.suppress(Exception):
-            await store.release(bot.storage.pool, record.id)  # so /oncall handoff can post at once
-        raise
-    posted = await store.mark_posted(
-        bot.storage.pool,
-        record.id,
-        channel_id=str(response["channel"]),
-        ts=str(response["ts"]),
-        roster=roster,
-        evidence=evidence,
-        posted_at=now,
-        posted_by=posted_by,
+            await store.release(self.bot.storage.pool, self.row.id)  # so /oncall handoff can post at once
+
+    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
+        assert self.row is not None
+        if self.roster is None or self.evidence is None:
+            await self._gather(now)  # found from an earlier attempt: what it showed, as known now
+        assert self.roster is not None and self.evidence is not None
+        self.posted = await store.mark_posted(
+            self.bot.storage.pool,
+            self.row.id,
+            channel_id=channel_id,
+            ts=ts,
+            roster=self.roster,
+            evidence=self.evidence,
+            posted_at=now,
+            posted_by=self.posted_by,
+        )
+
+
+async def post_checklist(bot: BotContext, rotation: datetime, *, posted_by: str | None) -> PostOutcome:
+    """Post the checklist of `rotation` unless it is posted (or being posted): the one post of that week, once
+    even when Slack stored it but its answer was lost (bot/slack_once.py `post_once`)."""
+    claims = ChecklistClaims(bot, rotation, posted_by)
+    outcome = await slack_once.post_once(
+        bot,
+        bot.budget,
+        claims,
+        claims.channel,
+        checklist_key(rotation),
+        bot.clock(),
+        content=claims.content,
+        fallback=f"On-call handoff checklist for the rotation of {rotation:%Y-%m-%d %H:%M} UTC",
+        stale=STALE_CLAIM,
     )
-    log.info(
-        "handoff checklist posted", extra={"rotation": rotation.isoformat(), "by": posted_by or "schedule"}
-    )
-    return PostOutcome(posted, posted_now=True)
+    if claims.posted is not None:
+        if outcome.posted_now:
+            log.info(
+                "handoff checklist posted",
+                extra={"rotation": rotation.isoformat(), "by": posted_by or "schedule"},
+            )
+        return PostOutcome(claims.posted, posted_now=outcome.posted_now)
+    assert claims.row is not None
+    return PostOutcome(claims.row, posted_now=False)
 
 
 async def remind(bot: BotContext, spec: str, rotation: datetime) -> None:

@@ -11,7 +11,7 @@ edits can converge on the newest version (see handlers/handoff/checklist.py `ref
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -138,27 +138,49 @@ async def claim(
     items: list[dict[str, Any]],
     owner: str,
     now: datetime,
-    stale: timedelta,
 ) -> tuple[HandoffRecord, bool]:
-    """The rotation's checklist and whether this caller must post it: it inserted the row, or took over a claim
-    that was never posted and is older than `stale`."""
+    """The rotation's checklist and whether this caller inserted its row (and so must post it)."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
             """INSERT INTO handoffs (rotation, channel, claimed_by, claimed_at, items)
                VALUES (%s, %s, %s, %s, %s) ON CONFLICT (rotation) DO NOTHING""",
             (rotation, channel, owner, now, Jsonb(items)),
         )
-        claimed = cursor.rowcount == 1
-        if not claimed:
-            taken = await conn.execute(
-                """UPDATE handoffs SET claimed_by = %s, claimed_at = %s, channel = %s, items = %s
-                   WHERE rotation = %s AND ts IS NULL AND claimed_at < %s""",
-                (owner, now, channel, Jsonb(items), rotation, now - stale),
-            )
-            claimed = taken.rowcount == 1
         record = await _record(conn, "rotation", rotation)
     assert record is not None
-    return record, claimed
+    return record, cursor.rowcount == 1
+
+
+async def take(
+    pool: AsyncConnectionPool,
+    rotation: datetime,
+    *,
+    channel: str,
+    items: list[dict[str, Any]],
+    owner: str,
+    now: datetime,
+    attempted_at: datetime,
+) -> HandoffRecord | None:
+    """Take over a claim that was never posted, as long as it is still the attempt of `attempted_at`: the record
+    as taken, or None when another caller took it first."""
+    async with pool.connection() as conn:
+        taken = await conn.execute(
+            """UPDATE handoffs SET claimed_by = %s, claimed_at = %s, channel = %s, items = %s
+               WHERE rotation = %s AND ts IS NULL AND claimed_at = %s""",
+            (owner, now, channel, Jsonb(items), rotation, attempted_at),
+        )
+        return await _record(conn, "rotation", rotation) if taken.rowcount == 1 else None
+
+
+async def mark_uncertain(
+    pool: AsyncConnectionPool, handoff_id: int, now: datetime, claimed: datetime
+) -> None:
+    """The post begun at `now` may have been stored by Slack: the claim stays, looked up once `claimed` is stale."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE handoffs SET claimed_at = %s WHERE id = %s AND ts IS NULL AND claimed_at = %s",
+            (claimed, handoff_id, now),
+        )
 
 
 async def release(pool: AsyncConnectionPool, handoff_id: int) -> None:
@@ -262,19 +284,53 @@ def _tick_json(tick: Tick | None) -> dict[str, Any]:
     return {"ticked": True, "by": tick.by, "at": tick.at.isoformat()}
 
 
-async def claim_reply(pool: AsyncConnectionPool, handoff_id: int, key: str, now: datetime) -> bool:
-    """True for the one caller that may post the thread reply `key` (a reminder, the summary, a test report)."""
+async def claim_reply(
+    pool: AsyncConnectionPool, handoff_id: int, key: str, now: datetime
+) -> tuple[bool, str | None, datetime | None]:
+    """(inserted, ts, claimed_at) of the thread reply `key` (a reminder, the summary, a test report): the caller
+    whose row went in posts it; a claim without a `ts` is an attempt of unknown outcome since `claimed_at`."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
             """INSERT INTO handoff_replies (handoff_id, key, claimed_at) VALUES (%s, %s, %s)
                ON CONFLICT DO NOTHING""",
             (handoff_id, key, now),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount == 1:
+            return True, None, None
+        row = await (
+            await conn.execute(
+                "SELECT ts, claimed_at FROM handoff_replies WHERE handoff_id = %s AND key = %s",
+                (handoff_id, key),
+            )
+        ).fetchone()
+    if row is None:  # given up just now: the next attempt claims it afresh
+        return False, None, now
+    return False, row[0], row[1]
+
+
+async def restamp_reply(
+    pool: AsyncConnectionPool, handoff_id: int, key: str, was: datetime | None, claimed: datetime | None
+) -> bool:
+    """Move the reply's claim (without `ts`) from `was` to `claimed` (None: drop it); True when it moved."""
+    async with pool.connection() as conn:
+        if claimed is None:
+            cursor = await conn.execute(
+                """DELETE FROM handoff_replies
+                   WHERE handoff_id = %s AND key = %s AND ts IS NULL AND claimed_at = %s""",
+                (handoff_id, key, was),
+            )
+        else:
+            cursor = await conn.execute(
+                """UPDATE handoff_replies SET claimed_at = %s
+                   WHERE handoff_id = %s AND key = %s AND ts IS NULL AND claimed_at = %s""",
+                (claimed, handoff_id, key, was),
+            )
+    return cursor.rowcount == 1
 
 
 async def reply_posted(pool: AsyncConnectionPool, handoff_id: int, key: str, ts: str) -> None:
     async with pool.connection() as conn:
         await conn.execute(
-            "UPDATE handoff_replies SET ts = %s WHERE handoff_id = %s AND key = %s", (ts, handoff_id, key)
+            "UPDATE handoff_replies SET ts = %s WHERE handoff_id = %s AND key = %s AND ts IS NULL",
+            (ts, handoff_id, key),
         )

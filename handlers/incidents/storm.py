@@ -5,7 +5,6 @@ DIGEST_EDIT_EVERY, and when the storm has passed its still-open incidents get th
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,64 +80,64 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
     text, digest_blocks = blocks.render_digest(views)
     fallback = blocks.digest_fallback(views)
     channel_id, ts = digest["channel_id"], digest["ts"]
-    key = digest_key(digest["id"])
-    if ts is None and digest["posting_at"] is not None:
-        if digest["posting_at"] > now - slack_once.stale_window(bot):
-            raise RetryLater(f"digest {digest['id']} is being posted")
-        found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
-        if found is not None:
-            channel_id, ts = found
-            async with bot.storage.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
-                    (channel_id, ts, digest["id"]),
-                )
     if ts is None:
-        async with bot.storage.pool.connection() as conn:
+        outcome = await slack_once.post_once(
+            bot,
+            budget,
+            DigestClaims(bot, digest),
+            digest["channel"],
+            digest_key(digest["id"]),
+            now,
+            content={"text": text, "blocks": digest_blocks},
+            fallback=fallback,
+        )
+        if outcome.status == "busy":
+            raise RetryLater(f"digest {digest['id']} is being posted")
+        if outcome.status != "found":
+            return
+        channel_id, ts = outcome.channel_id, outcome.ts  # posted by an earlier attempt: shown as it is now
+    await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
+
+
+class DigestClaims:
+    """The claim on a storm digest's post: its `storm_digests` row (`posting_at` while a post is under way)."""
+
+    def __init__(self, bot: BotContext, digest: dict[str, Any]) -> None:
+        self.bot, self.digest = bot, digest
+
+    async def claim(self, now: datetime) -> slack_once.ClaimState:
+        return slack_once.ClaimState(
+            ts=self.digest["ts"], channel_id=self.digest["channel_id"], attempted_at=self.digest["posting_at"]
+        )
+
+    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
+        async with self.bot.storage.pool.connection() as conn:
             taken = await conn.execute(
                 """UPDATE storm_digests SET posting_at = %s
                    WHERE id = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
-                (now, digest["id"], digest["posting_at"]),
+                (now, self.digest["id"], attempted_at),
             )
-            if taken.rowcount != 1:
-                raise RetryLater(f"digest {digest['id']} is being posted")
-        if digest["posting_at"] is not None:
-            # Ours now: looked up once more right before posting again (a late-applied post may just have landed).
-            found = await slack_once.find_top_level(bot, budget, digest["channel"], key, digest["posting_at"])
-            if found is not None:
-                async with bot.storage.pool.connection() as conn:
-                    await conn.execute(
-                        "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
-                        (found[0], found[1], digest["id"]),
-                    )
-                await slack_once.update(
-                    bot, budget, found[0], found[1], fallback=fallback, text=text, blocks=digest_blocks
-                )
-                return
-        started = time.monotonic()
-        try:
-            response = await slack_once.post(
-                bot, budget, digest["channel"], key, fallback=fallback, text=text, blocks=digest_blocks
+        return taken.rowcount == 1
+
+    async def _restamp(self, now: datetime, attempted: datetime | None) -> None:
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE storm_digests SET posting_at = %s WHERE id = %s AND ts IS NULL AND posting_at = %s",
+                (attempted, self.digest["id"], now),
             )
-        except Exception as exc:
-            attempted = (
-                None
-                if slack_once.surely_not_posted(exc)
-                else slack_once.uncertain_claim_time(bot, now, time.monotonic() - started)
-            )
-            async with bot.storage.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE storm_digests SET posting_at = %s WHERE id = %s AND ts IS NULL AND posting_at = %s",
-                    (attempted, digest["id"], now),
-                )
-            raise
-        async with bot.storage.pool.connection() as conn:
+
+    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
+        await self._restamp(now, claimed)
+
+    async def release(self, now: datetime) -> None:
+        await self._restamp(now, None)
+
+    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
+        async with self.bot.storage.pool.connection() as conn:
             await conn.execute(
                 "UPDATE storm_digests SET channel_id = %s, ts = %s WHERE id = %s",
-                (response["channel"], response["ts"], digest["id"]),
+                (channel_id, ts, self.digest["id"]),
             )
-        return
-    await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
 
 
 async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) -> bool:

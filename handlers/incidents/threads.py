@@ -20,7 +20,6 @@ P0 "Schedule post-mortem within 48 hours"; the escalation paths in each runbook.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -148,105 +147,77 @@ async def ensure_root(
         return Root(channel, row["channel_id"], row["ts"], row["in_digest"])
     if row is not None and row["in_digest"] and not own_thread:
         return Root(channel, None, None, row["in_digest"])
-    if row is None:
-        async with bot.storage.pool.connection() as conn:
+    text, attachments = blocks.render_root(view, now)
+    outcome = await slack_once.post_once(
+        bot,
+        budget,
+        RootClaims(bot, view.id, channel, row),
+        channel,
+        root_key(view.id, channel),
+        now,
+        content={"text": text, "attachments": attachments},
+        fallback=blocks.fallback_text(view),
+    )
+    if outcome.status == "busy":
+        raise RetryLater(f"root of {view.id} in {channel} is being posted")
+    assert outcome.channel_id is not None and outcome.ts is not None
+    return Root(
+        channel, outcome.channel_id, outcome.ts, row["in_digest"] if row else None, outcome.posted_now
+    )
+
+
+class RootClaims:
+    """The claim on an incident's root in a channel: its `incident_roots` row (`posting_at` while a post is under
+    way; NULL for a storm digest member never posted on its own)."""
+
+    def __init__(self, bot: BotContext, incident_id: str, channel: str, row: dict[str, Any] | None) -> None:
+        self.bot, self.incident_id, self.channel, self.row = bot, incident_id, channel, row
+
+    async def claim(self, now: datetime) -> slack_once.ClaimState:
+        if self.row is not None:
+            return slack_once.ClaimState(
+                ts=self.row["ts"], channel_id=self.row["channel_id"], attempted_at=self.row["posting_at"]
+            )
+        async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """INSERT INTO incident_roots (incident_id, channel, claimed_by, claimed_at, posting_at)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                (view.id, channel, bot.replica, now, now),
+                (self.incident_id, self.channel, self.bot.replica, now, now),
             )
-            if cursor.rowcount != 1:
-                raise RetryLater(f"root of {view.id} in {channel} is being posted")
-    else:
-        found = await _recover_root(bot, budget, view.id, channel, row, now)
-        if found is not None:
-            return found
-        async with bot.storage.pool.connection() as conn:
+        if cursor.rowcount != 1:
+            raise RetryLater(f"root of {self.incident_id} in {self.channel} is being posted")
+        return slack_once.ClaimState(ours=True)
+
+    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
+        async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """UPDATE incident_roots SET posting_at = %s, claimed_by = %s
                    WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
-                (now, bot.replica, view.id, channel, row["posting_at"]),
+                (now, self.bot.replica, self.incident_id, self.channel, attempted_at),
             )
-            if cursor.rowcount != 1:
-                raise RetryLater(f"root of {view.id} in {channel} is being posted")
-        if row["posting_at"] is not None:
-            # Ours now, and looked up once more right before posting again: a late-applied post may have landed
-            # between the first lookup and the claim.
-            found = await _recover_root(bot, budget, view.id, channel, row, now, look=True)
-            if found is not None:
-                return found
-    text, attachments = blocks.render_root(view, now)
-    started = time.monotonic()
-    try:
-        response = await slack_once.post(
-            bot,
-            budget,
-            channel,
-            root_key(view.id, channel),
-            fallback=blocks.fallback_text(view),
-            text=text,
-            attachments=attachments,
-        )
-    except Exception as exc:
-        await _root_post_failed(bot, view.id, channel, now, exc, time.monotonic() - started)
-        raise
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s, claimed_by = %s
-               WHERE incident_id = %s AND channel = %s""",
-            (response["channel"], response["ts"], now, bot.replica, view.id, channel),
-        )
-    return Root(
-        channel, str(response["channel"]), str(response["ts"]), row["in_digest"] if row else None, True
-    )
+        return cursor.rowcount == 1
 
+    async def _restamp(self, now: datetime, attempted: datetime | None) -> None:
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE incident_roots SET posting_at = %s
+                   WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at = %s""",
+                (attempted, self.incident_id, self.channel, now),
+            )
 
-async def _recover_root(
-    bot: BotContext,
-    budget: ChannelBudget,
-    incident_id: str,
-    channel: str,
-    row: dict[str, Any],
-    now: datetime,
-    *,
-    look: bool = False,
-) -> Root | None:
-    """A root whose post started (`posting_at`) but has no `ts`: still being posted (RetryLater), or abandoned —
-    then it is looked up in Slack by its metadata and recorded if it was posted after all. `look`: look it up
-    whatever the claim's age (the caller holds the claim)."""
-    attempted = row["posting_at"]
-    if attempted is None:
-        return None  # never attempted: a digest member getting its own thread
-    if not look and attempted > now - slack_once.stale_window(bot):
-        raise RetryLater(f"root of {incident_id} in {channel} is being posted")
-    found = await slack_once.find_top_level(bot, budget, channel, root_key(incident_id, channel), attempted)
-    if found is None:
-        return None
-    channel_id, ts = found
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s
-               WHERE incident_id = %s AND channel = %s AND ts IS NULL""",
-            (channel_id, ts, now, incident_id, channel),
-        )
-    return Root(channel, channel_id, ts, row["in_digest"])
+    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
+        await self._restamp(now, claimed)
 
+    async def release(self, now: datetime) -> None:
+        await self._restamp(now, None)
 
-async def _root_post_failed(
-    bot: BotContext, incident_id: str, channel: str, now: datetime, exc: BaseException, elapsed: float
-) -> None:
-    """Slack refused: the next attempt posts at once. Outcome unknown: Slack may still apply the post after the
-    client gave up, so the attempt turns stale — and the root is looked up — only once that can no longer happen
-    (`slack_once.uncertain_claim_time`)."""
-    attempted = (
-        None if slack_once.surely_not_posted(exc) else slack_once.uncertain_claim_time(bot, now, elapsed)
-    )
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            """UPDATE incident_roots SET posting_at = %s
-               WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at = %s""",
-            (attempted, incident_id, channel, now),
-        )
+    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s, claimed_by = %s
+                   WHERE incident_id = %s AND channel = %s AND ts IS NULL""",
+                (channel_id, ts, now, self.bot.replica, self.incident_id, self.channel),
+            )
 
 
 async def post_once(
@@ -266,97 +237,79 @@ async def post_once(
     was posted already; RetryLater while another worker is posting it. `fallback` is posted instead if Slack
     refuses the reply as invalid (bot/slack_once.py)."""
     assert root.ts is not None and root.channel_id is not None
-    async with bot.storage.pool.connection() as conn:
-        cursor = await conn.execute(
-            """INSERT INTO incident_replies (event_id, channel, incident_id, kind, claimed_at)
-               VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-            (key, root.channel, incident_id, kind, now),
-        )
-        existing = None
-        if cursor.rowcount != 1:
+    outcome = await slack_once.post_once(
+        bot,
+        budget,
+        ReplyClaims(bot, key, root.channel, incident_id, kind),
+        root.channel_id,
+        reply_key(key, root.channel),
+        now,
+        content={"text": text, "blocks": blocks_},
+        fallback=fallback,
+        thread_ts=root.ts,
+    )
+    if outcome.status == "busy":
+        raise RetryLater(f"reply {key} in {root.channel} is being posted")
+    return outcome.posted_now
+
+
+class ReplyClaims:
+    """The claim on one reply in an incident's thread: its `incident_replies` row, `(event, channel)`."""
+
+    def __init__(self, bot: BotContext, key: str, channel: str, incident_id: str, kind: str) -> None:
+        self.bot, self.key, self.channel, self.incident_id, self.kind = bot, key, channel, incident_id, kind
+
+    async def claim(self, now: datetime) -> slack_once.ClaimState:
+        async with self.bot.storage.pool.connection() as conn:
+            cursor = await conn.execute(
+                """INSERT INTO incident_replies (event_id, channel, incident_id, kind, claimed_at)
+                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                (self.key, self.channel, self.incident_id, self.kind, now),
+            )
+            if cursor.rowcount == 1:
+                return slack_once.ClaimState(ours=True)
             existing = await (
                 await conn.execute(
                     "SELECT ts, claimed_at FROM incident_replies WHERE event_id = %s AND channel = %s",
-                    (key, root.channel),
+                    (self.key, self.channel),
                 )
             ).fetchone()
-            if existing is None:
-                raise RetryLater(f"reply {key} in {root.channel} was given up just now")
-    if existing is not None:
+        if existing is None:
+            raise RetryLater(f"reply {self.key} in {self.channel} was given up just now")
         ts, claimed_at = existing
-        if ts:
-            return False
-        if claimed_at > now - slack_once.stale_window(bot):
-            raise RetryLater(f"reply {key} in {root.channel} is being posted")
-        # Abandoned by a worker that died: posted after all?
-        found = await slack_once.find_in_thread(bot, root.channel_id, root.ts, reply_key(key, root.channel))
-        async with bot.storage.pool.connection() as conn:
-            if found is not None:
-                await conn.execute(
-                    """UPDATE incident_replies SET ts = %s, posted_at = %s
-                       WHERE event_id = %s AND channel = %s AND ts IS NULL""",
-                    (found, now, key, root.channel),
-                )
-                return False
+        return slack_once.ClaimState(ts=ts, attempted_at=claimed_at)
+
+    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
+        async with self.bot.storage.pool.connection() as conn:
             taken = await conn.execute(
                 """UPDATE incident_replies SET claimed_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
-                (now, key, root.channel, claimed_at),
+                (now, self.key, self.channel, attempted_at),
             )
-            if taken.rowcount != 1:
-                raise RetryLater(f"reply {key} in {root.channel} is being posted")
-        # Ours now, and looked up once more right before posting again: a late-applied post may have landed
-        # between the first lookup and the claim.
-        found = await slack_once.find_in_thread(bot, root.channel_id, root.ts, reply_key(key, root.channel))
-        if found is not None:
-            async with bot.storage.pool.connection() as conn:
-                await conn.execute(
-                    """UPDATE incident_replies SET ts = %s, posted_at = %s
-                       WHERE event_id = %s AND channel = %s AND ts IS NULL""",
-                    (found, now, key, root.channel),
-                )
-            return False
-    started = time.monotonic()
-    try:
-        response = await slack_once.post(
-            bot,
-            budget,
-            root.channel_id,
-            reply_key(key, root.channel),
-            fallback=fallback,
-            text=text,
-            blocks=blocks_,
-            thread_ts=root.ts,
-        )
-    except Exception as exc:
-        await _reply_post_failed(bot, key, root.channel, now, exc, time.monotonic() - started)
-        raise
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE incident_replies SET ts = %s, posted_at = %s WHERE event_id = %s AND channel = %s",
-            (response["ts"], now, key, root.channel),
-        )
-    return True
+        return taken.rowcount == 1
 
-
-async def _reply_post_failed(
-    bot: BotContext, key: str, channel: str, now: datetime, exc: BaseException, elapsed: float
-) -> None:
-    """Slack refused: the claim is dropped and the next attempt posts. Outcome unknown: the claim turns stale once
-    Slack can no longer apply the post late (`slack_once.uncertain_claim_time`); then the next attempt looks the
-    reply up in the thread before posting."""
-    async with bot.storage.pool.connection() as conn:
-        if slack_once.surely_not_posted(exc):
-            await conn.execute(
-                """DELETE FROM incident_replies
-                   WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
-                (key, channel, now),
-            )
-        else:
+    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
+        async with self.bot.storage.pool.connection() as conn:
             await conn.execute(
                 """UPDATE incident_replies SET claimed_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
-                (slack_once.uncertain_claim_time(bot, now, elapsed), key, channel, now),
+                (claimed, self.key, self.channel, now),
+            )
+
+    async def release(self, now: datetime) -> None:
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                """DELETE FROM incident_replies
+                   WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
+                (self.key, self.channel, now),
+            )
+
+    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE incident_replies SET ts = %s, posted_at = %s
+                   WHERE event_id = %s AND channel = %s AND ts IS NULL""",
+                (ts, now, self.key, self.channel),
             )
 
 

@@ -261,6 +261,7 @@ async def confirm(ctx: ActionContext) -> None:
         bot,
         run,
         f":rotating_light: <@{ctx.user_id}> confirmed rollback #{run.id}. Starting step 1 of {len(run.steps)}.",
+        key="confirmed",
     )
 
 
@@ -295,9 +296,8 @@ async def abort(ctx: ActionContext) -> None:
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
     await rollback_run.refresh_root(ctx.bot, run, now)
-    await rollback_run.say(
-        ctx.bot, run, f":octagonal_sign: <@{ctx.user_id}> aborted rollback #{run.id}. No further step runs."
-    )
+    text = f":octagonal_sign: <@{ctx.user_id}> aborted rollback #{run.id}. No further step runs."
+    await rollback_run.say(ctx.bot, run, text, key="aborted")
     await rollback_run.post_summary(ctx.bot, run)
 
 
@@ -314,7 +314,8 @@ async def retry(ctx: ActionContext) -> None:
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
     await rollback_run.refresh_root(ctx.bot, run, ctx.bot.clock())
-    await rollback_run.say(ctx.bot, run, f":repeat: <@{ctx.user_id}> retries step {position}.")
+    key = f"retry:{position}:{getattr(run.step(position), 'attempts', 0)}"
+    await rollback_run.say(ctx.bot, run, f":repeat: <@{ctx.user_id}> retries step {position}.", key=key)
 
 
 async def sign_off(ctx: ActionContext) -> None:
@@ -331,8 +332,9 @@ async def sign_off(ctx: ActionContext) -> None:
         await ctx.reply.ephemeral(f"Step {position} of rollback #{run.id} is not waiting for a sign-off.")
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
-    text, _ = blocks.step_finished(run, run.step(position) or step, now)
-    await rollback_run.say(ctx.bot, run, text)
+    signed = run.step(position) or step
+    text, _ = blocks.step_finished(run, signed, now)
+    await rollback_run.say(ctx.bot, run, text, key=f"step:{position}:{signed.attempts}:signed_off")
     await rollback_run.refresh_root(ctx.bot, run, now)
 
 

@@ -21,10 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot import slack_once
 from bot.catalog import missing_env
 from bot.context import BotContext
 from bot.permissions import mentions, owners_of
 from bot.replies import permalink
+from bot.slack_budget import UNPACED
 from handlers import flags as flag_changes
 from handlers import health
 from handlers import latency as slo
@@ -50,20 +52,40 @@ class Outcome:
 # --- talking in the thread ------------------------------------------------------------------------------------------
 
 
-async def say(bot: BotContext, run: Run, text: str, message_blocks: list | None = None) -> None:
-    """A reply in the run's thread; a Slack failure is logged, never fatal to the run."""
+REPLY_POST = "mira_rollback_reply"
+
+
+def reply_key(run_id: int, key: str) -> slack_once.PostKey:
+    return slack_once.PostKey(REPLY_POST, {"run_id": str(run_id), "key": key})
+
+
+async def say(bot: BotContext, run: Run, text: str, message_blocks: list | None = None, *, key: str) -> None:
+    """A reply in the run's thread, posted once per `key` (a step started or finished, a sign-off request or
+    reminder, a takeover, a confirm, retry or abort) through the once-only protocol (bot/slack_once.py
+    `post_once`): across replicas and restarts, and when Slack stored it but its answer was lost (never resent
+    blindly; looked up in the thread by its metadata). A Slack failure is logged, never fatal to the run."""
     if run.channel is None or run.message_ts is None:
         return
     try:
-        await bot.slack.chat_postMessage(
-            channel=run.channel,
+        outcome = await slack_once.post_once(
+            bot,
+            UNPACED,  # a step's replies keep the step's timing; Retry-After still honoured
+            runner_store.ReplyClaims(bot, run.id, key),
+            run.channel,
+            reply_key(run.id, key),
+            bot.clock(),
+            content={"text": text, "blocks": message_blocks},
+            fallback=text[:3000],
             thread_ts=run.message_ts,
-            text=text,
-            blocks=message_blocks,
-            unfurl_links=False,
         )
+        if outcome.status == "busy":
+            log.info("rollback thread reply is being posted elsewhere", extra={"run": run.id, "key": key})
     except Exception:
-        log.warning("rollback thread reply not posted", exc_info=True, extra={"run": run.id})
+        log.warning("rollback thread reply not posted", exc_info=True, extra={"run": run.id, "key": key})
+
+
+def _step_key(step: Step, what: str) -> str:
+    return f"step:{step.position}:{step.attempts}:{what}"
 
 
 async def refresh_root(bot: BotContext, run: Run, now: datetime) -> None:
@@ -82,10 +104,16 @@ async def post_summary(bot: BotContext, run: Run) -> None:
         return
     channel = run.service.channels.incidents or bot.settings.incidents_channel
     try:
-        await bot.slack.chat_postMessage(
-            channel=channel,
-            text=blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts)),
-            unfurl_links=False,
+        text = blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts))
+        await slack_once.post_once(
+            bot,
+            bot.budget,
+            runner_store.ReplyClaims(bot, run.id, "summary"),
+            channel,
+            reply_key(run.id, "summary"),
+            bot.clock(),
+            content={"text": text},
+            fallback=text[:3000],
         )
     except Exception:
         log.exception("rollback summary not posted", extra={"run": run.id})
@@ -223,13 +251,18 @@ async def _manual_step(bot: BotContext, run: Run, step: Step, now: datetime, sta
     approvers = mentions(*approvers_of(bot, run, step)) or "nobody is configured (fail closed)"
     if started_now:
         text, message_blocks = blocks.signoff_request(run, step, approvers)
-        await say(bot, run, text, message_blocks)
+        await say(bot, run, text, message_blocks, key=_step_key(step, "signoff"))
     elif (
         step.started_at
         and now - step.started_at >= MANUAL_REMINDER
         and await runner_store.claim_reminder(bot, run, step, now)
     ):
-        await say(bot, run, blocks.signoff_reminder(run, step, approvers, now - step.started_at))
+        await say(
+            bot,
+            run,
+            blocks.signoff_reminder(run, step, approvers, now - step.started_at),
+            key=_step_key(step, "reminder"),
+        )
     return Outcome("waiting")
 
 
@@ -270,7 +303,11 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
     if run is None:
         return
     if previous_owner:
-        await say(bot, run, blocks.resumed(run, run.current, previous_owner))
+        current = run.current
+        where = f"{current.position}:{current.attempts}" if current else "end"
+        await say(
+            bot, run, blocks.resumed(run, current, previous_owner), key=f"resumed:{where}:{previous_owner}"
+        )
     while True:
         if await runner_store.status_of(bot, run.id) != "running":
             return  # aborted meanwhile
@@ -286,7 +323,7 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
                 return
             started_now = True
             await refresh_root(bot, run, clock())
-            await say(bot, run, blocks.step_started(run, step))
+            await say(bot, run, blocks.step_started(run, step), key=_step_key(step, "started"))
         if step.status != "running":
             return
         outcome = await _execute(bot, run, step, clock(), started_now)
@@ -294,7 +331,7 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
             return
         await runner_store.finish_step(bot, run, step, outcome.status, outcome.result, clock())
         text, message_blocks = blocks.step_finished(run, step, clock())
-        await say(bot, run, text, message_blocks)
+        await say(bot, run, text, message_blocks, key=_step_key(step, outcome.status))
         if outcome.status == "failed":
             run.status = "failed"
             await refresh_root(bot, run, clock())

@@ -188,6 +188,27 @@ async def test_a_poster_that_died_mid_post_is_taken_over_after_its_lease(
     assert claims == (1, bot.runtime.bot.replica)
 
 
+async def test_a_checklist_slack_stored_but_answered_5xx_is_posted_once_and_found_later(
+    bot: BotUnderTest, database_url: str
+) -> None:
+    """Slack stores the checklist and answers 500 anyway: the post is not resent blindly (it once was, through
+    the retrying client: two checklists). The claim stays, uncertain; once it is stale, `/oncall handoff` looks
+    the message up by its metadata and records it instead of posting a second one."""
+    bot.slack.fail_after_accept("chat.postMessage", status=500)
+    at(bot, ROTATION + timedelta(seconds=1))
+    await bot.runtime.scheduler.run_due()
+    await bot.settle()
+    assert [m.text for m in bot.slack.messages(ALERTS) if str(m.text).startswith("On-call handoff")] != []
+    assert len([m for m in bot.slack.messages(ALERTS) if str(m.text).startswith("On-call handoff")]) == 1
+    assert await one_row(database_url, "SELECT ts FROM handoffs") == (None,)
+
+    at(bot, ROTATION + timedelta(minutes=10))
+    await bot.command("/oncall", "handoff")
+    await bot.settle()
+    [stored] = [m for m in bot.slack.messages(ALERTS) if str(m.text).startswith("On-call handoff")]
+    assert await one_row(database_url, "SELECT ts FROM handoffs") == (stored.ts,)
+
+
 async def _posted(bot: BotUnderTest) -> SlackCall:
     at(bot, ROTATION + timedelta(seconds=5))
     await bot.runtime.scheduler.run_due()
