@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -28,18 +27,6 @@ from stand_ins.recording_slack import BOT_ID, BOT_USER_ID, RecordingSlackServer
 
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*Deploy* finished"}}]
 PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(32))
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[RecordingSlackServer]:
-    async with RecordingSlackServer() as server:
-        yield server
 
 
 @pytest.fixture

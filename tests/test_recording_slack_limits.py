@@ -4,7 +4,7 @@ limit (accepted), through the real slack_sdk client and a response_url."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,18 +14,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import slack_limits as L
 from stand_ins.recording_slack import RecordingSlackServer
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[RecordingSlackServer]:
-    async with RecordingSlackServer() as server:
-        yield server
 
 
 @pytest.fixture
