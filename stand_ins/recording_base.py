@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Protocol, Self, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -176,3 +176,23 @@ class RecordingServer:
         if self._cond is None:
             raise RuntimeError(f"{type(self).__name__} is not running; use `async with`")
         return self._cond
+
+
+class _Counted(Protocol):
+    remaining: int
+
+
+F = TypeVar("F", bound=_Counted)
+
+
+def take_fault(faults: dict[str, list[F]], method: str) -> F | None:
+    """The next fault queued for `method`, used once more: it leaves the queue when its count is spent. The one
+    fault queue of the recording servers that key faults by method (Slack, Supabase)."""
+    queue = faults.get(method)
+    if not queue:
+        return None
+    fault = queue[0]
+    fault.remaining -= 1
+    if fault.remaining <= 0:
+        queue.pop(0)
+    return fault

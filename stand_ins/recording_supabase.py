@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stand_ins.recording_base import RecordingServer
+from stand_ins.recording_base import RecordingServer, take_fault
 
 __all__ = ["DEFAULT_TOKEN", "RecordingSupabaseServer", "SupabaseCall"]
 
@@ -236,14 +236,7 @@ class RecordingSupabaseServer(RecordingServer):
         self._faults.setdefault(method, []).append(fault)
 
     def _take_fault(self, method: str) -> _Fault | None:
-        faults = self._faults.get(method)
-        if not faults:
-            return None
-        fault = faults[0]
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            faults.pop(0)
-        return fault
+        return take_fault(self._faults, method)
 
     async def _record(self, call: SupabaseCall) -> None:
         cond = self._require_cond()

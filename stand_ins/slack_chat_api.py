@@ -53,14 +53,8 @@ class SlackChatApi(SlackMessageStore):
             return "invalid_metadata_format"
         return None
 
-    def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
-        channel = body.get("channel")
-        if not isinstance(channel, str) or not channel.strip():
-            return {"ok": False, "error": "channel_not_found"}
-        if error := self._content_error(body) or self._metadata_error(body):
-            return {"ok": False, "error": error}
-        if refusal := message_refusal(body):
-            return refusal
+    def _store_message(self, channel: str, body: dict[str, Any], **extra: Any) -> StoredMessage:
+        """A message the bot posted (visible, or `ephemeral_to` one user), stored as Slack would keep it."""
         msg = StoredMessage(
             channel=self.channel_id(channel),
             ts=self._next_ts(),
@@ -69,9 +63,20 @@ class SlackChatApi(SlackMessageStore):
             blocks=body.get("blocks"),
             attachments=body.get("attachments"),
             user=BOT_USER_ID,
-            metadata=body.get("metadata") or None,
+            **extra,
         )
         self._messages[(msg.channel, msg.ts)] = msg
+        return msg
+
+    def _chat_post_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = body.get("channel")
+        if not isinstance(channel, str) or not channel.strip():
+            return {"ok": False, "error": "channel_not_found"}
+        if error := self._content_error(body) or self._metadata_error(body):
+            return {"ok": False, "error": error}
+        if refusal := message_refusal(body):
+            return refusal
+        msg = self._store_message(channel, body, metadata=body.get("metadata") or None)
         return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": self._message_payload(msg)}
 
     def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -109,17 +114,7 @@ class SlackChatApi(SlackMessageStore):
             return {"ok": False, "error": error}
         if refusal := message_refusal(body):
             return refusal
-        msg = StoredMessage(
-            channel=self.channel_id(channel),
-            ts=self._next_ts(),
-            thread_ts=body.get("thread_ts") or None,
-            text=body.get("text"),
-            blocks=body.get("blocks"),
-            attachments=body.get("attachments"),
-            user=BOT_USER_ID,
-            ephemeral_to=user,
-        )
-        self._messages[(msg.channel, msg.ts)] = msg
+        msg = self._store_message(channel, body, ephemeral_to=user)
         return {"ok": True, "message_ts": msg.ts}
 
     def _chat_get_permalink(self, body: dict[str, Any]) -> dict[str, Any]:

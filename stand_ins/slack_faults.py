@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
+from stand_ins.recording_base import take_fault
 from stand_ins.slack_records import NO_ANSWER, SlackCall, _Fault
 from stand_ins.slack_store import SlackMessageStore
 
@@ -109,14 +110,7 @@ class SlackFaults(SlackMessageStore):
     # ------------------------------------------------------------------ per call
 
     def _take_fault(self, method: str) -> _Fault | None:
-        faults = self._faults.get(method)
-        if not faults:
-            return None
-        fault = faults[0]
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            faults.pop(0)
-        return fault
+        return take_fault(self._faults, method)
 
     @staticmethod
     def _fault_response(fault: _Fault) -> Response:
