@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import field_validator, model_validator
 
@@ -26,7 +26,37 @@ class Flag(_Model):
     max: int | None = None
     backend: Literal["supabase_secrets", "postgres_table"]
     risk: Literal["normal", "high"] = "normal"
-    verify: str | None = None
+    #: What to check afterwards: one text, or one per direction (`on`/`off` for true/false flags, `raise`/`lower`
+    #: for numbers, `any` for the rest), so turning a flag back on is not verified as if it had been turned off.
+    verify: str | dict[Literal["on", "off", "raise", "lower", "any"], str] | None = None
+    #: `restart`: the service reads the flag at start (AI Assistant SOP-002), so a change needs a restart to apply.
+    applies_on: Literal["change", "restart"] = "change"
+    #: Flags a runbook confuses with this one (Ivy's on-call runbook: `export ACTIVE_MODEL=openai` is the provider
+    #: switch): a value this flag refuses but one of these takes is answered with that flag's command.
+    see_also: list[str] = []
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_keys(cls, value: Any) -> Any:
+        """YAML 1.1 reads the keys `on:` and `off:` as true and false: take them back as the words they were."""
+        if isinstance(value, dict):
+            return {({True: "on", False: "off"}.get(k, k) if isinstance(k, bool) else k): v for k, v in value.items()}
+        return value
+
+    def verify_hint(self, before: str | None, after: str | None) -> str | None:
+        """The verification that fits this change: `before`/`after` are the effective wire values (None: unknown)."""
+        if self.verify is None or isinstance(self.verify, str):
+            return self.verify
+        target = after if after is not None else _wire(self.default)
+        direction = "any"
+        if self.type == "bool" and target in ("true", "false"):
+            direction = "on" if target == "true" else "off"
+        elif self.type == "int" and target is not None and before is not None:
+            try:
+                direction = "raise" if int(target) > int(before) else "lower"
+            except ValueError:
+                direction = "any"
+        return self.verify.get(direction) or self.verify.get("any")
 
     @field_validator("name")
     @classmethod
@@ -71,6 +101,14 @@ class Flag(_Model):
                 else "expected an http(s) URL"
             )
         return None if isinstance(value, str) else "expected text"
+
+
+def _wire(value: FlagValue | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 class FlagStore(_Model):

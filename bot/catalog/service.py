@@ -75,6 +75,7 @@ class Service(_Model):
         referenced += [
             (f"rollback plan {plan.name}", step.flags) for plan in self.rollback_plans for step in plan.steps
         ]
+        referenced += [(f"flag {flag.name} see_also", flag.see_also) for flag in self.flags]
         if self.rollout:
             referenced += [(f"rollout stage {name}", values) for name, values in self.rollout.stages.items()]
             referenced.append(("rollout", [self.rollout.flag]))
