@@ -31,12 +31,16 @@ if TYPE_CHECKING:
 
 
 class UsageError(Exception):
-    """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally."""
+    """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally.
 
-    def __init__(self, message: str, *, suggestion: str | None = None) -> None:
+    `usage` narrows the usage shown to the one line that applies: a subcommand's name (its line), or "" (the
+    command's one-line summary). None shows the whole block."""
+
+    def __init__(self, message: str, *, suggestion: str | None = None, usage: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.suggestion = suggestion
+        self.usage = usage
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,13 @@ class Command:
         lines = [f"{head} — {self.description}"]
         lines += [f"    `{self.name} {sub.usage}` — {sub.summary}" for sub in self.subcommands]
         return "\n".join(lines)
+
+    def usage_line(self, subcommand: str) -> str:
+        """The one usage line for `subcommand`; the command's head line when it names none of them."""
+        sub = next((s for s in self.subcommands if s.name == subcommand), None)
+        if sub is not None:
+            return f"`{self.name} {sub.usage}` — {sub.summary}"
+        return self.usage.splitlines()[0]
 
 
 @dataclass(frozen=True)

@@ -38,8 +38,7 @@ def build_registry() -> CommandRegistry:
     registry.add(oncall.COMMAND)
     for action in (
         health.RERUN,
-        flags.CONFIRM,
-        flags.CANCEL,
+        *flags.ACTIONS,
         *incident_buttons.ACTIONS,
         handoff.TICK,
         handoff_pd_test.TEST,

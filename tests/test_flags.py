@@ -112,7 +112,7 @@ async def test_owner_turns_a_mira_flag_off_with_exactly_the_documented_request(
     [line] = bot.slack.calls_to("chat.postMessage")
     assert line.channel == "#mira-copilot-alerts"
     assert line.text == (
-        f"<@{OWNER}> set MIRA_MODE_COMMAND_ENABLED true → false (change 1, revert: `/flag revert 1`)"
+        f"<@{OWNER}> set mira-copilot:MIRA_MODE_COMMAND_ENABLED true → false (change 1, revert: `/flag revert 1`)"
     )
     audit = await _rows(
         database_url,
@@ -242,8 +242,8 @@ async def test_preset_applied_and_reverted_leaves_every_flag_as_it_was(
     ]
     [line] = bot.slack.calls_to("chat.postMessage")
     assert line.text == (
-        f"<@{OWNER}> applied preset emergency on Ivy v2: IVY_MODAL_HEURISTICS true → false, "
-        "AI_RATE_LIMIT_PER_MIN 60 → 30, AI_BURST_LIMIT 10 → 5 (change 1, revert: `/flag revert 1`)"
+        f"<@{OWNER}> applied preset emergency on Ivy v2: ivy-v2:IVY_MODAL_HEURISTICS true → false, "
+        "ivy-v2:AI_RATE_LIMIT_PER_MIN 60 → 30, ivy-v2:AI_BURST_LIMIT 10 → 5 (change 1, revert: `/flag revert 1`)"
     )
 
     await bot.command("/flag", "revert 1", user=OWNER)

@@ -40,7 +40,10 @@ class Flag(_Model):
     def _verify_keys(cls, value: Any) -> Any:
         """YAML 1.1 reads the keys `on:` and `off:` as true and false: take them back as the words they were."""
         if isinstance(value, dict):
-            return {({True: "on", False: "off"}.get(k, k) if isinstance(k, bool) else k): v for k, v in value.items()}
+            return {
+                ({True: "on", False: "off"}.get(k, k) if isinstance(k, bool) else k): v
+                for k, v in value.items()
+            }
         return value
 
     def verify_hint(self, before: str | None, after: str | None) -> str | None:
@@ -48,7 +51,7 @@ class Flag(_Model):
         if self.verify is None or isinstance(self.verify, str):
             return self.verify
         target = after if after is not None else _wire(self.default)
-        direction = "any"
+        direction: Literal["on", "off", "raise", "lower", "any"] = "any"
         if self.type == "bool" and target in ("true", "false"):
             direction = "on" if target == "true" else "off"
         elif self.type == "int" and target is not None and before is not None:

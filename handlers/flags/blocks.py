@@ -12,9 +12,17 @@ from typing import Any
 
 from bot import mrkdwn
 from bot.catalog import Service
-from handlers.flags.changes import ApplyResult, CurrentValue, FlagChange, to_wire
+from handlers.flags.changes import ApplyResult, CurrentValue, FlagChange, restart_command, to_wire
 
 BACKEND_NAMES = {"supabase_secrets": "Supabase secret", "postgres_table": "flag table"}
+DIRECTION_WORDS = {
+    "on": "turned on",
+    "off": "turned off",
+    "raise": "raised",
+    "lower": "lowered",
+    "any": "changed",
+}
+NEXT_STEP_ACTION = "next_step.run"  # runs its value as a command, as the clicking user (registry and guards)
 LOW_BUDGET = 10  # warn when fewer backend API calls than this are left in the window
 
 
@@ -80,9 +88,14 @@ def render_get(service: Service, value: CurrentValue) -> tuple[str, list[dict[st
         lines.append(
             ":eyes: The backend no longer holds the value the bot last set: someone changed it outside the bot."
         )
+    if flag.applies_on == "restart":
+        lines.append(f"Read at start: a change needs a restart to apply (`{restart_command(service)}`).")
     blocks = [_section("\n".join(lines))]
-    if flag.verify:
+    if isinstance(flag.verify, str):
         blocks.append(_context(f"Verify after a change: {flag.verify}"))
+    elif flag.verify:
+        hints = [f"{DIRECTION_WORDS[way]}: {hint}" for way, hint in flag.verify.items()]
+        blocks.append(_context("Verify after a change — " + " · ".join(hints)))
     return text, blocks
 
 
@@ -98,7 +111,7 @@ def render_confirm(
         f"• {mrkdwn.escape(item.describe())}" + (" — *risky*" if item.flag.risk == "high" else "")
         for item in change.items
     ]
-    hints = [f"`{i.flag.name}`: {i.flag.verify}" for i in change.items if i.flag.verify]
+    hints = [f"`{i.flag.name}`: {hint}" for i in change.items if (hint := i.verify_hint)]
     blocks: list[dict[str, Any]] = [_section("\n".join(lines))]
     if hints:
         blocks.append(_context("Afterwards verify: " + " · ".join(hints)))
@@ -161,12 +174,109 @@ def render_result(result: ApplyResult) -> tuple[str, list[dict[str, Any]]]:
         ]
         lines.append(f"Applied before the failure: {done}." if done else "Nothing changed.")
         blocks.append(_section("\n".join(lines)))
-    hints = [f"`{i.flag.name}`: {i.flag.verify}" for i in result.applied if i.flag.verify]
+    hints = [f"`{i.flag.name}`: {hint}" for i in result.applied if (hint := i.verify_hint)]
     if hints:
         blocks.append(_context("Verify: " + " · ".join(hints)))
     if result.applied:
         blocks.append(_context(f"Undo with `/flag revert {change.id}`."))
+    if any(item.flag.applies_on == "restart" for item in result.applied):
+        blocks += restart_blocks(change.service)
     budget = _budget(result)
     if budget:
         blocks.append(_context(budget))
     return text, blocks
+
+
+def restart_blocks(service: Service) -> list[dict[str, Any]]:
+    """The hint and the button for a flag the service reads only at start (AI Assistant SOP-002 step 4)."""
+    command = restart_command(service)
+    return [
+        _section(f":arrows_counterclockwise: {service.display_name} needs a restart to apply: `{command}`"),
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": NEXT_STEP_ACTION,
+                    "text": {"type": "plain_text", "text": f"Restart {service.name}"},
+                    "value": command,
+                }
+            ],
+        },
+    ]
+
+
+def _button(action_id: str, text: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": text},
+        "value": value,
+    }
+    return button | ({"style": style} if style else {})
+
+
+def render_conflict(
+    change: FlagChange, anyway_action: str, skip_action: str, cancel_action: str
+) -> tuple[str, list[dict[str, Any]]]:
+    """A revert that would overwrite later changes: which flag, changed by which change and whom, what it is now;
+    then the decision. Only the flags listed here are at stake: the others are put back either way."""
+    original = change.reverts
+    lines = [
+        f":warning: *Reverting change {original} would overwrite later changes* on {change.service.display_name}:"
+    ]
+    for item in change.items:
+        conflict = change.conflicts.get(item.flag.name)
+        if conflict is None:
+            continue
+        since = (
+            f"change {conflict['change']} by <@{conflict['by']}>"
+            if conflict.get("change") is not None
+            else "someone outside the bot"
+        )
+        lines.append(
+            f"• `{item.flag.name}` was changed since by {since}: it is *{mrkdwn.escape(conflict['now'])}* now; "
+            f"the revert would set {mrkdwn.escape(item.after if item.after is not None else 'its default')}"
+        )
+    clean = [
+        mrkdwn.escape(item.describe()) for item in change.items if item.flag.name not in change.conflicts
+    ]
+    if clean:
+        lines.append("Put back either way: " + ", ".join(clean) + ".")
+    if change.risky:
+        lines.append(":warning: This revert changes a *risky* flag.")
+    skip = "Skip that flag" if len(change.conflicts) == 1 else "Skip those flags"
+    text = f"Reverting change {original} would overwrite later changes: revert anyway or skip?"
+    blocks: list[dict[str, Any]] = [
+        _section("\n".join(lines)),
+        _context("Decide within 15 minutes; nothing changes until you do."),
+        {
+            "type": "actions",
+            "elements": [
+                _button(anyway_action, "Revert anyway", str(change.id), "danger"),
+                _button(skip_action, skip, str(change.id)),
+                _button(cancel_action, "Cancel", str(change.id)),
+            ],
+        },
+    ]
+    return text, blocks
+
+
+def render_presets(services: list[Service]) -> tuple[str, list[dict[str, Any]]]:
+    """Each service's presets with what each sets, and the command that applies it."""
+    blocks: list[dict[str, Any]] = []
+    for service in services:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": service.display_name}})
+        if not service.presets:
+            blocks.append(_section("No presets."))
+            continue
+        for preset in service.presets:
+            sets = ", ".join(f"`{name}` → {to_wire(value)}" for name, value in preset.values.items())
+            blocks.append(
+                _section(
+                    f"*{preset.name}* — {mrkdwn.escape(preset.description)}\nSets {sets}\n"
+                    f"`/flag preset {service.name} {preset.name}`"
+                )
+            )
+    names = ", ".join(service.display_name for service in services)
+    return f"Presets of {names}", blocks[:50]

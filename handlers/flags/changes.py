@@ -12,7 +12,7 @@ re-exported here, so callers keep one module for the whole change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,9 +50,9 @@ __all__ = [
     "current_values",
     "load_change",
     "plan",
+    "items_json",
     "record_change",
-    "release_revert",
-    "start_revert",
+    "restart_command",
     "to_wire",
 ]
 
@@ -72,17 +72,32 @@ class FlagChange:
     items: list[PlannedFlag]
     reverts: int | None = None
     created_at: datetime | None = None
+    #: A revert's flags that a later change (or someone outside the bot) changed since: flag → what is there now.
+    conflicts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def risky(self) -> bool:
         return any(item.flag.risk == "high" for item in self.items)
 
-    def describe(self) -> str:
-        return ", ".join(item.describe() for item in self.items)
+    def describe(self, *, qualified: bool = False) -> str:
+        """The items; `qualified` names each flag with its service (`ivy-v2:AI_BURST_LIMIT 10 → 5`)."""
+        prefix = f"{self.service.name}:" if qualified else ""
+        return ", ".join(item.describe(prefix) for item in self.items)
+
+    @property
+    def needs_restart(self) -> bool:
+        """A flag the service reads only at start (`applies_on: restart`) is among the changed ones."""
+        return any(item.flag.applies_on == "restart" for item in self.items)
 
 
-def _items_json(items: Sequence[PlannedFlag]) -> Jsonb:
-    return Jsonb([{"flag": i.flag.name, "before": i.before.as_json(), "after": i.after} for i in items])
+def items_json(items: Sequence[PlannedFlag], conflicts: Mapping[str, Any] | None = None) -> Jsonb:
+    return Jsonb(
+        [
+            {"flag": i.flag.name, "before": i.before.as_json(), "after": i.after}
+            | ({"conflict": conflicts[i.flag.name]} if conflicts and i.flag.name in conflicts else {})
+            for i in items
+        ]
+    )
 
 
 async def record_change(
@@ -96,6 +111,7 @@ async def record_change(
     items: Sequence[PlannedFlag],
     pending: bool,
     reverts: int | None = None,
+    conflicts: Mapping[str, dict[str, Any]] | None = None,
 ) -> FlagChange:
     """Insert the change: `pending` (waits for Confirm) or already `applying` (claimed by the requester). Its
     times are the bot's clock, the one the confirmation window is judged by (`claim`)."""
@@ -115,7 +131,7 @@ async def record_change(
                     requested_by,
                     requested_in,
                     status,
-                    _items_json(items),
+                    items_json(items, conflicts),
                     reverts,
                     None if pending else requested_by,
                     pending,
@@ -125,7 +141,18 @@ async def record_change(
             )
         ).fetchone()
     assert row is not None
-    change = FlagChange(row[0], service, kind, label, requested_by, status, list(items), reverts, row[1])
+    change = FlagChange(
+        row[0],
+        service,
+        kind,
+        label,
+        requested_by,
+        status,
+        list(items),
+        reverts,
+        row[1],
+        dict(conflicts or {}),
+    )
     await audit(
         bot.storage.pool,
         actor=requested_by,
@@ -135,7 +162,7 @@ async def record_change(
         target=str(change.id),
         before={i.flag.name: i.before.as_json() for i in items},
         after={i.flag.name: i.after for i in items},
-        detail={"kind": kind, "label": label, "reverts": reverts},
+        detail={"kind": kind, "label": label, "reverts": reverts, "conflicts": dict(conflicts or {}) or None},
     )
     return change
 
@@ -174,6 +201,7 @@ async def load_change(bot: BotContext, change_id: int) -> tuple[FlagChange, dict
         _items_from_json(service, row["changes"]),
         row["reverts"],
         row["created_at"],
+        {entry["flag"]: entry["conflict"] for entry in row["changes"] if entry.get("conflict")},
     )
     return change, row
 
@@ -306,57 +334,14 @@ async def _audit_items(
         )
 
 
-async def start_revert(
-    bot: BotContext, original: FlagChange, actor: str, channel: str | None
-) -> FlagChange | None:
-    """A change that puts back what `original` changed, claimed against a concurrent revert: None if one won.
-
-    Flags whose earlier value the bot never knew (changed outside the bot) cannot be restored and are left out.
-    """
-    targets = {
-        item.flag.name: item.before.value if item.before.present else None
-        for item in original.items
-        if item.before.known
-    }
-    items = await plan(bot, original.service, targets)
-    change = await record_change(
-        bot,
-        original.service,
-        kind="revert",
-        label=f"revert of change {original.id}",
-        requested_by=actor,
-        requested_in=channel,
-        items=items,
-        pending=False,
-        reverts=original.id,
-    )
-    async with bot.storage.pool.connection() as conn:
-        cursor = await conn.execute(
-            "UPDATE flag_changes SET reverted_by = %s WHERE id = %s AND reverted_by IS NULL AND status = 'applied'",
-            (change.id, original.id),
-        )
-        if cursor.rowcount == 1:
-            return change
-        await conn.execute("UPDATE flag_changes SET status = 'cancelled' WHERE id = %s", (change.id,))
-    return None
-
-
-async def release_revert(bot: BotContext, revert: FlagChange) -> None:
-    """A failed revert frees its original for another attempt."""
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE flag_changes SET reverted_by = NULL WHERE id = %s AND reverted_by = %s",
-            (revert.reverts, revert.id),
-        )
-
-
 def alerts_channel(bot: BotContext, service: Service) -> str:
     return service.channels.alerts or bot.settings.alerts_channel
 
 
 def announcement(change: FlagChange, actor: str) -> str:
-    """The one line the alerts channel gets: "<@U…> set IVY_MODAL_HEURISTICS true → false (change 42, revert:
-    /flag revert 42)"."""
+    """The one line the alerts channel gets, naming the service with every flag (a channel may hear of several
+    services, and two have an OPENAI_MODEL): "<@U…> set ivy-v2:IVY_MODAL_HEURISTICS true → false (change 42,
+    revert: /flag revert 42)", and the restart it still needs."""
     what = {
         "set": "set",
         "unset": "unset",
@@ -365,4 +350,12 @@ def announcement(change: FlagChange, actor: str) -> str:
         "revert": f"reverted change {change.reverts} on {change.service.display_name}:",
         "rollback": f"set, as {change.label} of {change.service.display_name},",
     }[change.kind]
-    return f"<@{actor}> {what} {change.describe()} (change {change.id}, revert: `/flag revert {change.id}`)"
+    line = f"<@{actor}> {what} {change.describe(qualified=True)} (change {change.id}, revert: `/flag revert {change.id}`)"
+    if change.needs_restart:
+        line += f" — needs a restart to apply: `{restart_command(change.service)}`"
+    return line
+
+
+def restart_command(service: Service) -> str:
+    """The command that applies a restart-only flag (AI Assistant SOP-002 step 4), run by `next_step.run`."""
+    return f"/restart {service.name}"

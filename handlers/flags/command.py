@@ -15,43 +15,32 @@ Flag Controls and Emergency Rollback; Ivy on-call runbook Quick Fixes.
 from __future__ import annotations
 
 from bot.audit import audit
-from bot.catalog import Service
-from bot.commands import Action, Check, Command, OwnersCheck, Subcommand
-from bot.context import ActionContext, BotContext, CommandContext
-from bot.permissions import require_owner
-from bot.replies import Reply
+from bot.commands import Action, Check, Command, Subcommand
+from bot.context import ActionContext, CommandContext
 from handlers.flags import blocks as flags_blocks
 from handlers.flags import changes as flag_changes
-from handlers.flags.changes import FlagChange, FlagStoreNotConfigured, PlannedFlag
+from handlers.flags import history as flag_history
+from handlers.flags import reverting
+from handlers.flags.changes import FlagChange, FlagStoreNotConfigured
+from handlers.flags.outcome import apply_and_report, owners_check
 from handlers.flags.parsing import (
     ChangeFlags,
+    FlagHistory,
     FlagRequest,
     GetFlag,
     ListFlags,
+    ListPresets,
     RevertChange,
     acknowledge,
     parse,
 )
 from integrations.flag_backends import FlagBackendError
 
-CONFIRM_ACTION = "flag_confirm"
-CANCEL_ACTION = "flag_cancel"
+CONFIRM_ACTION = reverting.CONFIRM_ACTION
+CANCEL_ACTION = reverting.CANCEL_ACTION
 
 
 # --- authorize --------------------------------------------------------------------------------------------------
-
-
-def owners_check(service: Service, target: str) -> OwnersCheck:
-    """Owners only, fail closed; a refusal is audited as flag.refused on `target` and told to the user."""
-    return OwnersCheck(service, f"change the flags of {service.display_name}", "flag.refused", target)
-
-
-async def authorize(bot: BotContext, user_id: str, service: Service, target: str, reply: Reply) -> bool:
-    """`owners_check`, asked by a handler itself."""
-    check = owners_check(service, target)
-    return await require_owner(
-        bot, user_id, service, check.what, action=check.refused, target=target, reply=reply
-    )
 
 
 async def guard(request: FlagRequest, ctx: CommandContext) -> Check | None:
@@ -59,7 +48,7 @@ async def guard(request: FlagRequest, ctx: CommandContext) -> Check | None:
     owners; a revert, the owners of the change's service — once the change is one `revert` would undo (else it
     answers why not, to anyone). `revert` checks again itself: a change still pending here may be applied by the
     time it runs."""
-    if isinstance(request, ListFlags | GetFlag):
+    if isinstance(request, ListFlags | GetFlag | ListPresets | FlagHistory):
         return None
     if isinstance(request, RevertChange):
         loaded = await flag_changes.load_change(ctx.bot, request.change_id)
@@ -111,8 +100,11 @@ async def change_flags(request: ChangeFlags, ctx: CommandContext) -> None:
     except (FlagStoreNotConfigured, FlagBackendError) as exc:
         await ctx.reply.ephemeral(f":x: {exc}. Nothing changed.")
         return
-    if all(_already(item) for item in items):
-        await ctx.reply.ephemeral(f"Nothing to change: {', '.join(i.describe() for i in items)}.")
+    unchanged = [item for item in items if item.noop]
+    items = [item for item in items if not item.noop]
+    if not items:  # recorded as nothing: no change number, no backend write, no announcement
+        already = ", ".join(f"`{i.flag.name}` is already {i.before.display()}" for i in unchanged)
+        await ctx.reply.ephemeral(f"Nothing to change on {request.service.display_name}: {already}.")
         return
     risky = any(item.flag.risk == "high" for item in items)
     change = await flag_changes.record_change(
@@ -132,56 +124,16 @@ async def change_flags(request: ChangeFlags, ctx: CommandContext) -> None:
     await apply_and_report(bot, change, user, ctx.reply, replace=False)
 
 
-def _already(item: PlannedFlag) -> bool:
-    if not item.before.known:
-        return False
-    if item.after is None:
-        return not item.before.present
-    return item.before.present and item.before.value == item.after
+async def list_presets(request: ListPresets, ctx: CommandContext) -> None:
+    services = [request.service] if request.service else [s for s in ctx.bot.catalog.services if s.presets]
+    text, blocks = flags_blocks.render_presets(services)
+    await ctx.reply.ephemeral(text, blocks)
 
 
-async def apply_and_report(
-    bot: BotContext, change: FlagChange, actor: str, reply: Reply, *, replace: bool
-) -> bool:
-    result = await flag_changes.apply(bot, change, actor)
-    text, blocks = flags_blocks.render_result(result)
-    await (reply.replace if replace else reply.ephemeral)(text, blocks)
-    if result.applied:
-        await reply.post(
-            flag_changes.announcement(change, actor), channel=flag_changes.alerts_channel(bot, change.service)
-        )
-    return result.ok
-
-
-async def revert(request: RevertChange, ctx: CommandContext) -> None:
-    bot, user = ctx.bot, ctx.invocation.user_id
-    loaded = await flag_changes.load_change(bot, request.change_id)
-    if loaded is None:
-        await ctx.reply.ephemeral(f"There is no change {request.change_id}.")
-        return
-    original, row = loaded
-    if row["status"] != "applied":
-        await ctx.reply.ephemeral(
-            f"Change {original.id} was {row['status']}, not applied: there is nothing to revert."
-        )
-        return
-    if row["reverted_by"] is not None:
-        await ctx.reply.ephemeral(
-            f"Change {original.id} was already reverted by change {row['reverted_by']}."
-        )
-        return
-    if not await authorize(bot, user, original.service, str(original.id), ctx.reply):
-        return
-    try:
-        change = await flag_changes.start_revert(bot, original, user, ctx.invocation.channel_id)
-    except (FlagStoreNotConfigured, FlagBackendError) as exc:
-        await ctx.reply.ephemeral(f":x: {exc}. Nothing changed.")
-        return
-    if change is None:
-        await ctx.reply.ephemeral(f"Change {original.id} is being reverted by someone else.")
-        return
-    if not await apply_and_report(bot, change, user, ctx.reply, replace=False):
-        await flag_changes.release_revert(bot, change)
+async def history(request: FlagHistory, ctx: CommandContext) -> None:
+    rows = await flag_history.load(ctx.bot, request)
+    text, blocks = flag_history.render(ctx.bot, request, rows)
+    await ctx.reply.ephemeral(text, blocks)
 
 
 async def run(request: FlagRequest, ctx: CommandContext) -> None:
@@ -190,7 +142,11 @@ async def run(request: FlagRequest, ctx: CommandContext) -> None:
     elif isinstance(request, GetFlag):
         await get_flag(request, ctx)
     elif isinstance(request, RevertChange):
-        await revert(request, ctx)
+        await reverting.revert(request, ctx)
+    elif isinstance(request, ListPresets):
+        await list_presets(request, ctx)
+    elif isinstance(request, FlagHistory):
+        await history(request, ctx)
     else:
         await change_flags(request, ctx)
 
@@ -226,6 +182,9 @@ async def confirm(ctx: ActionContext) -> None:
     change = await _pending_change(ctx)
     if change is None:
         return
+    if change.kind == "revert":  # claims the original too, once
+        await reverting.claim_and_apply(ctx.bot, change, ctx.user_id, ctx.reply, replace=True)
+        return
     if not await flag_changes.claim(ctx.bot, change.id, ctx.user_id):
         await _explain_not_pending(ctx, change.id)
         return
@@ -255,7 +214,7 @@ async def cancel(ctx: ActionContext) -> None:
 COMMAND = Command(
     name="/flag",
     description="List, read and change feature flags (owners only; risky flags need confirmation)",
-    usage_hint="list [service] | get FLAG | set FLAG VALUE | on FLAG | off FLAG | unset FLAG",
+    usage_hint="list [service] | get FLAG | set FLAG VALUE | on FLAG | off FLAG | unset FLAG | preset | revert | history",
     subcommands=(
         Subcommand("list", "list [service]", "every flag with its value, default, backend and last change"),
         Subcommand("get", "get FLAG", "one flag's value (FLAG or service:FLAG)"),
@@ -263,9 +222,14 @@ COMMAND = Command(
         Subcommand("on", "on FLAG", "set a true/false flag to true"),
         Subcommand("off", "off FLAG", "set a true/false flag to false"),
         Subcommand("unset", "unset FLAG", "back to the service's default"),
-        Subcommand("preset", "preset SERVICE NAME", "apply a runbook preset (e.g. ivy-v2 emergency)"),
-        Subcommand("revert", "revert CHANGE", "undo a change by its number"),
+        Subcommand(
+            "preset",
+            "preset SERVICE NAME",
+            "apply a runbook preset (e.g. ivy-v2 emergency); without a name: list them",
+        ),
+        Subcommand("revert", "revert CHANGE", "undo a change by its number (later changes are asked about)"),
         Subcommand("rollout", "rollout FLAG STAGE", "gradual re-enable: internal, 10%, 50%, 100%"),
+        Subcommand("history", "history [service|FLAG] [N]", "the last N changes: who, when, before → after"),
     ),
     examples=("/flag list ivy-v2", "/flag off MIRA_MODE_COMMAND_ENABLED", "/flag preset ivy-v2 emergency"),
     dangerous=True,
@@ -276,3 +240,10 @@ COMMAND = Command(
 )
 CONFIRM = Action(action_id=CONFIRM_ACTION, run=confirm, dangerous=True, guard=pending_guard)
 CANCEL = Action(action_id=CANCEL_ACTION, run=cancel, dangerous=True, guard=pending_guard)
+REVERT_ANYWAY = Action(
+    action_id=reverting.ANYWAY_ACTION, run=reverting.revert_anyway, dangerous=True, guard=pending_guard
+)
+SKIP_CONFLICTS = Action(
+    action_id=reverting.SKIP_ACTION, run=reverting.skip_conflicts, dangerous=True, guard=pending_guard
+)
+ACTIONS = (CONFIRM, CANCEL, REVERT_ANYWAY, SKIP_CONFLICTS)

@@ -144,11 +144,27 @@ class PlannedFlag:
     before: CurrentValue
     after: str | None  # None: unset, back to the default
 
-    def describe(self) -> str:
-        """`IVY_MODAL_HEURISTICS true → false`, in the words of the alerts channel."""
+    def describe(self, prefix: str = "") -> str:
+        """`IVY_MODAL_HEURISTICS true → false` (with `prefix` "ivy-v2:", the flag's whole name), in the words of
+        the alerts channel."""
         before = self.before.effective if self.before.known else "?"
         after = self.after if self.after is not None else f"{to_wire(self.flag.default)} (default)"
-        return f"{self.flag.name} {before} → {after}"
+        return f"{prefix}{self.flag.name} {before} → {after}"
+
+    @property
+    def noop(self) -> bool:
+        """Nothing would change: unsetting an unset flag, or setting the value the service already runs with (its
+        default included), as far as the bot knows. Never for a value changed outside the bot."""
+        if not self.before.known:
+            return False
+        if self.after is None:
+            return not self.before.present
+        return self.before.effective == self.after
+
+    @property
+    def verify_hint(self) -> str | None:
+        """The flag's verification for this direction of change (off vs on, lower vs raise)."""
+        return self.flag.verify_hint(self.before.effective if self.before.known else None, self.after)
 
 
 async def plan(bot: BotContext, service: Service, targets: Mapping[str, str | None]) -> list[PlannedFlag]:

@@ -16,7 +16,9 @@ from bot.catalog import Catalog, Flag, Service, missing_env
 from bot.commands import UsageError, did_you_mean
 from handlers.flags.changes import to_wire
 
-SUBCOMMANDS = ("list", "get", "set", "on", "off", "unset", "preset", "revert", "rollout")
+SUBCOMMANDS = ("list", "get", "set", "on", "off", "unset", "preset", "revert", "rollout", "history")
+HISTORY_DEFAULT = 10
+HISTORY_MAX = 20  # one section per change, each clipped: well inside Slack's 50 blocks
 TRUE_WORDS = {"true", "on", "yes", "1", "enable", "enabled"}
 FALSE_WORDS = {"false", "off", "no", "0", "disable", "disabled"}
 
@@ -50,7 +52,23 @@ class RevertChange:
     change_id: int
 
 
-FlagRequest = ListFlags | GetFlag | ChangeFlags | RevertChange
+@dataclass(frozen=True)
+class ListPresets:
+    """`/flag preset [SERVICE]`: what each preset sets, to read before applying one."""
+
+    service: Service | None
+
+
+@dataclass(frozen=True)
+class FlagHistory:
+    """`/flag history [service|FLAG] [N]`: the last N changes, of one service or one flag, newest first."""
+
+    service: Service | None
+    flag: Flag | None
+    limit: int
+
+
+FlagRequest = ListFlags | GetFlag | ChangeFlags | RevertChange | ListPresets | FlagHistory
 
 
 def find_flag(reference: str, catalog: Catalog) -> tuple[Service, Flag]:
@@ -75,8 +93,38 @@ def find_flag(reference: str, catalog: Catalog) -> tuple[Service, Flag]:
     raise UsageError(f"I don't know a flag called `{name}`.", suggestion=suggestion)
 
 
-def parse_value(flag: Flag, text: str) -> str:
-    """The wire value for `text`, checked against the flag's type; a UsageError lists what is allowed."""
+def _checked(flag: Flag, raw: str) -> str | None:
+    """The wire value for `raw` when `flag` takes it, else None."""
+    try:
+        return parse_value(flag, raw)
+    except UsageError:
+        return None
+
+
+def _value_suggestion(service: Service | None, flag: Flag, raw: str) -> tuple[str, str | None]:
+    """For a value `flag` refuses: the flag of `see_also` that takes it (a runbook's name for that switch), else
+    the nearest allowed value of an enum; as an explanation and a whole command to run."""
+    prefix = f"{service.name}:" if service else ""
+    for other_name in flag.see_also:
+        other = service.flag(other_name) if service else None
+        wire = _checked(other, raw) if other else None
+        if other is not None and wire is not None:
+            return (
+                f" `{raw}` is a value of `{other.name}` ({other.description.lower() or other.type}), "
+                f"not of `{flag.name}`.",
+                f"/flag set {prefix}{other.name} {wire}",
+            )
+    if flag.type == "enum" and flag.allowed:
+        near = [c for c in flag.allowed if c.lower().startswith(raw.lower())] if raw else []
+        choice = near[0] if len(near) == 1 else did_you_mean(raw, flag.allowed)
+        if choice:
+            return "", f"/flag set {prefix}{flag.name} {choice}"
+    return "", None
+
+
+def parse_value(flag: Flag, text: str, service: Service | None = None) -> str:
+    """The wire value for `text`, checked against the flag's type; a UsageError lists what is allowed and, when
+    `service` is given, suggests the command that was probably meant."""
     raw = text.strip()
     value: Any
     if flag.type == "bool":
@@ -94,7 +142,12 @@ def parse_value(flag: Flag, text: str) -> str:
         value = raw
     error = flag.check_value(value)
     if error or not raw:
-        raise UsageError(f"`{raw}` is not a valid value for `{flag.name}`: {error or 'expected a value'}.")
+        hint, suggestion = _value_suggestion(service, flag, raw) if service else ("", None)
+        raise UsageError(
+            f"`{raw}` is not a valid value for `{flag.name}`: {error or 'expected a value'}.{hint}",
+            suggestion=suggestion,
+            usage="set",
+        )
     wire = to_wire(value)
     assert wire is not None
     return wire
@@ -108,11 +161,43 @@ def _service_arg(words: list[str], catalog: Catalog) -> Service:
 
 
 def parse(text: str, catalog: Catalog) -> FlagRequest:
+    """The request, or a UsageError that carries the one usage line that applies (`usage`)."""
     words = text.split()
+    sub = words[0].lower() if words else ""
+    try:
+        return _parse(words, catalog)
+    except UsageError as error:
+        if error.usage is None:
+            error.usage = sub if sub in SUBCOMMANDS else ""
+        raise
+
+
+def _reordered(words: list[str], catalog: Catalog) -> str | None:
+    """`/flag IVY_MODAL_HEURISTICS off` → `/flag off IVY_MODAL_HEURISTICS`; `/flag AI_BURST_LIMIT 5` → `/flag set
+    AI_BURST_LIMIT 5`: a flag named first, as the runbooks' `export FLAG=value` lines put it."""
+    reference, _, inline = words[0].partition("=")
+    rest = ([inline] if inline else []) + words[1:]
+    try:
+        find_flag(reference, catalog)
+    except UsageError:
+        return None
+    if len(rest) == 1 and rest[0].lower() in ("get", "on", "off", "unset"):
+        return f"/flag {rest[0].lower()} {reference}"
+    if rest and rest[0].lower() not in SUBCOMMANDS:
+        return f"/flag set {reference} {' '.join(rest)}"
+    return f"/flag get {reference}" if not rest else None
+
+
+def _parse(words: list[str], catalog: Catalog) -> FlagRequest:
     if not words:
         raise UsageError("Tell me what to do with flags.")
     sub, args = words[0].lower(), words[1:]
     if sub not in SUBCOMMANDS:
+        reordered = _reordered(words, catalog)
+        if reordered:
+            raise UsageError(
+                "The subcommand comes first, then the flag.", suggestion=reordered, usage=reordered.split()[1]
+            )
         raise UsageError(
             f"`{words[0]}` is not a /flag subcommand.", suggestion=did_you_mean(sub, list(SUBCOMMANDS))
         )
@@ -124,6 +209,8 @@ def parse(text: str, catalog: Catalog) -> FlagRequest:
         if len(args) != 1 or not args[0].isdigit():
             raise UsageError("`/flag revert` takes the number of a change, e.g. `/flag revert 42`.")
         return RevertChange(int(args[0]))
+    if sub == "history":
+        return _parse_history(args, catalog)
     if sub == "preset":
         return _parse_preset(args, catalog)
     if sub == "rollout":
@@ -141,19 +228,52 @@ def parse(text: str, catalog: Catalog) -> FlagRequest:
         return ChangeFlags(service, "unset", None, {flag.name: None})
     if sub in ("on", "off"):
         if flag.type != "bool" or len(args) > 1:
-            raise UsageError(f"`/flag {sub}` is for true/false flags; use `/flag set {flag.name} VALUE`.")
+            raise UsageError(
+                f"`/flag {sub}` is for true/false flags; use `/flag set {flag.name} VALUE`.",
+                suggestion=f"/flag set {service.name}:{flag.name} {' '.join(args[1:]) or 'VALUE'}"
+                if flag.type != "bool"
+                else None,
+            )
         return ChangeFlags(service, "set", None, {flag.name: "true" if sub == "on" else "false"})
     if len(args) < 2:
         raise UsageError(f"`/flag set {flag.name}` needs a value.")
-    return ChangeFlags(service, "set", None, {flag.name: parse_value(flag, " ".join(args[1:]))})
+    return ChangeFlags(service, "set", None, {flag.name: parse_value(flag, " ".join(args[1:]), service)})
 
 
-def _parse_preset(args: list[str], catalog: Catalog) -> ChangeFlags:
-    if len(args) != 2:
+def _parse_history(args: list[str], catalog: Catalog) -> FlagHistory:
+    limit = HISTORY_DEFAULT
+    if args and args[-1].isdigit():
+        limit = max(1, min(int(args[-1]), HISTORY_MAX))
+        args = args[:-1]
+    if len(args) > 1:
+        raise UsageError("`/flag history` takes a service or a flag, and how many changes.")
+    if not args:
+        return FlagHistory(None, None, limit)
+    service = catalog.find(args[0])
+    if service is not None and ":" not in args[0]:
+        return FlagHistory(service, None, limit)
+    flag_service, flag = find_flag(args[0], catalog)
+    return FlagHistory(flag_service, flag, limit)
+
+
+def _parse_preset(args: list[str], catalog: Catalog) -> ChangeFlags | ListPresets:
+    if not args:
+        return ListPresets(None)
+    service = catalog.find(args[0])
+    swapped = catalog.find(args[1]) if service is None and len(args) == 2 else None
+    if swapped is not None and any(p.name == args[0].lower() for p in swapped.presets):
+        raise UsageError(
+            "The service comes first, then the preset.",
+            suggestion=f"/flag preset {swapped.name} {args[0].lower()}",
+            usage="preset",
+        )
+    if len(args) > 2:
         raise UsageError(
             "`/flag preset` takes a service and a preset name, e.g. `/flag preset ivy-v2 emergency`."
         )
     service = _service_arg(args, catalog)
+    if len(args) == 1:
+        return ListPresets(service)
     names = [p.name for p in service.presets]
     preset = next((p for p in service.presets if p.name == args[1].lower()), None)
     if preset is None:
@@ -196,6 +316,15 @@ def acknowledge(request: FlagRequest, catalog: Catalog) -> str:
         return f"Reading `{request.flag.name}` of {request.service.display_name}…"
     if isinstance(request, RevertChange):
         return f"Reverting change {request.change_id}…"
+    if isinstance(request, ListPresets):
+        return (
+            f"Listing the presets of {request.service.display_name if request.service else 'every service'}…"
+        )
+    if isinstance(request, FlagHistory):
+        subject = (
+            request.flag.name if request.flag else (request.service.display_name if request.service else "")
+        )
+        return f"Reading the flag history{' of ' + subject if subject else ''}…"
     what = {"preset": f"preset `{request.label}`", "rollout": f"rollout stage `{request.label}`"}.get(
         request.kind, ", ".join(f"`{name}`" for name in request.targets)
     )
