@@ -5,92 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
-import psycopg
 import pytest
-import yaml
-from pydantic import SecretStr
 
-from bot.catalog import BUNDLED_CATALOG, Catalog, load_catalog
-from bot.settings import Settings
+from bot.catalog import load_catalog
 from bot.signing import sign_slack_request
 from bot.storage import redis_client
 from integrations.flag_table import PostgresFlagTable
-from stand_ins.recording_slack import RecordingSlackServer
 from stand_ins.recording_supabase import RecordingSupabaseServer
+from tests import flag_fixtures
+from tests.flag_fixtures import ON_CALL_ENGINEER, OWNER, PROJECT, STRANGER, SUPABASE_TOKEN, rows, secrets_path
 from tests.harness import SIGNING_SECRET, BotUnderTest, blocks_text, closed_port
 
-OWNER = "U0OWNER01"
-ONCALL_GROUP = "S0ONCALL1"
-ON_CALL_ENGINEER = "U0ONCALL1"
-STRANGER = "U0STRANGE"
-PROJECT = "abcdefghijklmnopqrst"
-SUPABASE_TOKEN = "sbp_test_token_for_flags"
-
-
-@pytest.fixture
-async def supabase() -> AsyncIterator[RecordingSupabaseServer]:
-    async with RecordingSupabaseServer(token=SUPABASE_TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def catalog_env(database_url: str) -> dict[str, str]:
-    return {"IVY_DATABASE_URL": database_url, "MIRA_INTERNAL_USERS": "ana@example.com,bo@example.com"}
-
-
-@pytest.fixture
-def owned_catalog_path(tmp_path: Path) -> Path:
-    """The bundled catalog with owners: a user for every service, plus an on-call user group for Mira."""
-    data = yaml.safe_load(BUNDLED_CATALOG.read_text())
-    for service in data["services"]:
-        service["owners"] = {
-            "users": [OWNER],
-            "groups": [ONCALL_GROUP] if service["name"] == "mira-copilot" else [],
-        }
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-@pytest.fixture
-def catalog(owned_catalog_path: Path, catalog_env: dict[str, str]) -> Catalog:
-    return load_catalog(owned_catalog_path, env=catalog_env)
-
-
-@pytest.fixture
-def settings(settings: Settings, supabase: RecordingSupabaseServer) -> Settings:
-    return settings.model_copy(
-        update={
-            "supabase_api_url": supabase.base_url,
-            "supabase_access_token": SecretStr(SUPABASE_TOKEN),
-            "supabase_project_ref": PROJECT,
-        }
-    )
-
-
-@pytest.fixture
-async def flag_table(database_url: str) -> PostgresFlagTable:
-    table = PostgresFlagTable(database_url, "feature_flags")
-    await table.ensure_table()
-    return table
-
-
-@pytest.fixture(autouse=True)
-def _group(slack: RecordingSlackServer) -> None:
-    slack.add_usergroup(ONCALL_GROUP, [ON_CALL_ENGINEER])
-
-
-async def _rows(database_url: str, sql: str) -> list[tuple]:
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        return await (await conn.execute(sql)).fetchall()
-
-
-def _secrets_path() -> str:
-    return f"/v1/projects/{PROJECT}/secrets"
+# The shared /flag fixtures, bound here so pytest finds them (assigned, not imported: a parameter of the same name
+# is the fixture's value, not a redefinition).
+supabase, settings, catalog = flag_fixtures.supabase, flag_fixtures.settings, flag_fixtures.catalog
+catalog_env, owned_catalog_path = flag_fixtures.catalog_env, flag_fixtures.owned_catalog_path
+flag_table, _group = flag_fixtures.flag_table, flag_fixtures.group
 
 
 async def test_owner_turns_a_mira_flag_off_with_exactly_the_documented_request(
@@ -101,7 +33,7 @@ async def test_owner_turns_a_mira_flag_off_with_exactly_the_documented_request(
     await bot.settle()
 
     [post] = supabase.calls_to("POST")
-    assert post.path == _secrets_path()
+    assert post.path == secrets_path()
     assert post.body == [{"name": "MIRA_MODE_COMMAND_ENABLED", "value": "false"}]
     assert post.headers["authorization"] == f"Bearer {SUPABASE_TOKEN}"
     assert [c.method for c in supabase.calls] == ["GET", "POST"]  # read the current value, then set
@@ -114,7 +46,7 @@ async def test_owner_turns_a_mira_flag_off_with_exactly_the_documented_request(
     assert line.text == (
         f"<@{OWNER}> set mira-copilot:MIRA_MODE_COMMAND_ENABLED true → false (change 1, revert: `/flag revert 1`)"
     )
-    audit = await _rows(
+    audit = await rows(
         database_url,
         "SELECT actor, action, target, before, after, outcome FROM audit_log WHERE action = 'flag.set'",
     )
@@ -128,7 +60,7 @@ async def test_owner_turns_a_mira_flag_off_with_exactly_the_documented_request(
             "ok",
         )
     ]
-    assert await _rows(database_url, "SELECT flag, value, set_by FROM flag_values") == [
+    assert await rows(database_url, "SELECT flag, value, set_by FROM flag_values") == [
         ("MIRA_MODE_COMMAND_ENABLED", "false", OWNER)
     ]
 
@@ -171,9 +103,9 @@ async def test_permission_table(
     assert bool(writes) == (allowed and "MIRA" in command)
     if not allowed:
         assert supabase.calls == []
-        assert await _rows(database_url, "SELECT * FROM feature_flags") == []
+        assert await rows(database_url, "SELECT * FROM feature_flags") == []
     if "Only the owners" in reply:
-        assert await _rows(database_url, "SELECT actor, outcome FROM audit_log") == [(user, "refused")]
+        assert await rows(database_url, "SELECT actor, outcome FROM audit_log") == [(user, "refused")]
 
 
 async def test_no_owners_configured_refuses_and_says_where_to_configure(
@@ -186,7 +118,7 @@ async def test_no_owners_configured_refuses_and_says_where_to_configure(
     assert "Nobody may change the flags of Mira Co-Pilot yet: no owner is configured" in answer.text
     assert "`services[mira-copilot].owners`" in answer.text and "BOT_ADMINS" in answer.text
     assert supabase.calls == []
-    assert await _rows(database_url, "SELECT outcome FROM audit_log") == [("refused",)]
+    assert await rows(database_url, "SELECT outcome FROM audit_log") == [("refused",)]
 
 
 @pytest.mark.parametrize(
@@ -223,19 +155,19 @@ async def test_bad_values_are_refused_with_what_is_allowed_and_nothing_changes(
     assert "Usage: `/flag" in ack.json()["text"]
     await bot.settle()
     assert supabase.calls == [] and bot.slack.calls_to("chat.postMessage") == []
-    assert await _rows(database_url, "SELECT * FROM feature_flags") == []
-    assert await _rows(database_url, "SELECT * FROM audit_log") == []
+    assert await rows(database_url, "SELECT * FROM feature_flags") == []
+    assert await rows(database_url, "SELECT * FROM audit_log") == []
 
 
 async def test_preset_applied_and_reverted_leaves_every_flag_as_it_was(
     bot: BotUnderTest, flag_table: PostgresFlagTable, database_url: str
 ) -> None:
     await flag_table.set({"AI_RATE_LIMIT_PER_MIN": "60"}, actor="someone-before")
-    before = await _rows(database_url, "SELECT name, value FROM feature_flags ORDER BY name")
+    before = await rows(database_url, "SELECT name, value FROM feature_flags ORDER BY name")
 
     await bot.command("/flag", "preset ivy-v2 emergency", user=OWNER)
     await bot.settle()
-    assert await _rows(database_url, "SELECT name, value FROM feature_flags ORDER BY name") == [
+    assert await rows(database_url, "SELECT name, value FROM feature_flags ORDER BY name") == [
         ("AI_BURST_LIMIT", "5"),
         ("AI_RATE_LIMIT_PER_MIN", "30"),
         ("IVY_MODAL_HEURISTICS", "false"),
@@ -248,12 +180,12 @@ async def test_preset_applied_and_reverted_leaves_every_flag_as_it_was(
 
     await bot.command("/flag", "revert 1", user=OWNER)
     await bot.settle()
-    assert await _rows(database_url, "SELECT name, value FROM feature_flags ORDER BY name") == before
+    assert await rows(database_url, "SELECT name, value FROM feature_flags ORDER BY name") == before
     assert bot.slack.calls_to("chat.postMessage")[-1].text.startswith(
         f"<@{OWNER}> reverted change 1 on Ivy v2:"
     )
 
-    audit = await _rows(
+    audit = await rows(
         database_url,
         "SELECT action, target, after, outcome FROM audit_log "
         "WHERE action IN ('flag.set', 'flag.unset') ORDER BY id",
@@ -303,7 +235,7 @@ async def test_risky_flag_waits_for_confirm_and_a_double_click_applies_once(
         r == f"Change 1 was already applying by <@{OWNER}>." or "was already applied" in r for r in replies
     )
     assert len(bot.slack.calls_to("chat.postMessage")) == 1
-    assert await _rows(
+    assert await rows(
         database_url, "SELECT action, outcome FROM audit_log WHERE action = 'flag.confirm'"
     ) == [("flag.confirm", "ok")]
 
@@ -348,10 +280,10 @@ async def test_backend_failure_is_told_audited_and_changes_nothing(
     assert "Change 1 failed" in blocks_text(answer.blocks) and words in blocks_text(answer.blocks)
     assert "Nothing changed." in blocks_text(answer.blocks)
     assert bot.slack.calls_to("chat.postMessage") == []
-    assert await _rows(database_url, "SELECT * FROM flag_values") == []
-    [row] = await _rows(database_url, "SELECT outcome, detail FROM audit_log WHERE action = 'flag.set'")
+    assert await rows(database_url, "SELECT * FROM flag_values") == []
+    [row] = await rows(database_url, "SELECT outcome, detail FROM audit_log WHERE action = 'flag.set'")
     assert row[0] == "failed" and words in row[1]["backend"]["error"]
-    assert await _rows(database_url, "SELECT status FROM flag_changes") == [("failed",)]
+    assert await rows(database_url, "SELECT status FROM flag_changes") == [("failed",)]
 
 
 async def test_flag_changed_outside_the_bot_is_detected_from_the_digest(
@@ -392,23 +324,32 @@ async def test_list_of_every_service_shows_unconfigured_stores(
     await bot.settle()
     listing = blocks_text(bot.slack.calls_to("response_url")[-1].blocks)
     assert "`MIRA_COPILOT_ENABLED` *false (default)*" in listing
-    assert "AI Assistant's flag table is not configured: set AI_ASSISTANT_DATABASE_URL" in listing
+    assert "FA AI System's flag table is not configured: set FA_DATABASE_URL" in listing
 
 
 async def test_gradual_rollout_stage_sets_the_catalogs_flags(
     bot: BotUnderTest, supabase: RecordingSupabaseServer
 ) -> None:
+    """The stage's flags that already hold its value (MIRA_COPILOT_ENABLED false, MIRA_ROLLOUT_PERCENT 0 by default)
+    are left out, so the internal stage only writes the allowlist — and, the risky flag not changing, needs no
+    Confirm. The 100% stage turns the risky flag on: Confirm."""
     await bot.command("/flag", "rollout MIRA_COPILOT_ENABLED internal", user=OWNER)
     await bot.settle()
-    await bot.click("C0OPS0001", "", "flag_confirm", "1", user=OWNER)
-    await bot.settle()
     [post] = supabase.calls_to("POST")
-    assert sorted(post.body, key=lambda s: s["name"]) == [
-        {"name": "MIRA_COPILOT_ENABLED", "value": "false"},
-        {"name": "MIRA_ENABLED_USERS", "value": "ana@example.com,bo@example.com"},
-        {"name": "MIRA_ROLLOUT_PERCENT", "value": "0"},
+    assert post.body == [{"name": "MIRA_ENABLED_USERS", "value": "ana@example.com,bo@example.com"}]
+    assert bot.slack.calls_to("chat.postMessage")[-1].text == (
+        f"<@{OWNER}> moved the Mira Co-Pilot rollout to internal: mira-copilot:MIRA_ENABLED_USERS \"\" → "
+        "ana@example.com,bo@example.com (change 1, revert: `/flag revert 1`)"
+    )
+    await bot.command("/flag", "rollout MIRA_COPILOT_ENABLED 100%", user=OWNER)
+    await bot.settle()
+    assert "Risky change 2" in blocks_text(bot.slack.calls_to("response_url")[-1].blocks)
+    await bot.click("C0OPS0001", "", "flag_confirm", "2", user=OWNER)
+    await bot.settle()
+    assert sorted(supabase.calls_to("POST")[-1].body, key=lambda s: s["name"]) == [
+        {"name": "MIRA_COPILOT_ENABLED", "value": "true"},
+        {"name": "MIRA_ROLLOUT_PERCENT", "value": "100"},
     ]
-    assert "moved the Mira Co-Pilot rollout to internal" in bot.slack.calls_to("chat.postMessage")[-1].text
 
 
 async def test_confirm_after_fifteen_minutes_is_refused(
@@ -480,5 +421,5 @@ async def test_a_replayed_flag_off_is_refused_from_postgres_while_redis_is_down(
     assert len(supabase.calls_to("POST")) == 1
     assert len(bot.slack.calls_to("chat.postMessage")) == 1
     assert len(bot.slack.calls_to("response_url")) == 1  # ran once: one answer to the user
-    keys = [key for (key,) in await _rows(database_url, "SELECT key FROM slack_replays")]
+    keys = [key for (key,) in await rows(database_url, "SELECT key FROM slack_replays")]
     assert sorted(key.split(":")[0] for key in keys) == ["body", "sig", "sig", "sig"]  # 3 signatures, 1 body

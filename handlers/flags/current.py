@@ -147,8 +147,8 @@ class PlannedFlag:
     def describe(self, prefix: str = "") -> str:
         """`IVY_MODAL_HEURISTICS true → false` (with `prefix` "ivy-v2:", the flag's whole name), in the words of
         the alerts channel."""
-        before = self.before.effective if self.before.known else "?"
-        after = self.after if self.after is not None else f"{to_wire(self.flag.default)} (default)"
+        before = _shown(self.before.effective) if self.before.known else "?"
+        after = _shown(self.after) if self.after is not None else f"{_shown(to_wire(self.flag.default))} (default)"
         return f"{prefix}{self.flag.name} {before} → {after}"
 
     @property
@@ -165,6 +165,11 @@ class PlannedFlag:
     def verify_hint(self) -> str | None:
         """The flag's verification for this direction of change (off vs on, lower vs raise)."""
         return self.flag.verify_hint(self.before.effective if self.before.known else None, self.after)
+
+
+def _shown(value: str | None) -> str:
+    """A value as people read it: an empty one as `""`, not as nothing."""
+    return '""' if value == "" else str(value)
 
 
 async def plan(bot: BotContext, service: Service, targets: Mapping[str, str | None]) -> list[PlannedFlag]:
