@@ -351,6 +351,9 @@ def announcement(change: FlagChange, actor: str) -> str:
         "rollback": f"set, as {change.label} of {change.service.display_name},",
     }[change.kind]
     line = f"<@{actor}> {what} {change.describe(qualified=True)} (change {change.id}, revert: `/flag revert {change.id}`)"
+    kept = [name for name in change.conflicts if name not in {item.flag.name for item in change.items}]
+    if kept:
+        line += f" — kept {', '.join(f'{change.service.name}:{name}' for name in kept)} (changed since)"
     if change.needs_restart:
         line += f" — needs a restart to apply: `{restart_command(change.service)}`"
     return line

@@ -77,16 +77,19 @@ async def record_revert(
     )
 
 
-async def claim(bot: BotContext, change: FlagChange, actor: str, *, skip_conflicts: bool = False) -> str:
+async def claim(
+    bot: BotContext, change: FlagChange, actor: str, *, decided: bool, skip_conflicts: bool = False
+) -> str:
     """Claim a revert for applying, and its original as reverted by it, in one transaction.
 
     "ok" for the one caller that won; "lost" when the revert is no longer pending (decided by another click,
     cancelled, or expired); "reverted" when another revert of the original won first (this one is cancelled);
     "empty" when skipping the conflicting flags leaves nothing to revert (cancelled, the original stays
-    revertible). With `skip_conflicts` the stored change keeps only the flags applied."""
+    revertible). `decided`: a click on a pending revert (else the requester's own, recorded as applying). With
+    `skip_conflicts` the stored change keeps only the flags applied."""
     now = bot.clock()
     async with bot.storage.pool.connection() as conn, conn.transaction():
-        if change.status == "pending":
+        if decided:
             cursor = await conn.execute(
                 """UPDATE flag_changes SET status = 'applying', decided_by = %s, decided_at = %s
                    WHERE id = %s AND status = 'pending' AND created_at > %s""",

@@ -80,9 +80,10 @@ async def claim_and_apply(
     replace: bool,
     skip_conflicts: bool = False,
 ) -> None:
-    """Claim the revert and its original, then apply; a lost claim is explained, nothing applied twice."""
+    """Claim the revert and its original, then apply; a lost claim is explained, nothing applied twice. `replace`:
+    a click deciding a pending revert (its message is replaced), else the requester's own revert."""
     skipped = sorted(change.conflicts) if skip_conflicts else []
-    outcome = await flag_revert.claim(bot, change, actor, skip_conflicts=skip_conflicts)
+    outcome = await flag_revert.claim(bot, change, actor, decided=replace, skip_conflicts=skip_conflicts)
     answer = reply.replace if replace else reply.ephemeral
     if outcome == "lost":
         loaded = await flag_changes.load_change(bot, change.id)
