@@ -338,7 +338,7 @@ async def test_gradual_rollout_stage_sets_the_catalogs_flags(
     [post] = supabase.calls_to("POST")
     assert post.body == [{"name": "MIRA_ENABLED_USERS", "value": "ana@example.com,bo@example.com"}]
     assert bot.slack.calls_to("chat.postMessage")[-1].text == (
-        f"<@{OWNER}> moved the Mira Co-Pilot rollout to internal: mira-copilot:MIRA_ENABLED_USERS \"\" → "
+        f'<@{OWNER}> moved the Mira Co-Pilot rollout to internal: mira-copilot:MIRA_ENABLED_USERS "" → '
         "ana@example.com,bo@example.com (change 1, revert: `/flag revert 1`)"
     )
     await bot.command("/flag", "rollout MIRA_COPILOT_ENABLED 100%", user=OWNER)

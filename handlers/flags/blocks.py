@@ -117,7 +117,9 @@ def render_confirm(
         blocks.append(_context("Afterwards verify: " + " · ".join(hints)))
     if change.needs_restart:
         blocks.append(
-            _context(f"{change.service.display_name} reads this at start: it needs a restart to apply afterwards.")
+            _context(
+                f"{change.service.display_name} reads this at start: it needs a restart to apply afterwards."
+            )
         )
     blocks.append(_context("Confirm within 15 minutes; nothing changes until you do."))
     blocks.append(

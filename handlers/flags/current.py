@@ -148,7 +148,11 @@ class PlannedFlag:
         """`IVY_MODAL_HEURISTICS true → false` (with `prefix` "ivy-v2:", the flag's whole name), in the words of
         the alerts channel."""
         before = _shown(self.before.effective) if self.before.known else "?"
-        after = _shown(self.after) if self.after is not None else f"{_shown(to_wire(self.flag.default))} (default)"
+        after = (
+            _shown(self.after)
+            if self.after is not None
+            else f"{_shown(to_wire(self.flag.default))} (default)"
+        )
         return f"{prefix}{self.flag.name} {before} → {after}"
 
     @property

@@ -110,8 +110,7 @@ def _value_suggestion(service: Service | None, flag: Flag, raw: str) -> tuple[st
         wire = _checked(other, raw) if other else None
         if other is not None and wire is not None:
             return (
-                f" `{raw}` is a value of `{other.name}` ({other.description.lower() or other.type}), "
-                f"not of `{flag.name}`.",
+                f" `{raw}` is a value of `{other.name}`, not of `{flag.name}`.",
                 f"/flag set {prefix}{other.name} {wire}",
             )
     if flag.type == "enum" and flag.allowed:
