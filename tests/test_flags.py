@@ -331,9 +331,12 @@ async def test_gradual_rollout_stage_sets_the_catalogs_flags(
     bot: BotUnderTest, supabase: RecordingSupabaseServer
 ) -> None:
     """The stage's flags that already hold its value (MIRA_COPILOT_ENABLED false, MIRA_ROLLOUT_PERCENT 0 by default)
-    are left out, so the internal stage only writes the allowlist — and, the risky flag not changing, needs no
-    Confirm. The 100% stage turns the risky flag on: Confirm."""
+    are left out, so the internal stage only writes the allowlist; every stage of the risky flag's rollout is
+    confirmed."""
     await bot.command("/flag", "rollout MIRA_COPILOT_ENABLED internal", user=OWNER)
+    await bot.settle()
+    assert "Risky change 1" in blocks_text(bot.slack.calls_to("response_url")[-1].blocks)
+    await bot.click("C0OPS0001", "", "flag_confirm", "1", user=OWNER)
     await bot.settle()
     [post] = supabase.calls_to("POST")
     assert post.body == [{"name": "MIRA_ENABLED_USERS", "value": "ana@example.com,bo@example.com"}]

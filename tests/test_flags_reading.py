@@ -21,10 +21,9 @@ CHANNEL = "C0OPS0001"
 
 
 async def _three_changes(bot: BotUnderTest) -> None:
-    await bot.command("/flag", "preset ivy-v2 emergency", user=OWNER)  # 1
-    await bot.command("/flag", "set AI_RATE_LIMIT_PER_MIN 120", user=OWNER)  # 2
-    await bot.command("/flag", "off MIRA_MODE_COMMAND_ENABLED", user=OWNER)  # 3
-    await bot.settle()
+    for text in ("preset ivy-v2 emergency", "set AI_RATE_LIMIT_PER_MIN 120", "off MIRA_MODE_COMMAND_ENABLED"):
+        await bot.command("/flag", text, user=OWNER)  # changes 1, 2, 3
+        await bot.settle()
 
 
 async def test_history_shows_who_when_before_after_change_number_and_revert(
@@ -77,7 +76,7 @@ async def test_history_keeps_within_slacks_limits_for_many_changes(
 ) -> None:
     for value in range(31, 56):  # 25 changes
         await bot.command("/flag", f"set AI_BURST_LIMIT {value % 100}", user=OWNER)
-    await bot.settle()
+        await bot.settle()
     await bot.command("/flag", "history ivy-v2 500", user=OWNER)
     await bot.settle()
     answer = bot.slack.calls_to("response_url")[-1]

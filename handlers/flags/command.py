@@ -106,7 +106,11 @@ async def change_flags(request: ChangeFlags, ctx: CommandContext) -> None:
         already = ", ".join(f"`{i.flag.name}` is already {i.before.display()}" for i in unchanged)
         await ctx.reply.ephemeral(f"Nothing to change on {request.service.display_name}: {already}.")
         return
-    risky = any(item.flag.risk == "high" for item in items)
+    # A rollout stage re-enables its risky flag step by step: each stage is confirmed, whichever flags it moves.
+    rollout_flag = request.service.flag(request.service.rollout.flag) if request.service.rollout else None
+    risky = any(item.flag.risk == "high" for item in items) or (
+        request.kind == "rollout" and rollout_flag is not None and rollout_flag.risk == "high"
+    )
     change = await flag_changes.record_change(
         bot,
         request.service,
@@ -214,7 +218,9 @@ async def cancel(ctx: ActionContext) -> None:
 COMMAND = Command(
     name="/flag",
     description="List, read and change feature flags (owners only; risky flags need confirmation)",
-    usage_hint="list [service] | get FLAG | set FLAG VALUE | on FLAG | off FLAG | unset FLAG | preset | revert | history",
+    usage_hint=(
+        "list [service] | get FLAG | set FLAG VALUE | on FLAG | off FLAG | unset FLAG | preset | revert | history"
+    ),
     subcommands=(
         Subcommand("list", "list [service]", "every flag with its value, default, backend and last change"),
         Subcommand("get", "get FLAG", "one flag's value (FLAG or service:FLAG)"),

@@ -247,6 +247,8 @@ DANGEROUS_INVOCATIONS = {
 DANGEROUS_ACTIONS = {
     "flag_confirm": "{change}",
     "flag_cancel": "{change}",
+    "flag_revert_anyway": "{change}",
+    "flag_revert_skip": "{change}",
     "rollback_confirm": "{run}",
     "rollback_abort": "{run}",
     "rollback_retry": "{run}:1",
