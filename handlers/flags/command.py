@@ -6,7 +6,8 @@ needs the service's owners (fail closed: none configured, nobody may): the guard
 service a request or a click would change, and the platform checks its owners before `run`. Risky flags (MIRA_COPILOT_ENABLED, the
 provider switches) show what will change and wait for Confirm. The change itself goes through
 `handlers.flags.changes`, which audits it and makes it revertible; the service's alerts channel gets one line per
-change.
+change, naming the service. A change that would change nothing is answered so and recorded as nothing. Reverting
+(`handlers.flags.reverting`) asks about flags changed since; `history` and `preset [SERVICE]` only read.
 
 Runbooks: Mira §5 Feature Flag Management and Rollback step 4 (gradual re-enable); Ivy release runbook Feature
 Flag Controls and Emergency Rollback; Ivy on-call runbook Quick Fixes.
