@@ -89,5 +89,3 @@ async def rows(database_url: str, sql: str) -> list[tuple]:
 
 def secrets_path() -> str:
     return f"/v1/projects/{PROJECT}/secrets"
-
-
