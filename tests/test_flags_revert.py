@@ -42,7 +42,7 @@ async def test_a_revert_that_would_overwrite_a_later_change_shows_the_conflict_a
     text = blocks_text(question.blocks)
     assert "Reverting change 1 would overwrite later changes" in text
     assert f"`AI_RATE_LIMIT_PER_MIN` was changed since by change 2 by <@{OWNER}>: it is *120* now" in text
-    assert "the revert would set its default" in text
+    assert "the revert would set its default (60)" in text
     assert (
         "Put back either way: IVY_MODAL_HEURISTICS false → true (default), AI_BURST_LIMIT 5 → 10 (default)."
         in text

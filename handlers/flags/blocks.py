@@ -242,7 +242,12 @@ def render_conflict(
         )
         lines.append(
             f"• `{item.flag.name}` was changed since by {since}: it is *{mrkdwn.escape(conflict['now'])}* now; "
-            f"the revert would set {mrkdwn.escape(item.after if item.after is not None else 'its default')}"
+            f"the revert would set "
+            + (
+                mrkdwn.escape(item.after)
+                if item.after is not None
+                else f"its default ({to_wire(item.flag.default)})"
+            )
         )
     clean = [
         mrkdwn.escape(item.describe()) for item in change.items if item.flag.name not in change.conflicts
