@@ -23,10 +23,17 @@ from pydantic import Field, ValidationError, model_validator
 from bot.catalog.base import _ENV_REF, CatalogError, Channels, Owners, RunbookRef, _Model, missing_env
 from bot.catalog.flags import Flag, FlagStore, FlagValue, Preset, Rollout
 from bot.catalog.handoff import ChecklistItem, Evidence, Handoff, reminder_offset
-from bot.catalog.next_steps import NextStep, NextSteps, RunbookSection, check_step_command, section_url
+from bot.catalog.next_steps import (
+    NextStep,
+    NextSteps,
+    RunbookSection,
+    runbook_of,
+    section_url,
+)
 from bot.catalog.operations import DeployHook, LatencySource, Objective, RollbackPlan, RollbackStep
 from bot.catalog.probes import HttpProbe, PostgresProbe, Probe, RedisProbe, TcpProbe
 from bot.catalog.service import Escalation, EscalationLevel, PagerDutyRefs, Service
+from bot.catalog.step_checks import check_step_command
 
 __all__ = [
     "BUNDLED_CATALOG",
@@ -63,6 +70,7 @@ __all__ = [
     "load_catalog",
     "missing_env",
     "reminder_offset",
+    "runbook_of",
     "section_url",
 ]
 

@@ -5,7 +5,7 @@ A step is either a command the bot runs as if the clicking engineer had typed it
 the buttons under `/latency`, `/health` and an incident's root say what the service's own runbook says, and a
 reviewer checks them against the runbook line by line.
 
-The commands are checked when the catalog loads (`check_step_command`, called by `Catalog`), so a button never
+The commands are checked when the catalog loads (step_checks.py, called by `Catalog`), so a button never
 offers a preset or a plan that does not exist: the registry that runs them is not known here, so the check covers
 what the catalog itself can answer (services, presets, plans, flags) and which commands a step may name.
 """
@@ -13,19 +13,11 @@ what the catalog itself can answer (services, presets, plans, flags) and which c
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from bot.catalog.base import _Model, missing_env
+from bot.catalog.base import RunbookRef, _Model, missing_env
 
-if TYPE_CHECKING:
-    from bot.catalog.base import RunbookRef
-    from bot.catalog.service import Service
-
-#: The commands a step may run. A step is a shortcut for typing: the command still parses, guards and confirms.
-STEP_COMMANDS = ("/flag", "/rollback", "/restart", "/health", "/latency", "/oncall")
 _ANCHOR_DROP = re.compile(r"[^\w\- ]", re.UNICODE)
 
 
@@ -104,44 +96,8 @@ def section_url(runbooks: list[RunbookRef], section: RunbookSection) -> str | No
     return f"{base}#{section.anchor or anchor(section.section)}"
 
 
-def check_step_command(service: Service, command: str, find: Callable[[str], Service | None]) -> str | None:
-    """What is wrong with a step's command, or None. `find` is the catalog's `find` (a name or alias → Service),
-    so a step may name another service. `/restart` is checked loosely (the service exists): its plans are the
-    restart capability's business."""
-    words = command.split()
-    name, args = words[0].lower(), words[1:]
-    if name not in STEP_COMMANDS:
-        return f"next step `{command}`: a step runs one of {', '.join(STEP_COMMANDS)}"
-
-    target = find
-    if name == "/flag":
-        if len(args) == 3 and args[0] == "preset":
-            other = target(args[1])
-            if other is None:
-                return f"next step `{command}` names unknown service {args[1]}"
-            if args[2] not in {preset.name for preset in other.presets}:
-                return f"next step `{command}` names unknown preset {args[2]} of {other.name}"
-            return None
-        if len(args) >= 2 and args[0] in ("set", "on", "off", "unset"):
-            owner, _, flag_name = args[1].rpartition(":")
-            other = target(owner) if owner else service
-            if other is None or other.flag(flag_name) is None:
-                return f"next step `{command}` names unknown flag {args[1]}"
-            return None
-        return f"next step `{command}`: a /flag step is `preset SERVICE NAME` or `set|on|off|unset FLAG …`"
-    if name in ("/rollback", "/restart"):
-        if not args or (other := target(args[0])) is None:
-            return f"next step `{command}` names no known service"
-        if name == "/rollback" and len(args) > 1 and args[1] not in {p.name for p in other.rollback_plans}:
-            return f"next step `{command}` names unknown rollback plan {args[1]} of {other.name}"
-        return None
-    if args and name in ("/health", "/latency") and target(args[0]) is None:
-        return f"next step `{command}` names unknown service {args[0]}"
-    return None
-
-
-def check_step_runbook(service: Service, step: NextStep) -> str | None:
+def check_step_runbook(runbooks: list[RunbookRef], step: NextStep) -> str | None:
     assert step.runbook is not None
-    if runbook_of(service.runbooks, step.runbook) is None:
-        return f"next step {step.title!r} names runbook {step.runbook.file or '(first)'}, which {service.name} lacks"
+    if runbook_of(runbooks, step.runbook) is None:
+        return f"next step {step.title!r} names runbook {step.runbook.file or '(first)'}, which the service lacks"
     return None

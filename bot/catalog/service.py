@@ -91,7 +91,7 @@ class Service(_Model):
                         f"rollback plan {plan.name} names unknown rollout stage {step.rollout_stage}"
                     )
         for next_step in self.next_steps.all():
-            if next_step.runbook is not None and (problem := check_step_runbook(self, next_step)):
+            if next_step.runbook is not None and (problem := check_step_runbook(self.runbooks, next_step)):
                 raise ValueError(problem)
         return self
 
