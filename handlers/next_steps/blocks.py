@@ -19,7 +19,7 @@ RUN_ACTION = "next_step.run"
 LINK_ACTION = "next_step.link"
 #: Slack: a button's value is at most 2,000 characters, its text 75, an action_id 255.
 VALUE_CHARS = 2000
-_KEY = re.compile(r"[^A-Za-z0-9_-]")
+_KEY = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 def run_button(label: str, command: str, *, key: str = "", style: str | None = None) -> dict[str, Any]:
