@@ -9,6 +9,10 @@ Why not Bolt's lazy listeners: Bolt deep-copies the whole request for each of th
 of the ack path's CPU in the ack benchmark (docs/PERFORMANCE.md), for a mechanism built for FaaS; this is a
 long-running server, where starting a task after the ack is all that is needed.
 
+A next-step button (handlers/next_steps) runs a command line as if the clicking user typed it: its action is given
+`ActionContext.run_command`, which takes the line through `prepare_command` and `start_command` like `on_command`
+does, so a command clicked and a command typed cannot behave differently (guards included).
+
 A dangerous command or button runs behind its guard (`guarded`): after the ack, before `run`, its check (the
 service's owners, audited and answered on refusal: bot/permissions.py::enforce) decides; refused, `run` never
 starts. The registry refuses a dangerous command without a guard, so none reaches `run` unchecked.

@@ -82,7 +82,9 @@ def test_usage_line_prefers_the_subcommand_the_handler_names() -> None:
         subcommands=(Subcommand("a", "a X", "does a"), Subcommand("b", "b Y", "does b")),
     )
     assert command.usage_line(None, "b oops") == "`/demo b Y` — does b"
-    assert command.usage_line("a", "b oops") == "`/demo a X` — does a", "the handler knows better than the text"
+    assert command.usage_line("a", "b oops") == "`/demo a X` — does a", (
+        "the handler knows better than the text"
+    )
     assert command.usage_line(None, "zzz") == "`/demo a X | b Y` — A demo (`/demo help` for each form)"
     assert UsageError("x", subcommand="a").subcommand == "a"
 

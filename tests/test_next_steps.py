@@ -104,7 +104,11 @@ def test_ivy_ai_assistant_and_fa_read_their_alerts_channel_and_fall_back_when_un
     mira = unset.find("mira")
     assert mira is not None and mira.channels.alerts == "#mira-copilot-alerts"
 
-    env = {"IVY_ALERTS_CHANNEL": "#ivy-alerts", "AI_ASSISTANT_ALERTS_CHANNEL": "C0ASSIST1", "FA_ALERTS_CHANNEL": " "}
+    env = {
+        "IVY_ALERTS_CHANNEL": "#ivy-alerts",
+        "AI_ASSISTANT_ALERTS_CHANNEL": "C0ASSIST1",
+        "FA_ALERTS_CHANNEL": " ",
+    }
     own = load_catalog(env=env)
     assert [own.find(n).channels.alerts for n in ("ivy", "assistant", "fa")] == [  # type: ignore[union-attr]
         "#ivy-alerts",
@@ -133,7 +137,11 @@ def _catalog_with(tmp_path: Path, service: str, situation: str, step: dict[str, 
         ("fa-ai-system", {"title": "x", "command": "/deploy fa"}, "a step runs one of /flag"),
         ("fa-ai-system", {"title": "x", "command": "restart fa"}, "starts with `/`"),
         ("fa-ai-system", {"title": "x"}, "exactly one of `command` or `runbook`"),
-        ("fa-ai-system", {"title": "x", "runbook": {"section": "P0", "file": "nope.md"}}, "names runbook nope.md"),
+        (
+            "fa-ai-system",
+            {"title": "x", "runbook": {"section": "P0", "file": "nope.md"}},
+            "names runbook nope.md",
+        ),
     ],
 )
 def test_a_step_that_names_what_does_not_exist_is_refused_at_load(
@@ -147,7 +155,9 @@ def test_a_step_that_names_what_does_not_exist_is_refused_at_load(
 def test_restart_steps_are_checked_loosely_and_cross_service_presets_resolve(tmp_path: Path) -> None:
     path = _catalog_with(tmp_path, "fa-ai-system", "incident", {"title": "x", "command": "/restart fa"})
     assert load_catalog(path, env={}).find("fa") is not None
-    path = _catalog_with(tmp_path, "mira-copilot", "down", {"title": "x", "command": "/flag preset ivy emergency"})
+    path = _catalog_with(
+        tmp_path, "mira-copilot", "down", {"title": "x", "command": "/flag preset ivy emergency"}
+    )
     assert load_catalog(path, env={}).find("mira") is not None
 
 
@@ -174,8 +184,9 @@ def test_runbook_sections_link_to_github_anchors_only_when_the_url_is_set() -> N
 
 
 async def _html_503(request: Request) -> Response:
-    return Response("<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", 503,
-                    media_type="text/html")
+    return Response(
+        "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", 503, media_type="text/html"
+    )
 
 
 @pytest.fixture
@@ -211,7 +222,9 @@ async def test_a_down_service_shows_its_answer_and_its_runbook_next_steps(
     assert "HTTP 503 (expected 200) · answered `status: unhealthy, healthy_targets: 0" in text
     assert "hunter2" not in text and "api_token" not in text, "credential-like fields are left out"
     assert "&lt;!channel&gt; all targets gone" in text and "<!channel>" not in text
-    assert "HTTP 503 (expected 200)" in text and "<html>" not in text and "503 Service Temporarily" not in text
+    assert (
+        "HTTP 503 (expected 200)" in text and "<html>" not in text and "503 Service Temporarily" not in text
+    )
     steps = _steps(post.blocks)
     assert [(b["text"]["text"], b.get("value"), b.get("url")) for b in steps] == [
         ("Roll back (blue-green)", "/rollback fa-ai-system blue-green", None),
@@ -240,7 +253,10 @@ async def test_a_down_service_shows_its_answer_and_its_runbook_next_steps(
 async def test_a_latency_breach_offers_the_runbook_steps_for_what_breached(
     settings: Settings, slack: RecordingSlackServer, database_url: str
 ) -> None:
-    env = {"IVY_DATABASE_URL": database_url, "IVY_ONCALL_RUNBOOK_URL": f"{RUNBOOK_URL}/ivy-v2-oncall-runbook.md"}
+    env = {
+        "IVY_DATABASE_URL": database_url,
+        "IVY_ONCALL_RUNBOOK_URL": f"{RUNBOOK_URL}/ivy-v2-oncall-runbook.md",
+    }
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(
             "CREATE TABLE ai_router_events (query_kind text, latency_ms integer, success boolean, "
@@ -282,7 +298,9 @@ async def test_an_incident_root_carries_its_services_next_steps(
     settings = settings.model_copy(update={"pagerduty_webhook_secrets": [SecretStr(PD_SECRET)]})
     catalog = load_catalog(env={"IVY_ALERTS_CHANNEL": "#ivy-alerts"})
     start = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
-    incident = pd.incident(id="PIVY001", number=7, service_id="PSVCIVY", service_name="Ivy v2", created_at=start)
+    incident = pd.incident(
+        id="PIVY001", number=7, service_id="PSVCIVY", service_name="Ivy v2", created_at=start
+    )
     payload = pd.event("incident.triggered", incident, occurred_at=start, event_id="ivy-1")
     body = pd.body(payload)
     async with running_bot(settings, catalog, slack) as bot:
@@ -307,8 +325,9 @@ async def test_an_incident_root_carries_its_services_next_steps(
         ("Apply preset emergency", "/flag preset ivy-v2 emergency"),
         ("Roll back (immediate)", "/rollback ivy-v2 immediate"),
     ]
-    assert "`ivy-v2-oncall-runbook.md` § 🚨 Critical Alerts (set IVY_ONCALL_RUNBOOK_URL to link it)" in blocks_text(
-        attachment["blocks"]
+    assert (
+        "`ivy-v2-oncall-runbook.md` § 🚨 Critical Alerts (set IVY_ONCALL_RUNBOOK_URL to link it)"
+        in blocks_text(attachment["blocks"])
     )
     assert "#mira-copilot-alerts" not in [c.channel for c in roots]
 
@@ -341,7 +360,9 @@ async def test_a_double_click_runs_the_step_once(bot: BotUnderTest) -> None:
 async def test_a_bad_command_on_a_button_gets_the_same_short_usage_as_typed(bot: BotUnderTest) -> None:
     await _click(bot, "next_step.run", "/latency ivy-v2 2h")
     [answer_text] = _answers(bot)
-    assert answer_text.startswith("`/latency ivy-v2 2h` — :grey_question: window must be one of 5m, 1h, 24h, 7d")
+    assert answer_text.startswith(
+        "`/latency ivy-v2 2h` — :grey_question: window must be one of 5m, 1h, 24h, 7d"
+    )
     assert "Did you mean `1h`?" in answer_text
     assert answer_text.count("Usage:") == 1 and answer_text.count("\n") == 2
     assert bot.slack.calls_to("chat.postMessage") == []
@@ -380,7 +401,9 @@ async def test_a_dangerous_step_clicked_is_still_guarded(bot: BotUnderTest, data
 async def _restart_guard(request: str, ctx: CommandContext) -> OwnersCheck | None:
     service = ctx.bot.catalog.find(request)
     assert service is not None
-    return OwnersCheck(service, f"restart {service.display_name}", "restart.refused", service.name, on_call_may=True)
+    return OwnersCheck(
+        service, f"restart {service.display_name}", "restart.refused", service.name, on_call_may=True
+    )
 
 
 async def _restart_run(request: str, ctx: CommandContext) -> None:
@@ -400,15 +423,21 @@ RESTART = Command(
 
 
 @pytest.fixture
-async def restart_bot(settings: Settings, catalog: Catalog, slack: RecordingSlackServer) -> AsyncIterator[BotUnderTest]:
+async def restart_bot(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> AsyncIterator[BotUnderTest]:
     registry = build_registry()
     registry.add(RESTART)
     admins = settings.model_copy(update={"bot_admins": [ADMIN]})
-    async with running_bot(admins, catalog, slack, dataclasses.replace(capabilities(), registry=registry)) as bot:
+    async with running_bot(
+        admins, catalog, slack, dataclasses.replace(capabilities(), registry=registry)
+    ) as bot:
         yield bot
 
 
-async def test_a_restart_button_of_another_capability_runs_behind_its_guard(restart_bot: BotUnderTest) -> None:
+async def test_a_restart_button_of_another_capability_runs_behind_its_guard(
+    restart_bot: BotUnderTest,
+) -> None:
     bot = restart_bot
     await _click(bot, "next_step.run", "/restart ai-assistant", user=USER)
     assert _answers(bot)[0] == "`/restart ai-assistant` — Restarting ai-assistant…"

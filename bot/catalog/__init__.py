@@ -100,7 +100,9 @@ class Catalog(_Model):
         """Every next step's command names presets, plans and flags that exist (a step may name any service)."""
         for service in self.services:
             for step in service.next_steps.all():
-                if step.command is not None and (problem := check_step_command(service, step.command, self.find)):
+                if step.command is not None and (
+                    problem := check_step_command(service, step.command, self.find)
+                ):
                     raise ValueError(f"{service.name}: {problem}")
         return self
 

@@ -148,7 +148,8 @@ def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, 
             buttons.append(_button("Acknowledge", ACK_ACTION, view.id, "primary"))
         buttons.append(_button("Resolve", RESOLVE_ACTION, view.id))
         buttons.append(_button("Add note", NOTE_ACTION, view.id))
-        if view.service is not None:  # the runbook's next steps for an incident (catalog `next_steps.incident`)
+        # The runbook's next steps for an incident (catalog `next_steps.incident`), above the PagerDuty buttons.
+        if view.service is not None:
             blocks.extend(next_step_blocks(view.service, view.service.next_steps.incident))
         blocks.append({"type": "actions", "elements": buttons})
     attachments = [{"color": COLOURS.get(status, "#868686"), "blocks": blocks, "fallback": root_text(view)}]
