@@ -24,20 +24,21 @@ def _scalar(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _fields(document: dict[str, Any], prefix: str = "") -> list[str]:
-    """`key: value` for a JSON object's scalar fields, and one level of nested objects (`checks.db: down`)."""
+def _fields(document: dict[str, Any], known: str | None, prefix: str = "") -> list[str]:
+    """`key: value` for a JSON object's scalar fields, and one level of nested objects (`checks.db: down`);
+    not the `known` field (the probe's `json_field`, whose value the probe's detail already quotes)."""
     parts = []
     for key, value in document.items():
-        if _SECRET_KEY.search(str(key)):
+        if _SECRET_KEY.search(str(key)) or f"{prefix}{key}" == known:
             continue
         if isinstance(value, _SCALARS):
             parts.append(f"{prefix}{key}: {_scalar(value)}")
         elif isinstance(value, dict) and not prefix:
-            parts.extend(_fields(value, f"{key}."))
+            parts.extend(_fields(value, known, f"{key}."))
     return parts
 
 
-def body_summary(response: httpx.Response) -> str:
+def body_summary(response: httpx.Response, known: str | None = None) -> str:
     """What a failing health answer says, in one short line: a JSON object's fields (FA's ALB check answers
     `{"status": "unhealthy", "healthy_targets": 0}` with its 503, the P0 "Zero healthy targets"), or a short
     plain-text body; nothing for an HTML error page, a long text or an empty body."""
@@ -46,7 +47,7 @@ def body_summary(response: httpx.Response) -> str:
     except (ValueError, UnicodeDecodeError):
         document = _MISSING
     if isinstance(document, dict):
-        summary = ", ".join(_fields(document))
+        summary = ", ".join(_fields(document, known))
     elif document is not _MISSING:
         summary = json.dumps(document, ensure_ascii=False)
     else:

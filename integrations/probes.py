@@ -247,7 +247,9 @@ async def http_probe(
         else:
             status, detail = ProbeStatus.OK, f"HTTP {response.status_code}"
         if status is not ProbeStatus.OK:
-            body = body_summary(response)
+            # The judged field is left out when the detail already quotes it (the status code was the expected one).
+            quoted = json_field if response.status_code == expect_status else None
+            body = body_summary(response, quoted)
     except Exception as exc:
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
             status, detail = ProbeStatus.DOWN, "invalid URL"
