@@ -30,6 +30,7 @@ from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
 from handlers.capabilities import build_registry, capabilities
 from handlers.next_steps import next_step_blocks
+from integrations.flag_table import PostgresFlagTable
 from stand_ins.recording_slack import TEAM_ID, RecordingSlackServer
 from tests import pd_payloads as pd
 from tests.harness import CHANNEL, USER, BotUnderTest, answer, blocks_text, fake_service, running_bot
@@ -448,3 +449,22 @@ async def test_a_restart_button_of_another_capability_runs_behind_its_guard(
     [post] = bot.slack.calls_to("chat.postMessage")
     assert post.text == f"Restarting ai-assistant (requested by <@{ADMIN}>)"
     assert post.channel == CHANNEL
+
+
+async def test_an_allowed_click_applies_the_preset_and_announces_it_in_ivys_own_alerts_channel(
+    settings: Settings, slack: RecordingSlackServer, database_url: str
+) -> None:
+    """The Ivy BREACH's first step, clicked by an admin: the preset is applied as typed, and the announcement goes
+    to IVY_ALERTS_CHANNEL, not the bot-wide #mira-copilot-alerts."""
+    await PostgresFlagTable(database_url, "feature_flags").ensure_table()
+    catalog = load_catalog(env={"IVY_DATABASE_URL": database_url, "IVY_ALERTS_CHANNEL": "#ivy-alerts"})
+    admins = settings.model_copy(update={"bot_admins": [ADMIN]})
+    async with running_bot(admins, catalog, slack) as bot:
+        await _click(bot, "next_step.run.ivy-v2.1", "/flag preset ivy-v2 emergency", user=ADMIN)
+    assert _answers(bot)[0] == "`/flag preset ivy-v2 emergency` — Checking preset `emergency` on Ivy v2…"
+    [announcement] = slack.calls_to("chat.postMessage")
+    assert announcement.channel == "#ivy-alerts"
+    assert announcement.text.startswith(f"<@{ADMIN}> applied preset emergency on Ivy v2")
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = await (await conn.execute("SELECT name, value FROM feature_flags ORDER BY name")).fetchall()
+    assert [name for name, _ in rows] == ["AI_BURST_LIMIT", "AI_RATE_LIMIT_PER_MIN", "IVY_MODAL_HEURISTICS"]
