@@ -219,7 +219,9 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             reply.ephemeral,
         )
 
-    def command_runner(body: dict[str, Any], respond: AsyncRespond, channel_id: str, user_id: str) -> Any:
+    def command_runner(
+        body: dict[str, Any], respond: AsyncRespond, channel_id: str, user_id: str
+    ) -> Callable[[str], Awaitable[None]]:
         """`run_command` for a click: the line goes through the same path as a typed command (prepare_command's
         parse and ack answer, then start_command's guard and work), answering where the button is — its
         thread, when it is in one. The ack's answer is ephemeral, as a typed command's is. Nothing a command
