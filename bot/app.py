@@ -9,6 +9,10 @@ Why not Bolt's lazy listeners: Bolt deep-copies the whole request for each of th
 of the ack path's CPU in the ack benchmark (docs/PERFORMANCE.md), for a mechanism built for FaaS; this is a
 long-running server, where starting a task after the ack is all that is needed.
 
+A next-step button (handlers/next_steps) runs a command line as if the clicking user typed it: its action is given
+`ActionContext.run_command`, which takes the line through `prepare_command` and `start_command` like `on_command`
+does, so a command clicked and a command typed cannot behave differently (guards included).
+
 A dangerous command or button runs behind its guard (`guarded`): after the ack, before `run`, its check (the
 service's owners, audited and answered on refusal: bot/permissions.py::enforce) decides; refused, `run` never
 starts. The registry refuses a dangerous command without a guard, so none reaches `run` unchecked.
@@ -53,22 +57,23 @@ class _ExpectedClientWarning(logging.Filter):
 logging.getLogger("slack_bolt.AsyncApp").addFilter(_ExpectedClientWarning())
 
 
-def usage_reply(command: Command, error: UsageError) -> str:
+def usage_reply(command: Command, error: UsageError, text: str = "") -> str:
     """A usage error quotes what the user typed (decoded on parse), so the whole message is escaped here, once:
-    the handlers' own wording in it is plain text too."""
+    the handlers' own wording in it is plain text too. Short: the one usage line that applies, not the block."""
     lines = [f":grey_question: {mrkdwn.escape(_clip_quotes(error.message))}"]
     if error.suggestion:
         lines.append(f"Did you mean `{mrkdwn.escape(error.suggestion)}`?")
-    lines.append("Usage: " + (command.usage if error.usage is None else command.usage_line(error.usage)))
+    lines.append("Usage: " + command.usage_line(error.subcommand, text))
     return "\n".join(lines)
 
 
 def unknown_command_reply(name: str, registry: CommandRegistry) -> str:
     suggestion = registry.suggest(name)
     lines = [f":grey_question: I don't know the command {mrkdwn.escape(_quote(name))}."]
-    if suggestion:
-        lines.append(f"Did you mean `{suggestion}`?")
-    lines.append(registry.help_text())
+    suggested = registry.get(suggestion) if suggestion else None
+    if suggested is not None:
+        lines.append(f"Did you mean `{suggested.name}`? {suggested.head}")
+    lines.append("`/help` lists every command.")
     return "\n".join(lines)
 
 
@@ -119,7 +124,7 @@ def _acknowledge(
     try:
         parsed = command.parse(text, bot.catalog)
     except UsageError as error:
-        return usage_reply(command, error), None
+        return usage_reply(command, error, text), None
     return command.acknowledge(parsed, bot.catalog), (command, parsed)
 
 
@@ -201,6 +206,10 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             user_id=invocation.user_id,
             respond=redacting(respond),
         )
+        start_command(command, parsed, invocation, reply)
+
+    def start_command(command: Command, parsed: Any, invocation: Invocation, reply: Reply) -> None:
+        """A parsed command's post-ack work, behind its guard: typed, or run from a next-step button."""
         assert command.run is not None
         run, guard, ctx = command.run, command.guard, CommandContext(bot, invocation, reply)
         check = (lambda: guard(parsed, ctx)) if guard is not None else None
@@ -210,6 +219,46 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             reply.ephemeral,
         )
 
+    def command_runner(
+        body: dict[str, Any], respond: AsyncRespond, channel_id: str, user_id: str
+    ) -> Callable[[str], Awaitable[None]]:
+        """`run_command` for a click: the line goes through the same path as a typed command (prepare_command's
+        parse and ack answer, then start_command's guard and work), answering where the button is — its
+        thread, when it is in one. The ack's answer is ephemeral, as a typed command's is. Nothing a command
+        answers may replace the message the button is on (a /health report, an incident root)."""
+        message = body.get("message") or {}
+        thread_ts = message.get("thread_ts") or (body.get("container") or {}).get("thread_ts")
+
+        async def never_replacing(**kwargs: Any) -> Any:
+            return await respond(**{**kwargs, "replace_original": False})
+
+        async def run_command(line: str) -> None:
+            name, _, text = line.strip().partition(" ")
+            text = text.strip()
+            answer, runnable = prepare_command(registry, bot, name, text)
+            reply = Reply(
+                bot.slack,
+                channel_id=channel_id,
+                user_id=user_id,
+                respond=redacting(never_replacing),  # type: ignore[arg-type]
+                thread_ts=thread_ts,
+            )
+            await reply.ephemeral(bounded(f"{mrkdwn.escape(_quote(line.strip()))} — {answer}"))
+            if runnable is None:
+                return
+            command, parsed = runnable
+            invocation = Invocation(
+                command=command.name,
+                text=text,
+                user_id=user_id,
+                channel_id=channel_id,
+                team_id=(body.get("team") or {}).get("id"),
+                trigger_id=body.get("trigger_id"),
+            )
+            start_command(command, parsed, invocation, reply)
+
+        return run_command
+
     async def on_action(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         action = (body.get("actions") or [{}])[0]
@@ -218,7 +267,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
         channel_id = (body.get("channel") or {}).get("id") or container.get("channel_id", "")
         user_id = (body.get("user") or {}).get("id", "")
         reply = Reply(bot.slack, channel_id=channel_id, user_id=user_id, respond=redacting(respond))
-        spec = registry.actions.get(action_id)
+        spec = registry.action_for(action_id)
         if spec is None:
             log.warning("unknown action", extra={"action_id": action_id})
             bot.background.start(
@@ -236,6 +285,7 @@ def build_bolt_app(bot: BotContext, registry: CommandRegistry) -> AsyncApp:
             value=action.get("value"),
             reply=reply,
             payload=body,
+            run_command=command_runner(body, respond, channel_id, user_id),
         )
         action_guard = spec.guard
         check = (lambda: action_guard(ctx)) if action_guard is not None else None

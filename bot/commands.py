@@ -33,14 +33,14 @@ if TYPE_CHECKING:
 class UsageError(Exception):
     """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally.
 
-    `usage` narrows the usage shown to the one line that applies: a subcommand's name (its line), or "" (the
-    command's one-line summary). None shows the whole block."""
+    The usage shown is the ONE line that applies (`Command.usage_line`): the `subcommand` in question when the
+    handler names it, else the subcommand the text starts with, else the command's own line."""
 
-    def __init__(self, message: str, *, suggestion: str | None = None, usage: str | None = None) -> None:
+    def __init__(self, message: str, *, suggestion: str | None = None, subcommand: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.suggestion = suggestion
-        self.usage = usage
+        self.subcommand = subcommand
 
 
 @dataclass(frozen=True)
@@ -101,19 +101,32 @@ class Command:
         return self.run is not None
 
     @property
-    def usage(self) -> str:
-        """The usage block shown on bad input and in help."""
+    def head(self) -> str:
+        """The command's own usage line: `/health [service]` — what it does."""
         head = f"`{self.name} {self.usage_hint}`" if self.usage_hint else f"`{self.name}`"
-        lines = [f"{head} — {self.description}"]
+        return f"{head} — {self.description}"
+
+    @property
+    def usage(self) -> str:
+        """The whole usage block, for `/COMMAND help`."""
+        lines = [self.head]
         lines += [f"    `{self.name} {sub.usage}` — {sub.summary}" for sub in self.subcommands]
         return "\n".join(lines)
 
-    def usage_line(self, subcommand: str) -> str:
-        """The one usage line for `subcommand`; the command's head line when it names none of them."""
-        sub = next((s for s in self.subcommands if s.name == subcommand), None)
+    def subcommand(self, word: str | None) -> Subcommand | None:
+        wanted = (word or "").strip().lower()
+        return next((sub for sub in self.subcommands if sub.name == wanted), None)
+
+    def usage_line(self, subcommand: str | None = None, text: str = "") -> str:
+        """The one usage line that applies to a bad `text`: the named subcommand's, else that of the subcommand the
+        text starts with, else the command's own, with a pointer to the rest when there is more."""
+        first = text.split()[0] if text.split() else None
+        sub = self.subcommand(subcommand) or self.subcommand(first)
         if sub is not None:
             return f"`{self.name} {sub.usage}` — {sub.summary}"
-        return self.usage.splitlines()[0]
+        if self.subcommands:
+            return f"{self.head} (`{self.name} help` for each form)"
+        return self.head
 
 
 @dataclass(frozen=True)
@@ -170,20 +183,70 @@ class CommandRegistry:
     def get(self, name: str) -> Command | None:
         return self.commands.get(name.strip().lower())
 
+    def action_for(self, action_id: str) -> Action | None:
+        """The action for a clicked `action_id`: registered exactly, or as a dotted prefix (`next_step.run`
+        answers `next_step.run.ivy-v2.1`), because Slack wants action_ids unique within a block and one message
+        may carry several buttons of one action. The longest registered prefix wins."""
+        exact = self.actions.get(action_id)
+        if exact is not None:
+            return exact
+        parts = action_id.split(".")
+        for end in range(len(parts) - 1, 0, -1):
+            found = self.actions.get(".".join(parts[:end]))
+            if found is not None:
+                return found
+        return None
+
     def suggest(self, name: str) -> str | None:
         match = difflib.get_close_matches(name.strip().lower(), self.commands, n=1, cutoff=0.5)
         return match[0] if match else None
 
     def help_text(self) -> str:
-        """Every command with its usage; what `help` and an unknown command show."""
-        lines = ["*Commands*"]
+        """The bot's help: every command on one line, then where to read more; what `/help` answers."""
+        lines = ["*Mira Bot commands*"]
         for command in self.commands.values():
-            if command.available:
-                lines.append(command.usage)
-            else:
-                head = command.usage.splitlines()[0]
-                lines.append(f"{head} _(not available yet)_")
+            lines.append(command.head + ("" if command.available else " _(not available yet)_"))
+        lines += [
+            "",
+            "`/COMMAND help` shows a command's forms and examples (`/flag help`).",
+            "Buttons under a /latency breach, a down service in /health and an incident run the runbook's next "
+            "steps: the same command, with the same permission checks, as if you typed it.",
+            "Services, owners, channels and runbooks come from the service catalog (README → The service catalog).",
+        ]
         return "\n".join(lines)
+
+    def help_command(self) -> Command:
+        """`/help [command]`: this registry's help, or one command's usage. Answered in the ack (pure: the
+        registry is in memory), so there is nothing to do after it."""
+
+        def parse(text: str, catalog: Catalog) -> Command | None:
+            word = text.strip().split()[0] if text.strip() else ""
+            if not word:
+                return None
+            command = self.get(word if word.startswith("/") else f"/{word}")
+            if command is None:
+                suggestion = self.suggest(word if word.startswith("/") else f"/{word}")
+                raise UsageError(
+                    f"I don't know the command `{word}`.",
+                    suggestion=f"/help {suggestion}" if suggestion else None,
+                )
+            return command
+
+        def acknowledge(command: Command | None, catalog: Catalog) -> str:
+            return self.help_text() if command is None else command.usage
+
+        async def nothing_after_the_ack(command: Command | None, ctx: CommandContext) -> None:
+            """The help was the ack's answer."""
+
+        return Command(
+            name="/help",
+            description="Every Mira Bot command on one line, and where to read more",
+            usage_hint="[command]",
+            examples=("/help", "/help flag"),
+            parse=parse,
+            acknowledge=acknowledge,
+            run=nothing_after_the_ack,
+        )
 
 
 def did_you_mean(word: str, choices: list[str]) -> str | None:

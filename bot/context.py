@@ -5,7 +5,7 @@ Handlers see these plain objects only; nothing here knows about HTTP, signatures
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,6 +79,9 @@ class ActionContext:
     value: str | None
     reply: Reply
     payload: dict[str, Any] = field(default_factory=dict)
+    #: Runs a command line ("/flag preset ivy-v2 emergency") as if the clicking user typed it where the button
+    #: is: the registry's parse, ack answer, guard and post-ack work (bot/app.py). Set by the platform.
+    run_command: Callable[[str], Awaitable[None]] | None = None
 
 
 @dataclass

@@ -36,11 +36,15 @@ class Reply:
         channel_id: str,
         user_id: str,
         respond: AsyncRespond | None = None,
+        thread_ts: str | None = None,
     ) -> None:
         self.slack = slack
         self.channel_id = channel_id
         self.user_id = user_id
         self._respond = respond
+        #: The thread answers in `channel_id` go to by default: a command run from a button in a thread answers
+        #: in that thread. Posts to another channel never inherit it.
+        self.thread_ts = thread_ts
 
     async def post(
         self,
@@ -52,6 +56,8 @@ class Reply:
     ) -> PostedMessage | None:
         """Post visibly; None when the message could only be shown to the user (the bot cannot post there)."""
         target = channel or self.channel_id
+        if thread_ts is None and target == self.channel_id:
+            thread_ts = self.thread_ts
         try:
             return await self._post(target, text, blocks, thread_ts)
         except SlackApiError as exc:

@@ -22,6 +22,7 @@ from handlers.incidents import buttons as incident_buttons
 from handlers.incidents import pipeline, storm, threads, timers
 from handlers.incidents.model import RetryLater
 from handlers.latency import command as latency
+from handlers.next_steps import action as next_steps
 from handlers.oncall import command as oncall
 from handlers.rollback import command as rollback
 from handlers.rollback import run as rollback_run
@@ -36,6 +37,7 @@ def build_registry() -> CommandRegistry:
     registry.add(latency.COMMAND)
     registry.add(rollback.COMMAND)
     registry.add(oncall.COMMAND)
+    registry.add(registry.help_command())
     for action in (
         health.RERUN,
         *flags.ACTIONS,
@@ -43,6 +45,7 @@ def build_registry() -> CommandRegistry:
         handoff.TICK,
         handoff_pd_test.TEST,
         *rollback.ACTIONS,
+        *next_steps.ACTIONS,
     ):
         registry.add_action(action)
     for modal in incident_buttons.MODALS:

@@ -51,6 +51,7 @@ from integrations.postgres_errors import (
     timed_out,
     url_password,
 )
+from integrations.probe_bodies import body_summary
 from integrations.transport_errors import walk
 
 __all__ = [
@@ -76,11 +77,14 @@ class ProbeOutcome:
     ``latency_ms`` is the wall time of the probe, also when it failed (a refused
     connection is fast, a timeout is roughly the budget -- both are useful to see).
     ``detail`` is short and human, e.g. ``"HTTP 200"`` or ``"connection refused"``.
+    ``body`` is, for an HTTP probe that is not ok, the useful part of what the service answered
+    (``"status: unhealthy, healthy_targets: 0"``, see ``body_summary``); plain text, not escaped.
     """
 
     status: ProbeStatus
     latency_ms: float
     detail: str
+    body: str = ""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -226,6 +230,7 @@ async def http_probe(
     except Exception:
         host = None
     start = time.perf_counter()
+    body = ""
     try:
         async with asyncio.timeout(timeout):
             response = await client.request(
@@ -241,12 +246,18 @@ async def http_probe(
             status, detail = _judge_body(response, json_field, ok_values, degraded_values)
         else:
             status, detail = ProbeStatus.OK, f"HTTP {response.status_code}"
+        if status is not ProbeStatus.OK:
+            # The judged field is left out when the detail already quotes it (the status code was the expected one).
+            quoted = json_field if response.status_code == expect_status else None
+            body = body_summary(response, quoted)
     except Exception as exc:
         if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
             status, detail = ProbeStatus.DOWN, "invalid URL"
         else:
             status, detail = ProbeStatus.DOWN, _classify(exc, host=host, timeout=timeout)
-    return ProbeOutcome(status, _elapsed_ms(start), scrub_credentials(detail, secret))
+    return ProbeOutcome(
+        status, _elapsed_ms(start), scrub_credentials(detail, secret), scrub_credentials(body, secret)
+    )
 
 
 async def postgres_probe(dsn: str, *, timeout: float = 2.0) -> ProbeOutcome:  # noqa: ASYNC109

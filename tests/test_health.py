@@ -136,7 +136,7 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(
             [
                 "I don't understand `/oncall handof`",
                 "Did you mean `/oncall handoff`?",
-                "`/oncall [handoff | checklist]`",
+                "Usage: `/oncall handoff` — post this week's handoff checklist",
             ],
         ),
         ("/health", "help", ["`/health [service]` — Probe every service"]),

@@ -215,6 +215,26 @@ async def test_http_unexpected_status(client: httpx.AsyncClient, http_server: Ht
     assert outcome.detail == "HTTP 503 (expected 200)"
 
 
+async def test_a_failing_answer_is_summarised_for_the_on_call(
+    client: httpx.AsyncClient, http_server: HttpServer
+) -> None:
+    """/health shows what a failing service said (issue 14: FA's `healthy_targets: 0`): the JSON fields, or a short
+    text; not the field the detail already quotes; nothing for an ok probe."""
+    base = http_server.base
+    unavailable = await http_probe(client, url=f"{base}/unavailable", json_field="status")
+    assert (unavailable.detail, unavailable.body) == ("HTTP 503 (expected 200)", "status: down")
+    not_json = await http_probe(client, url=f"{base}/text", json_field="status")
+    assert not_json.body == "all good, probably"
+    maintenance = await http_probe(client, url=f"{base}/maintenance", json_field="status")
+    assert maintenance.detail.startswith('status was "maintenance"') and maintenance.body == ""
+    no_status = await http_probe(client, url=f"{base}/no-status", json_field="status")
+    assert no_status.body == "version: 1.2.3"
+    nested = await http_probe(client, url=f"{base}/nested", json_field="status")
+    assert nested.body == "data.status: ok, data.router: ivy"
+    ok = await http_probe(client, url=f"{base}/ok", json_field="status")
+    assert ok.status is ProbeStatus.OK and ok.body == ""
+
+
 async def test_http_expect_status_is_configurable(client: httpx.AsyncClient, http_server: HttpServer) -> None:
     outcome = await http_probe(client, url=f"{http_server.base}/unavailable", expect_status=503)
     assert outcome.status is ProbeStatus.OK

@@ -23,9 +23,17 @@ from pydantic import Field, ValidationError, model_validator
 from bot.catalog.base import _ENV_REF, CatalogError, Channels, Owners, RunbookRef, _Model, missing_env
 from bot.catalog.flags import Flag, FlagStore, FlagValue, Preset, Rollout
 from bot.catalog.handoff import ChecklistItem, Evidence, Handoff, reminder_offset
+from bot.catalog.next_steps import (
+    NextStep,
+    NextSteps,
+    RunbookSection,
+    runbook_of,
+    section_url,
+)
 from bot.catalog.operations import DeployHook, LatencySource, Objective, RollbackPlan, RollbackStep
 from bot.catalog.probes import HttpProbe, PostgresProbe, Probe, RedisProbe, TcpProbe
 from bot.catalog.service import Escalation, EscalationLevel, PagerDutyRefs, Service
+from bot.catalog.step_checks import check_step_command
 
 __all__ = [
     "BUNDLED_CATALOG",
@@ -43,6 +51,8 @@ __all__ = [
     "Handoff",
     "HttpProbe",
     "LatencySource",
+    "NextStep",
+    "NextSteps",
     "Objective",
     "Owners",
     "PagerDutyRefs",
@@ -54,11 +64,14 @@ __all__ = [
     "RollbackStep",
     "Rollout",
     "RunbookRef",
+    "RunbookSection",
     "Service",
     "TcpProbe",
     "load_catalog",
     "missing_env",
     "reminder_offset",
+    "runbook_of",
+    "section_url",
 ]
 
 
@@ -80,6 +93,17 @@ class Catalog(_Model):
                 seen[key] = service.name
         if self.handoff and self.handoff.service and self.find(self.handoff.service) is None:
             raise ValueError(f"handoff.service names unknown service {self.handoff.service}")
+        return self
+
+    @model_validator(mode="after")
+    def _next_steps_exist(self) -> Catalog:
+        """Every next step's command names presets, plans and flags that exist (a step may name any service)."""
+        for service in self.services:
+            for step in service.next_steps.all():
+                if step.command is not None and (
+                    problem := check_step_command(service, step.command, self.find)
+                ):
+                    raise ValueError(f"{service.name}: {problem}")
         return self
 
     def handoff_service(self) -> Service | None:

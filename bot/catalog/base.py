@@ -84,6 +84,8 @@ class Owners(_Model):
 
 class Channels(_Model):
     """Where this service's alerts and incident updates go; unset means the bot-wide ALERTS/INCIDENTS_CHANNEL.
+    The bundled catalog reads them from the environment (`IVY_ALERTS_CHANNEL`, …), so each team gets its own
+    channel by setting one variable.
 
     `incidents_urgency: high` keeps low-urgency incidents out of the incidents channel (they still get their thread
     in the alerts channel), for services whose low-urgency pages would drown it."""
@@ -91,6 +93,16 @@ class Channels(_Model):
     alerts: str | None = None
     incidents: str | None = None
     incidents_urgency: Literal["high", "low"] = "low"
+
+    @field_validator("alerts", "incidents")
+    @classmethod
+    def _unset_is_none(cls, value: str | None) -> str | None:
+        """`alerts: "${IVY_ALERTS_CHANNEL}"` with the variable unset (or empty) is no channel of its own: every
+        caller then falls back to the bot-wide ALERTS_CHANNEL / INCIDENTS_CHANNEL, instead of posting to a channel
+        literally named `${IVY_ALERTS_CHANNEL}`."""
+        if value is None or not value.strip() or _ENV_REF.search(value):
+            return None
+        return value.strip()
 
 
 class RunbookRef(_Model):

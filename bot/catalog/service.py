@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from bot.catalog.base import _SLUG, Channels, Owners, RunbookRef, _Model
 from bot.catalog.flags import Flag, FlagStore, Preset, Rollout
+from bot.catalog.next_steps import NextSteps, check_step_runbook
 from bot.catalog.operations import LatencySource, Objective, RollbackPlan
 from bot.catalog.probes import Probe
 
@@ -53,6 +54,7 @@ class Service(_Model):
     two_person_rule: bool | None = None
     escalation: Escalation
     pagerduty: PagerDutyRefs = Field(default_factory=PagerDutyRefs)
+    next_steps: NextSteps = Field(default_factory=NextSteps)
 
     @field_validator("name")
     @classmethod
@@ -89,6 +91,9 @@ class Service(_Model):
                     raise ValueError(
                         f"rollback plan {plan.name} names unknown rollout stage {step.rollout_stage}"
                     )
+        for next_step in self.next_steps.all():
+            if next_step.runbook is not None and (problem := check_step_runbook(self.runbooks, next_step)):
+                raise ValueError(problem)
         return self
 
     @property

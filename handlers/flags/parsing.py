@@ -145,7 +145,7 @@ def parse_value(flag: Flag, text: str, service: Service | None = None) -> str:
         raise UsageError(
             f"`{raw}` is not a valid value for `{flag.name}`: {error or 'expected a value'}.{hint}",
             suggestion=suggestion,
-            usage="set",
+            subcommand="set",
         )
     wire = to_wire(value)
     assert wire is not None
@@ -195,7 +195,7 @@ def _parse(words: list[str], catalog: Catalog) -> FlagRequest:
         reordered = _reordered(words, catalog)
         if reordered:
             raise UsageError(
-                "The subcommand comes first, then the flag.", suggestion=reordered, usage=reordered.split()[1]
+                "The subcommand comes first, then the flag.", suggestion=reordered, subcommand=reordered.split()[1]
             )
         raise UsageError(
             f"`{words[0]}` is not a /flag subcommand.", suggestion=did_you_mean(sub, list(SUBCOMMANDS))
@@ -264,7 +264,7 @@ def _parse_preset(args: list[str], catalog: Catalog) -> ChangeFlags | ListPreset
         raise UsageError(
             "The service comes first, then the preset.",
             suggestion=f"/flag preset {swapped.name} {args[0].lower()}",
-            usage="preset",
+            subcommand="preset",
         )
     if len(args) > 2:
         raise UsageError(

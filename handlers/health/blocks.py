@@ -2,7 +2,9 @@
 
 One message for the whole answer: a summary line an on-call reads in a notification, one section per service
 with its probes, and a "Run again" button that re-probes in place instead of adding another message. A probe's detail can quote what the service answered: outside text,
-escaped (bot/mrkdwn.py).
+escaped (bot/mrkdwn.py). A failing HTTP probe shows the useful part of its answer (FA's `healthy_targets: 0`),
+escaped and clipped; a down service gets its runbook's next steps as buttons under its section (the catalog's
+`next_steps.down`, narrowed to the probes that failed).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot import mrkdwn
+from handlers.next_steps import next_step_blocks
 
 if TYPE_CHECKING:
     from handlers.health.model import HealthReport
@@ -28,8 +31,24 @@ def _latency(result: ProbeResult) -> str:
     return "" if result.latency_ms is None else f" {result.latency_ms:.0f} ms"
 
 
+#: How much of a failing probe's answer is quoted (it is already summarised to 200 characters).
+BODY_CHARS = 200
+
+
 def _probe_line(result: ProbeResult) -> str:
-    return f"{EMOJI[result.status.value]} `{result.name}` {result.status.value}{_latency(result)} — {mrkdwn.escape(result.detail)}"
+    line = f"{EMOJI[result.status.value]} `{result.name}` {result.status.value}{_latency(result)} — {mrkdwn.escape(result.detail)}"
+    if result.body and result.status.value != "ok":
+        answered = mrkdwn.outside(result.body.replace("`", "'"), BODY_CHARS)
+        line += f" · answered `{answered}`"
+    return line
+
+
+def _down_steps(health: ServiceHealth) -> list[dict[str, Any]]:
+    """The runbook's next steps for a down service: those for the probes that failed (or for any)."""
+    if health.status.value != "down":
+        return []
+    failed = {p.name for p in health.probes if p.status.value in ("down", "degraded")}
+    return next_step_blocks(health.service, health.service.next_steps.for_down(failed))
 
 
 def _service_text(health: ServiceHealth, detailed: bool) -> str:
@@ -77,6 +96,7 @@ def render_health(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": _service_text(health, report.detailed)}}
         )
+        blocks.extend(_down_steps(health))
     context = f"Checked {report.checked_at:%H:%M:%S} UTC for <@{report.requested_by}>"
     if not report.detailed:
         context += " · `/health <service>` shows every probe"

@@ -38,6 +38,9 @@ class ProbeResult:
     latency_ms: float | None
     detail: str
     critical: bool = False
+    #: What a failing HTTP probe's service answered, summarised (integrations/probes.py: body_summary); outside
+    #: text, escaped when rendered.
+    body: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ async def run_probe(probe: Probe, bot: BotContext) -> ProbeResult:
         outcome.latency_ms,
         outcome.detail,
         probe.critical,
+        outcome.body,
     )
 
 
@@ -115,7 +119,13 @@ def _results_json(services: tuple[ServiceHealth, ...]) -> Jsonb:
             health.service.name: {
                 "status": health.status.value,
                 "probes": [
-                    {"name": p.name, "status": p.status.value, "latency_ms": p.latency_ms, "detail": p.detail}
+                    {
+                        "name": p.name,
+                        "status": p.status.value,
+                        "latency_ms": p.latency_ms,
+                        "detail": p.detail,
+                        **({"body": p.body} if p.body else {}),
+                    }
                     for p in health.probes
                 ],
             }

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot import slack_limits
 from bot.mrkdwn import clip, escape, link, listed, outside, safe_url, split
+from handlers.next_steps import next_step_blocks
 
 if TYPE_CHECKING:
     from handlers.incidents.model import IncidentView, TimelineEntry
@@ -147,6 +148,9 @@ def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, 
             buttons.append(_button("Acknowledge", ACK_ACTION, view.id, "primary"))
         buttons.append(_button("Resolve", RESOLVE_ACTION, view.id))
         buttons.append(_button("Add note", NOTE_ACTION, view.id))
+        # The runbook's next steps for an incident (catalog `next_steps.incident`), above the PagerDuty buttons.
+        if view.service is not None:
+            blocks.extend(next_step_blocks(view.service, view.service.next_steps.incident))
         blocks.append({"type": "actions", "elements": buttons})
     attachments = [{"color": COLOURS.get(status, "#868686"), "blocks": blocks, "fallback": root_text(view)}]
     return root_text(view), attachments

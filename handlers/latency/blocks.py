@@ -2,7 +2,9 @@
 
 One message: a summary line an on-call reads in a notification, a section with p50 / p95 / p99 / events / error
 rate each with its verdict and the SLO it was judged against, and a context line with the window, the table and
-the runbook the SLOs come from. The trend goes in the thread (handlers/latency/command.py).
+the runbook the SLOs come from. A BREACH adds the runbook's next steps as buttons (the catalog's
+`next_steps.latency_breach`, narrowed to the metrics and kind that breached). The trend goes in the thread
+(handlers/latency/command.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot import mrkdwn
+from handlers.next_steps import next_step_blocks
 from integrations.charts import sparkline
 from integrations.metrics_db import QueryTimeout
 
@@ -221,6 +224,10 @@ def render_latency(
     if stats.count:
         context.append("trend in the thread")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
+    if level == "BREACH":
+        breached = {v.metric for v in verdicts if v.value is not None and v.level.label == "BREACH"}
+        steps = request.service.next_steps.for_breach(breached, request.kind)
+        blocks.extend(next_step_blocks(request.service, steps))
     return text, blocks
 
 

@@ -3,7 +3,7 @@
 parse → (no authorization: reading, and posting the week's one checklist, change nothing in production) → act →
 render (handlers/oncall/blocks.py).
 
-* `/oncall` — for each service: the people PagerDuty has on call now (primary, secondary, further levels) as Slack
+* `/oncall [SERVICE]` — for each service (or the one named): the people PagerDuty has on call now (primary, secondary, further levels) as Slack
   mentions, and the runbook's escalation path (Mira §1: AI Squad → Backend Team → Engineering Manager; FA
   On-Call Procedures: primary 15 min, secondary 30 min, manager 1 h, VP 2 h).
 * `/oncall handoff` — post the current rotation's checklist now, through the same once-per-rotation claim as the
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot import mrkdwn
-from bot.catalog import Catalog
+from bot.catalog import Catalog, Service
 from bot.commands import Command, Subcommand, UsageError, did_you_mean
 from bot.context import CommandContext
 from bot.oncall_roster import SlackDirectory, roster_now
@@ -32,6 +32,8 @@ SUBCOMMANDS = ("handoff", "checklist")
 @dataclass(frozen=True)
 class OnCallRequest:
     action: Literal["now", "handoff", "checklist"]
+    #: `/oncall SERVICE`: only that service; None: every service.
+    service: Service | None = None
 
 
 def parse(text: str, catalog: Catalog) -> OnCallRequest:
@@ -40,12 +42,23 @@ def parse(text: str, catalog: Catalog) -> OnCallRequest:
         return OnCallRequest("now")
     if len(words) == 1 and words[0] in SUBCOMMANDS:
         if catalog.handoff is None:
-            raise UsageError("The catalog has no `handoff` section, so there is no weekly checklist.")
+            raise UsageError(
+                "The catalog has no `handoff` section, so there is no weekly checklist.", subcommand=words[0]
+            )
         return OnCallRequest(words[0])  # type: ignore[arg-type]  # one of SUBCOMMANDS
-    suggestion = did_you_mean(words[0], list(SUBCOMMANDS))
+    if len(words) == 1 and (service := catalog.find(words[0])) is not None:
+        return OnCallRequest("now", service)
+    # The closest of the subcommands and the services' names and aliases, for the "did you mean".
+    choices = [*SUBCOMMANDS, *catalog.names(), *(alias for s in catalog.services for alias in s.aliases)]
+    suggestion = did_you_mean(words[0], choices)
+    if suggestion is not None and suggestion not in SUBCOMMANDS:
+        found = catalog.find(suggestion)
+        suggestion = found.name if found else suggestion
     raise UsageError(
-        f"I don't understand `/oncall {text.strip()}`.",
+        f"I don't understand `/oncall {text.strip()}`: it is not a service "
+        f"({', '.join(catalog.names())}) nor one of {', '.join(SUBCOMMANDS)}.",
         suggestion=f"/oncall {suggestion}" if suggestion else None,
+        subcommand=suggestion if suggestion in SUBCOMMANDS else None,
     )
 
 
@@ -54,6 +67,8 @@ def acknowledge(request: OnCallRequest, catalog: Catalog) -> str:
         return "Posting this week's handoff checklist…"
     if request.action == "checklist":
         return "Looking up this week's handoff checklist…"
+    if request.service is not None:
+        return f"Asking PagerDuty who is on call for {request.service.display_name}…"
     return f"Asking PagerDuty who is on call for {len(catalog.services)} services…"
 
 
@@ -63,14 +78,15 @@ async def run(request: OnCallRequest, ctx: CommandContext) -> None:
     elif request.action == "checklist":
         await _checklist(ctx)
     else:
-        await _now(ctx)
+        await _now(ctx, request.service)
 
 
-async def _now(ctx: CommandContext) -> None:
+async def _now(ctx: CommandContext, service: Service | None) -> None:
     bot = ctx.bot
     now = bot.clock()
     directory = SlackDirectory(bot)
-    rosters = await asyncio.gather(*(roster_now(bot, s, now, directory) for s in bot.catalog.services))
+    services = [service] if service is not None else bot.catalog.services
+    rosters = await asyncio.gather(*(roster_now(bot, s, now, directory) for s in services))
     text, message_blocks = blocks.render_now(list(rosters), now)
     await ctx.reply.post(text, message_blocks)
 
@@ -120,12 +136,13 @@ async def _checklist(ctx: CommandContext) -> None:
 COMMAND = Command(
     name="/oncall",
     description="Who is on call now, and the weekly handoff checklist",
-    usage_hint="[handoff | checklist]",
+    usage_hint="[SERVICE | handoff | checklist]",
     subcommands=(
+        Subcommand("SERVICE", "SERVICE", "who is on call for one service, and its escalation path"),
         Subcommand("handoff", "handoff", "post this week's handoff checklist now (or link the one posted)"),
         Subcommand("checklist", "checklist", "the status of this week's checklist"),
     ),
-    examples=("/oncall", "/oncall handoff", "/oncall checklist"),
+    examples=("/oncall", "/oncall ivy-v2", "/oncall handoff", "/oncall checklist"),
     parse=parse,
     acknowledge=acknowledge,
     run=run,
