@@ -59,7 +59,7 @@ async def test_an_unknown_command_is_answered_in_three_short_lines(bot: BotUnder
         ("/latency", "ivy 2h", "Usage: `/latency [service] [5m|1h|24h|7d] [kind]` — p50/p95/p99"),
         ("/oncall", "checklst", "Usage: `/oncall checklist` — the status of this week's checklist"),
         ("/oncall", "ivy-v3", "Usage: `/oncall [SERVICE | handoff | checklist]` — Who is on call now"),
-        ("/flag", "preset", "Usage: `/flag preset SERVICE NAME` — apply a runbook preset"),
+        ("/flag", "preset ivy-v3", "Usage: `/flag preset SERVICE NAME` — apply a runbook preset"),
         ("/rollback", "plans", "Usage: `/rollback plans SERVICE` — the service's rollback plans"),
     ],
 )

@@ -160,15 +160,9 @@ def _service_arg(words: list[str], catalog: Catalog) -> Service:
 
 
 def parse(text: str, catalog: Catalog) -> FlagRequest:
-    """The request, or a UsageError that carries the one usage line that applies (`usage`)."""
-    words = text.split()
-    sub = words[0].lower() if words else ""
-    try:
-        return _parse(words, catalog)
-    except UsageError as error:
-        if error.usage is None:
-            error.usage = sub if sub in SUBCOMMANDS else ""
-        raise
+    """The request, or a UsageError; the one usage line it shows is the named subcommand's or, unnamed, that of
+    the subcommand the text starts with (bot.commands.Command.usage_line)."""
+    return _parse(text.split(), catalog)
 
 
 def _reordered(words: list[str], catalog: Catalog) -> str | None:
