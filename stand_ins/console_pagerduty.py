@@ -10,7 +10,7 @@ the in-process recording PagerDuty answers `GET /oncalls` with. :class:`PagerDut
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -60,7 +60,7 @@ class PagerDutyConsoleCommands:
         except ValueError as exc:
             self.say(f"(could not read that: {exc})")
             return
-        now = datetime.now(UTC)
+        now = self.clock()  # PagerDuty's clock is the console's: the SLA timers count from here
         oncall = ("PCONSOLE", "Console On-call", "oncall@example.com")
         if len(args) >= 3 and args[0] == "trigger":
             service = self.runtime.bot.catalog.find(args[1])
