@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from bot.runtime import Runtime
 from stand_ins.demo import DemoStandIns
+from stand_ins.demo_events import SLOWDOWN
 
 DEMO_USAGE = "(usage: break SERVICE | slow SERVICE | mend SERVICE | mend all — services: {names})"
 
@@ -54,7 +55,9 @@ class DemoConsoleCommands:
         elif verb == "slow":
             world.slow.add(service.name)
             await self.stand_ins.events.burst(service.name)
-            self.say(f"({name} is slow from now on: its events take 4× longer — /latency {service.name} 5m)")
+            self.say(
+                f"({name} is slow from now on: its events take {SLOWDOWN:g}× longer — /latency {service.name} 5m)"
+            )
         else:
             world.mend(service.name)
             self.say(

@@ -276,7 +276,7 @@ def render_modal(method: str, view: dict[str, Any], plain: ConsoleRenderer) -> l
             label = (block.get("label") or {}).get("text", "")
             element = block.get("element") or {}
             kind = element.get("type", "")
-            extra = " (optional)" if block.get("optional") else ""
+            extra = " (optional)" if block.get("optional") and "optional" not in label.lower() else ""
             if kind in ("static_select", "radio_buttons", "checkboxes"):
                 options = ", ".join(str(o.get("value")) for o in element.get("options") or [])
                 extra += f" — one of: {options}"

@@ -42,7 +42,7 @@ EVERY = timedelta(seconds=3)
 DENSE = timedelta(hours=1)
 SPARSE_EVERY = timedelta(minutes=3)
 #: How many times slower a `slow` service answers.
-SLOWDOWN = 4.0
+SLOWDOWN = 6.0
 _LOCK_KEY = 0x4D49524145564E54  # "MIRAEVNT": one seeder at a time
 
 
