@@ -126,6 +126,7 @@ class Console(PagerDutyConsoleCommands, ModalConsoleCommands, DemoConsoleCommand
         line = line.strip()
         if not line or line.startswith("#"):
             return True
+        self.show_new_calls()  # what the bot posted meanwhile (a timer, a webhook) comes before this line's answer
         word, _, rest = line.partition(" ")
         lowered = word.lower()
         if lowered in ("quit", "exit"):
@@ -314,6 +315,10 @@ class Console(PagerDutyConsoleCommands, ModalConsoleCommands, DemoConsoleCommand
         await self.runtime.bot.background.wait_idle()
         await self._wait_for_delivery()
         await self.runtime.rollbacks.run_once()  # a confirmed rollback's steps, up to its first wait
+        self.show_new_calls()
+
+    def show_new_calls(self) -> None:
+        """Draw what reached Slack since the last look (and follow the modals it opened)."""
         calls = self.slack.calls
         for call in calls[self._seen :]:
             if call.method in ("views.open", "views.push", "views.update"):

@@ -128,7 +128,7 @@ async def run_console(
             if script is not None:
                 await _run_script(console, script)
             else:
-                await _run_terminal(console, read_line or input)
+                await _run_terminal(console, read_line or terminal_reader())
     finally:
         if demo_state is not None:
             shutil.rmtree(demo_state, ignore_errors=True)
@@ -169,6 +169,30 @@ async def _run_terminal(console: Console, read_line: Callable[[str], str]) -> No
             return
         if not await console.handle(line):
             return
+
+
+def terminal_reader() -> Callable[[str], str]:
+    """How the reader thread reads a line: `input()` on a terminal (line editing, history), raw reads of fd 0
+    otherwise. Never `sys.stdin` on a pipe: a thread blocked in its buffered reader holds the buffer's lock, and
+    the interpreter aborts at exit ("could not acquire lock … possibly due to daemon threads")."""
+    if sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty():
+        return input  # both a terminal: input() reads through readline, not sys.stdin's buffer
+
+    def read_fd(prompt: str) -> str:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        line = bytearray()
+        while True:
+            byte = os.read(0, 1)  # unbuffered: a line typed at a time is short
+            if not byte:
+                if line:
+                    return line.decode("utf-8", "replace")
+                raise EOFError
+            if byte == b"\n":
+                return line.decode("utf-8", "replace")
+            line += byte
+
+    return read_fd
 
 
 def _settle(future: asyncio.Future[str | None], line: str | None) -> None:
