@@ -44,6 +44,8 @@ EMOJI = {
     "satellite_antenna": "📡",
     "books": "📚",
     "incoming_envelope": "📨",
+    "memo": "📝",
+    "spiral_calendar_pad": "🗓️",
 }
 
 
@@ -152,10 +154,12 @@ class ConsoleRenderer:
     def message(
         self, blocks: list[dict[str, Any]] | None, text: str | None, channel: str | None, ts: str | None
     ) -> tuple[int | None, list[str]]:
-        """The lines of one message, and its number when it has controls."""
+        """The lines of one message, and its number when it has (or had) controls."""
         self._current = None
         lines = self.blocks_to_lines(blocks, text, channel, ts)
         number, self._current = self._current, None
+        if number is None and ts is not None:
+            number = self._messages.get((channel, ts))  # a numbered message keeps its number when its buttons go
         return number, lines
 
     def blocks_to_lines(
