@@ -62,8 +62,8 @@ def console_settings(
 DEMO_BANNER = (
     "(demo: Mira Co-Pilot, Ivy v2, AI Assistant and FA AI System are local stand-ins (stand_ins/demo.py), with "
     "their events, flag tables and a PagerDuty rotation on call; nothing here reaches a real service. Type help for "
-    "`break fa`, `slow ivy`, `mend all`. To use real services set {settings} and start the console with "
-    "--no-demo.)"
+    "`break fa`, `slow ivy`, `mend all`. Setting any of {settings} points the console at real services instead; "
+    "--no-demo gives the bare console.)"
 )
 BARE_BANNER = "(no demo: the services are what your settings point at{found}; `--demo` plays local stand-ins.)"
 #: The settings that point the console at real services (the catalog's `${…}` and the bot's own).
