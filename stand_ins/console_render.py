@@ -159,7 +159,9 @@ class ConsoleRenderer:
         lines = self.blocks_to_lines(blocks, text, channel, ts)
         number, self._current = self._current, None
         if number is None and ts is not None:
-            number = self._messages.get((channel, ts))  # a numbered message keeps its number when its buttons go
+            number = self._messages.get(
+                (channel, ts)
+            )  # a numbered message keeps its number when its buttons go
         return number, lines
 
     def blocks_to_lines(

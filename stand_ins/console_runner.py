@@ -65,7 +65,9 @@ DEMO_BANNER = (
     "`break fa`, `slow ivy`, `mend all`. Setting any of {settings} points the console at real services instead; "
     "--no-demo gives the bare console.)"
 )
-BARE_BANNER = "(no demo: the services are what your settings point at{found}; `--demo` plays local stand-ins.)"
+BARE_BANNER = (
+    "(no demo: the services are what your settings point at{found}; `--demo` plays local stand-ins.)"
+)
 #: The settings that point the console at real services (the catalog's `${…}` and the bot's own).
 REAL_SERVICE_SETTINGS = (
     "MIRA_BASE_URL",

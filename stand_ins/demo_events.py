@@ -158,7 +158,9 @@ async def seed_service_events(dsn: str, now: datetime, seed: int = 20251112) -> 
                 )
             )
             exists = await (
-                await conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table.table)))
+                await conn.execute(
+                    sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table.table))
+                )
             ).fetchone()
             if exists and exists[0]:
                 continue
@@ -244,9 +246,12 @@ class EventFlow:
         table = next(t for t in TABLES if t.service == service)
         now = self.clock()
         rows = [event_row(table, self._rng, now - over * (i / count), slow=True) for i in range(count)]
-        async with self._lock:
-            async with await psycopg.AsyncConnection.connect(self.dsn) as conn, conn.transaction():
-                await _copy(conn, table, rows)
+        async with (
+            self._lock,
+            await psycopg.AsyncConnection.connect(self.dsn) as conn,
+            conn.transaction(),
+        ):
+            await _copy(conn, table, rows)
 
     async def _run(self) -> None:
         while True:

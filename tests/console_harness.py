@@ -49,7 +49,9 @@ class Typist:
             assert await self.console.handle(line)
         return self.out.getvalue()[start:]
 
-    def calls_since(self, mark: int, method: str | None = None, channel: str | None = None) -> list[SlackCall]:
+    def calls_since(
+        self, mark: int, method: str | None = None, channel: str | None = None
+    ) -> list[SlackCall]:
         """Slack calls after the first `mark`, optionally to one method and channel."""
         slack = self.console.slack
         wanted = slack.channel_id(channel) if channel else None

@@ -23,7 +23,9 @@ async def test_a_flag_confirmation_expires_when_the_clock_moves(
         mark = typist.mark
         await typist.type(f"press {confirm}")
         assert typist.said(mark, "expired: risky changes must be confirmed within 15 minutes")
-        supabase_writes = [c for c in typist.console.slack.calls[mark:] if "MIRA_COPILOT_ENABLED →" in everything(c)]
+        supabase_writes = [
+            c for c in typist.console.slack.calls[mark:] if "MIRA_COPILOT_ENABLED →" in everything(c)
+        ]
         assert supabase_writes == []  # nothing was announced as changed
 
         await typist.type("/flag on MIRA_COPILOT_ENABLED", "clock +14m")  # within the window: still confirms
@@ -48,7 +50,9 @@ async def test_sla_nudge_and_resolve_reminder_fire_when_the_clock_moves(
         assert typist.said(mark, "past the 1-hour resolution SLA", "chat.postMessage")
 
 
-async def test_incidents_are_dated_by_the_consoles_clock(database_url: str, redis_url: str, tmp_path: Path) -> None:
+async def test_incidents_are_dated_by_the_consoles_clock(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     """After `clock +2h` a new incident starts its SLA timers at the moved time (no nudge at once), and what the
     recording PagerDuty sends back is dated by the same clock."""
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
@@ -58,7 +62,9 @@ async def test_incidents_are_dated_by_the_consoles_clock(database_url: str, redi
         assert not typist.said(mark, "not acknowledged")
         await typist.type(f"press {typist.button('Acknowledge')}")
         echoed = typist.console.pagerduty.webhooks_sent[-1]
-        occurred = datetime.fromisoformat(json.loads(echoed.body)["event"]["occurred_at"].replace("Z", "+00:00"))
+        occurred = datetime.fromisoformat(
+            json.loads(echoed.body)["event"]["occurred_at"].replace("Z", "+00:00")
+        )
         assert abs(occurred - typist.console.clock()) < timedelta(minutes=1)
 
 

@@ -30,7 +30,10 @@ async def test_add_note_opens_a_modal_that_is_filled_and_submitted(
         shown = await typist.type(f"press {typist.button('Add note')}")
         [opened] = typist.calls_since(mark, "views.open")
         assert opened.body["view"]["title"]["text"] == "Add a note"
-        assert "(modal opened) Add a note\n    [input 1] Note\n    fill TEXT · submit (Add note) · close (Cancel)" in shown
+        assert (
+            "(modal opened) Add a note\n    [input 1] Note\n    fill TEXT · submit (Add note) · close (Cancel)"
+            in shown
+        )
 
         notes = len(typist.console.pagerduty.calls_to("POST", "/incidents/PCON0001/notes"))
         refused = await typist.type("submit")  # a required input left empty: Slack does not submit
@@ -45,7 +48,9 @@ async def test_add_note_opens_a_modal_that_is_filled_and_submitted(
         assert typist.said(mark, "Restarted the ECS tasks", "chat.postMessage", "#mira-copilot-alerts")
 
 
-async def test_resolve_with_a_note_resolves_the_incident(database_url: str, redis_url: str, tmp_path: Path) -> None:
+async def test_resolve_with_a_note_resolves_the_incident(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
         await typist.type('pd trigger ivy "Router p95 over 3 s"')
         await typist.type(f"press {typist.button('Resolve')}")
@@ -78,7 +83,12 @@ async def test_pushed_and_updated_views_are_followed_and_closed(
                 ],
             },
         }
-        first = {"type": "modal", "callback_id": "a", "title": {"type": "plain_text", "text": "First"}, "blocks": []}
+        first = {
+            "type": "modal",
+            "callback_id": "a",
+            "title": {"type": "plain_text", "text": "First"},
+            "blocks": [],
+        }
         opened = await slack.views_open(trigger_id="1.2.3", view=first)
         second = {
             "type": "modal",
@@ -93,13 +103,17 @@ async def test_pushed_and_updated_views_are_followed_and_closed(
         assert "[input 1] Level — one of: 2, 3" in shown
         assert "(input 1 is one of: 2, 3)" in shown
         assert [m.title for m in typist.console.modals] == ["First", "Escalate"]
-        await slack.views_update(view_id=opened["view"]["id"], view={**first, "title": {"type": "plain_text", "text": "Renamed"}})
+        await slack.views_update(
+            view_id=opened["view"]["id"], view={**first, "title": {"type": "plain_text", "text": "Renamed"}}
+        )
         shown = await typist.type("fill Level 3")
         assert "(modal updated) Renamed" in shown
         assert state_values(second, typist.console.modals[-1].filled) == {
             "level": {"level": {"type": "static_select", "selected_option": select["element"]["options"][1]}}
         }
-        assert "(Escalate submitted and closed)" in await typist.type("submit")  # the bot acked with an empty body
+        assert "(Escalate submitted and closed)" in await typist.type(
+            "submit"
+        )  # the bot acked with an empty body
         assert [m.title for m in typist.console.modals] == ["Renamed"]
         assert "(Renamed closed)" in await typist.type("close")
         assert "(no modal is open" in await typist.type("submit")
@@ -116,9 +130,13 @@ async def test_buttons_are_numbered_per_message_and_never_reach_another_channel(
         assert "#incidents · Mira Bot · message 2" in second and "[2.1] Run again" in second
         ops_post = typist.calls_since(0, "chat.postMessage", "#ops")[0]
         mark = typist.mark
-        await typist.type("press 1.1")  # typed in #incidents, but message 1 is in #ops: its button re-runs there
+        await typist.type(
+            "press 1.1"
+        )  # typed in #incidents, but message 1 is in #ops: its button re-runs there
         [update] = typist.calls_since(mark, "chat.update")
-        assert typist.console.slack.channel_id(update.body["channel"]) == typist.console.slack.channel_id("#ops")
+        assert typist.console.slack.channel_id(update.body["channel"]) == typist.console.slack.channel_id(
+            "#ops"
+        )
         assert update.body["ts"] == ops_post.response["ts"]  # type: ignore[index]
         assert "Mira Co-Pilot" in everything(update)
         mark = typist.mark

@@ -48,11 +48,15 @@ def test_a_setting_for_a_real_service_gives_the_bare_console(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     """IVY_BASE_URL set: no stand-ins, and the banner says which setting made it so and how to get the demo."""
-    env = _clean_env(
-        IVY_BASE_URL="http://127.0.0.1:9", DATABASE_URL=database_url, REDIS_URL=redis_url
-    )
+    env = _clean_env(IVY_BASE_URL="http://127.0.0.1:9", DATABASE_URL=database_url, REDIS_URL=redis_url)
     result = subprocess.run(
-        [*MIRA_BOT], input="/health fa\nquit\n", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [*MIRA_BOT],
+        input="/health fa\nquit\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
@@ -104,12 +108,16 @@ async def test_every_latency_table_is_seeded_and_within_its_slos(
             assert "does not exist" not in text and "no events" not in text.lower()
         async with await psycopg.AsyncConnection.connect(typist.console.stand_ins.dsn) as conn:  # type: ignore[union-attr]
             for table in TABLES:
-                cursor = await conn.execute(f"SELECT count(*), max(created_at) - min(created_at) FROM {table.table}")
+                cursor = await conn.execute(
+                    f"SELECT count(*), max(created_at) - min(created_at) FROM {table.table}"
+                )
                 count, span = await cursor.fetchone()  # type: ignore[misc]
                 assert count > 1000 and span >= timedelta(days=6), table.table
 
 
-async def test_events_keep_flowing_by_the_consoles_clock(database_url: str, redis_url: str, tmp_path: Path) -> None:
+async def test_events_keep_flowing_by_the_consoles_clock(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     """A jump of ten minutes: /latency 5m still has the last five minutes' events (the skipped ten were filled in,
     dated by the console's clock, and the services' `now()` moved with it); the flow also inserts on its own."""
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
@@ -138,7 +146,9 @@ async def test_events_keep_flowing_by_the_consoles_clock(database_url: str, redi
             assert now > before
 
 
-async def test_the_demo_starts_with_a_rotation_on_call(database_url: str, redis_url: str, tmp_path: Path) -> None:
+async def test_the_demo_starts_with_a_rotation_on_call(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
         mark = typist.mark
         await typist.type("/oncall")
@@ -171,7 +181,9 @@ async def test_break_fa_answers_503_with_no_healthy_targets_and_mend_puts_it_rig
         assert typist.said(mark, "FA AI System: ok", "chat.postMessage", "#ops")
 
 
-async def test_every_service_breaks_slows_and_mends(database_url: str, redis_url: str, tmp_path: Path) -> None:
+async def test_every_service_breaks_slows_and_mends(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
         for service in SERVICES:
             await typist.type(f"break {service}")
@@ -208,7 +220,13 @@ async def test_slow_ivy_shows_a_breach(database_url: str, redis_url: str, tmp_pa
 async def test_help_lists_the_demo_commands(database_url: str, redis_url: str, tmp_path: Path) -> None:
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
         shown = await typist.type("help", "break", "slow nosuch")
-    for command in ("`break SERVICE`", "`slow SERVICE`", "`mend SERVICE`, `mend all`", "`fill TEXT`", "`submit`"):
+    for command in (
+        "`break SERVICE`",
+        "`slow SERVICE`",
+        "`mend SERVICE`, `mend all`",
+        "`fill TEXT`",
+        "`submit`",
+    ):
         assert command in shown
     assert "(usage: break SERVICE | slow SERVICE | mend SERVICE | mend all" in shown
     assert "(no service 'nosuch'; services: mira-copilot, ivy-v2, ai-assistant, fa-ai-system)" in shown
