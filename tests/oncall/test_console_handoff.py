@@ -20,7 +20,9 @@ def test_the_console_handoff_tour(tmp_path: Path) -> None:
     before, after = out.split("> clock monday 09:00\n", 1)
     assert "No handoff checklist for the rotation of" in before
     posted = after.split("\n", 2)[1]
-    assert posted == "#mira-copilot-alerts · Mira Bot · message 1"  # the scheduler ran at once: the checklist is there
+    assert (
+        posted == "#mira-copilot-alerts · Mira Bot · message 1"
+    )  # the scheduler ran at once: the checklist is there
     assert out.count("#mira-copilot-alerts · Mira Bot · message 1\n") == 1  # posted once, edited afterwards
     assert "Outgoing primary: @U0ALICE  →  Incoming primary: @U0BOB" in out
     assert "[1.1] ☐ 1. Review open incidents from previous week" in out
