@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -19,6 +20,14 @@ from tests.console_harness import console_for_test, console_settings_for_test, e
 from tests.test_cli import MIRA_BOT, _clean_env
 
 SERVICES = ("mira-copilot", "ivy-v2", "ai-assistant", "fa-ai-system")
+
+
+async def _row(dsn: str, query: str) -> tuple[Any, ...]:
+    """One row of a query on the demo services' database (their `now()` is the console's clock)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        row = await (await conn.execute(query)).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 # --- the default console ----------------------------------------------------------------------------------------
@@ -106,13 +115,13 @@ async def test_every_latency_table_is_seeded_and_within_its_slos(
             text = everything(post)
             assert "within its SLOs" in text, text
             assert "does not exist" not in text and "no events" not in text.lower()
-        async with await psycopg.AsyncConnection.connect(typist.console.stand_ins.dsn) as conn:  # type: ignore[union-attr]
-            for table in TABLES:
-                cursor = await conn.execute(
-                    f"SELECT count(*), max(created_at) - min(created_at) FROM {table.table}"
-                )
-                count, span = await cursor.fetchone()  # type: ignore[misc]
-                assert count > 1000 and span >= timedelta(days=6), table.table
+        assert typist.console.stand_ins is not None
+        for table in TABLES:
+            count, span = await _row(
+                typist.console.stand_ins.dsn,
+                f"SELECT count(*), max(created_at) - min(created_at) FROM {table.table}",
+            )
+            assert count > 1000 and span >= timedelta(days=6), table.table
 
 
 async def test_events_keep_flowing_by_the_consoles_clock(
@@ -128,22 +137,20 @@ async def test_events_keep_flowing_by_the_consoles_clock(
         await typist.type("/latency fa 5m")
         [post] = typist.calls_since(mark, "chat.postMessage", "#ops")
         assert "within its SLOs" in everything(post)
-        async with await psycopg.AsyncConnection.connect(stand_ins.dsn) as conn:
-            cursor = await conn.execute(
-                "SELECT count(*), max(created_at) FROM query_events WHERE created_at >= now() - interval '5 minutes'"
-            )
-            count, newest = await cursor.fetchone()  # type: ignore[misc]
-        assert count >= 90  # one event every 3 s
+        count, newest = await _row(
+            stand_ins.dsn,
+            "SELECT count(*), max(created_at) FROM query_events WHERE created_at >= now() - interval '5 minutes'",
+        )
+        assert count >= 90  # one event every 3 s of the console's clock
         assert abs(newest - typist.console.clock()) < timedelta(seconds=30)
         # Without a command, the background task keeps inserting (polled, not timed).
-        async with await psycopg.AsyncConnection.connect(stand_ins.dsn, autocommit=True) as conn:
-            before = (await (await conn.execute("SELECT max(id) FROM ai_messages")).fetchone())[0]  # type: ignore[index]
-            for _ in range(200):
-                now = (await (await conn.execute("SELECT max(id) FROM ai_messages")).fetchone())[0]  # type: ignore[index]
-                if now > before:
-                    break
-                await asyncio.sleep(0.1)
-            assert now > before
+        (before,) = await _row(stand_ins.dsn, "SELECT max(id) FROM ai_messages")
+        for _ in range(300):
+            (latest,) = await _row(stand_ins.dsn, "SELECT max(id) FROM ai_messages")
+            if latest > before:
+                break
+            await asyncio.sleep(0.1)
+        assert latest > before
 
 
 async def test_the_demo_starts_with_a_rotation_on_call(
