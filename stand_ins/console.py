@@ -236,6 +236,9 @@ class Console(PagerDutyConsoleCommands, ModalConsoleCommands, DemoConsoleCommand
             hint = f"; message {message} has " + ", ".join(b.number for b in known) if known else ""
             self.say(f"(there is no button {number}{hint})")
             return
+        if not self.renderer.on_screen(number):
+            self.say(f"(button {number} is no longer on message {message}: an edit removed it)")
+            return
         if button.confirm:
             title = (button.confirm.get("title") or {}).get("text", "Are you sure?")
             text = (button.confirm.get("text") or {}).get("text", "")

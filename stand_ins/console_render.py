@@ -89,6 +89,7 @@ class ConsoleRenderer:
         self.buttons: dict[str, Button] = {}
         self._messages: dict[tuple[str | None, str | None], int] = {}
         self._controls: dict[tuple[int, str, str | None], int] = {}
+        self._shown: dict[int, set[str]] = {}  # the controls each message has now, as last drawn
         self._count = 0
         self._current: int | None = None  # the message being drawn
 
@@ -104,7 +105,13 @@ class ConsoleRenderer:
         message = self._current
         within = sum(1 for key in self._controls if key[0] == message)
         control = self._controls.setdefault((message, action_id, value), within + 1)
+        self._shown.setdefault(message, set()).add(f"{message}.{control}")
         return f"{message}.{control}"
+
+    def on_screen(self, number: str) -> bool:
+        """Whether control `M.N` is still on its message as last drawn (an edit may have removed it)."""
+        message = int(number.split(".")[0])
+        return number in self._shown.get(message, set())
 
     def _button(
         self, element: dict[str, Any], block_id: str | None, channel: str | None, ts: str | None
@@ -156,6 +163,8 @@ class ConsoleRenderer:
     ) -> tuple[int | None, list[str]]:
         """The lines of one message, and its number when it has (or had) controls."""
         self._current = None
+        if ts is not None and (channel, ts) in self._messages:
+            self._shown[self._messages[(channel, ts)]] = set()  # drawn again: only what it has now counts
         lines = self.blocks_to_lines(blocks, text, channel, ts)
         number, self._current = self._current, None
         if number is None and ts is not None:

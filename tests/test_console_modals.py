@@ -147,6 +147,20 @@ async def test_buttons_are_numbered_per_message_and_never_reach_another_channel(
         assert typist.calls_since(mark) == []  # nothing was sent to Slack or the bot
 
 
+async def test_a_button_an_edit_removed_cannot_be_pressed(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    async with console_for_test(database_url, redis_url, tmp_path) as typist:
+        await typist.type("/rollback ivy immediate p95 over 3 s", "as U0DANA")
+        confirm = typist.button("Confirm rollback")
+        await typist.type(f"press {confirm}")
+        mark = typist.mark
+        refused = await typist.type(f"press {confirm}")
+        message = confirm.split(".")[0]
+        assert f"(button {confirm} is no longer on message {message}: an edit removed it)" in refused
+        assert typist.calls_since(mark) == []
+
+
 @pytest.mark.parametrize("ending", [KeyboardInterrupt, EOFError])
 async def test_ctrl_c_and_eof_at_the_prompt_end_the_session_and_stop_its_servers(
     database_url: str, redis_url: str, tmp_path: Path, ending: type[BaseException]
