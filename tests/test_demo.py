@@ -160,7 +160,9 @@ async def test_the_demo_starts_with_a_rotation_on_call(
         mark = typist.mark
         await typist.type("/oncall")
         [post] = typist.said(mark, "Primary <@U0BOB>", "chat.postMessage")
-        assert "Secondary <@U0CAROL>" in everything(post)
+        text = everything(post)
+        assert text.count("Primary <@U0BOB>") == 4  # every service's escalation policy has the rotation
+        assert text.count("Secondary <@U0CAROL>") == 4 and "unknown" not in text
 
 
 # --- break, slow, mend -------------------------------------------------------------------------------------------
