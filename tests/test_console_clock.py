@@ -35,7 +35,7 @@ async def test_a_flag_confirmation_expires_when_the_clock_moves(
         assert not typist.said(mark, "expired")
 
 
-async def test_sla_nudge_and_resolve_reminder_fire_when_the_clock_moves(
+async def test_sla_nudge_and_reminders_fire_when_the_clock_moves(
     database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     async with console_for_test(database_url, redis_url, tmp_path) as typist:
@@ -48,6 +48,10 @@ async def test_sla_nudge_and_resolve_reminder_fire_when_the_clock_moves(
         assert not typist.said(mark, "past the 1-hour resolution SLA")
         await typist.type("clock +55m")
         assert typist.said(mark, "past the 1-hour resolution SLA", "chat.postMessage")
+        await typist.type("pd resolve 1", "clock +47h")
+        assert not typist.said(mark, "Resolved 48 hours ago")
+        await typist.type("clock +2h")  # the post-mortem reminder, 48 hours after the resolve
+        assert typist.said(mark, "Resolved 48 hours ago", "chat.postMessage")
 
 
 async def test_incidents_are_dated_by_the_consoles_clock(
