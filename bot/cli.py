@@ -1,7 +1,10 @@
 """`mira-bot`: serve Slack, or chat with the bot locally.
 
 With no subcommand the bot picks for you: the server when SLACK_BOT_TOKEN is set, the console otherwise, so the
-README's one command works on a fresh clone and in production alike. Configuration problems end the process with
+README's one command works on a fresh clone and in production alike. The console is the demo (local stand-ins for
+the four services) unless a setting points it at a real service (`*_BASE_URL`, `*_DATABASE_URL`, `SUPABASE_*`,
+`PAGERDUTY_API_TOKEN`) or `--no-demo` asks for the bare console: the stand-ins are the embedded default, as the
+embedded Postgres and Valkey are. Configuration problems end the process with
 one line naming the setting (exit status 2), never a traceback.
 """
 
@@ -64,10 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="serve Slack over HTTP (and Socket Mode when SLACK_APP_TOKEN is set)")
     console = sub.add_parser("console", help="chat with the bot in this terminal; no Slack workspace needed")
     console.add_argument("--script", type=Path, help="run the lines of FILE and print the transcript")
-    console.add_argument(
+    demo = console.add_mutually_exclusive_group()
+    demo.add_argument(
         "--demo",
         action="store_true",
-        help="start local stand-ins for the four services so /health has something to probe",
+        default=None,
+        help="local stand-ins for the four services (the default when no setting points at a real service)",
+    )
+    demo.add_argument(
+        "--no-demo",
+        dest="demo",
+        action="store_false",
+        help="the bare console: the services are what the settings point at",
     )
     sub.add_parser("check-catalog", help="validate the service catalog (BOT_CATALOG or the bundled one)")
     return parser
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # The one import of stand_ins/ from bot/ (tests/test_architecture.py allows exactly this): the console
             # lives with the recording servers, which a production install does not ship.
-            from stand_ins.console_runner import run_console
+            from stand_ins.console_runner import configured_services, run_console
         except ModuleNotFoundError as exc:
             if exc.name is None or not exc.name.startswith("stand_ins"):
                 raise
@@ -107,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
         script = getattr(args, "script", None)
-        demo = bool(getattr(args, "demo", False))
+        chosen = getattr(args, "demo", None)
+        demo = not configured_services(settings) if chosen is None else bool(chosen)
         if script is not None:
             with script.open(encoding="utf-8") as lines:
                 return asyncio.run(run_console(settings, lines, demo=demo))

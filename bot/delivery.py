@@ -73,6 +73,9 @@ class DeliveryWorker(Worker):
         self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
         # Incidents locked through `Storage.locks` because Redis did not answer.
         self._locked_in_postgres: set[str] = set()
+        # Serialises this worker's own passes (the loop and the console's "run what is due now"); replicas are
+        # kept apart by the claims, not by this.
+        self._pass = asyncio.Lock()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
         """Claim due events for one lease. An event waits while an earlier event of its incident is backing off
@@ -202,7 +205,10 @@ class DeliveryWorker(Worker):
         """One pass: deliver what is due, then the periodic steps. Returns the number of events handled (events
         given back because another worker holds their incident do not count, so the loop waits for its next poll
         instead of claiming them again at once)."""
-        now = now or self.clock()
+        async with self._pass:
+            return await self._pass_once(now or self.clock())
+
+    async def _pass_once(self, now: datetime) -> int:
         rows = await self._claim(now)
         by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
         # UPDATE … RETURNING does not keep the subquery's order: sort each incident's events here.

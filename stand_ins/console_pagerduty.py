@@ -2,15 +2,15 @@
 
 Split from :mod:`stand_ins.console` (the command interpreter) because these commands play PagerDuty rather than
 Slack: `pd …` builds what PagerDuty would send, signs it with the webhook secret and posts it through the bot's
-real webhook route, and the demo's rotation (Alice hands over to Bob, Carol secondary, Dana the manager) is what
-the in-process recording PagerDuty answers `GET /oncalls` with. :class:`PagerDutyConsoleCommands` is a mixin of
+real webhook route, and the demo's rotation (Alice hands over to Bob, Carol secondary, Dana the manager, on each
+service's escalation policy) is what the in-process recording PagerDuty answers `GET /oncalls` with. :class:`PagerDutyConsoleCommands` is a mixin of
 :class:`stand_ins.console.Console`, which owns the session state it reads.
 """
 
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -27,7 +27,16 @@ from stand_ins.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
 DEMO_PAGERDUTY_ENV = {
     "MIRA_PD_ESCALATION_POLICY": "PEPDEMOMIRA",
     "MIRA_PD_ROUTING_KEY": "demo0routing0key0for0mira0copilt",
+    "IVY_PD_ESCALATION_POLICY": "PEPDEMOIVY",
+    "AI_ASSISTANT_PD_ESCALATION_POLICY": "PEPDEMOASSIST",
+    "FA_PD_ESCALATION_POLICY": "PEPDEMOFA",
 }
+#: The other services' policies: the same people cover them in the demo (Bob primary after the handover).
+_OTHER_POLICIES = (
+    ("PEPDEMOIVY", "Ivy v2"),
+    ("PEPDEMOASSIST", "AI Assistant"),
+    ("PEPDEMOFA", "FA AI System"),
+)
 DEMO_ONCALLS = (  # (PagerDuty id, name, email, Slack id): outgoing and incoming primary, secondary, manager
     ("PDEMOALI", "Alice (AI Squad)", "alice@demo.example", "U0ALICE"),
     ("PDEMOBOB", "Bob (AI Squad)", "bob@demo.example", "U0BOB"),
@@ -60,7 +69,7 @@ class PagerDutyConsoleCommands:
         except ValueError as exc:
             self.say(f"(could not read that: {exc})")
             return
-        now = datetime.now(UTC)
+        now = self.clock()  # PagerDuty's clock is the console's: the SLA timers count from here
         oncall = ("PCONSOLE", "Console On-call", "oncall@example.com")
         if len(args) >= 3 and args[0] == "trigger":
             service = self.runtime.bot.catalog.find(args[1])
@@ -129,11 +138,15 @@ class PagerDutyConsoleCommands:
         policy = (DEMO_PAGERDUTY_ENV["MIRA_PD_ESCALATION_POLICY"], "Mira Co-Pilot")
 
         def entry(
-            person: tuple[str, str, str, str], level: int, start: datetime | None, end: datetime | None
+            person: tuple[str, str, str, str],
+            level: int,
+            start: datetime | None,
+            end: datetime | None,
+            on: tuple[str, str] = policy,
         ) -> dict[str, Any]:
             return oncall_entry(
                 (person[0], person[1]),
-                escalation_policy=policy,
+                escalation_policy=on,
                 escalation_level=level,
                 start=start.isoformat() if start else None,
                 end=end.isoformat() if end else None,
@@ -145,5 +158,15 @@ class PagerDutyConsoleCommands:
                 entry(bob, 1, rotation, rotation + week),
                 entry(carol, 2, None, None),
                 entry(dana, 3, None, None),
+                *(
+                    item
+                    for other in _OTHER_POLICIES
+                    for item in (
+                        entry(alice, 1, rotation - week, rotation, other),
+                        entry(bob, 1, rotation, rotation + week, other),
+                        entry(carol, 2, None, None, other),
+                        entry(dana, 3, None, None, other),
+                    )
+                ),
             ]
         )

@@ -1,34 +1,42 @@
-"""`mira-bot console --demo`: stand-ins for the four deployments, so a fresh clone shows real behaviour.
+"""The demo: stand-ins for the four deployments, so `mira-bot console` on a fresh clone shows real behaviour.
 
 Clearly labelled demo endpoints on a loopback port answer the health checks the runbooks name (Mira's
 `{"mode": "health"}` edge function, Ivy's router and backend, AI Assistant's /health and /info, FA's ALB health
-check, which answers 503 so the tour shows a service that is down), and the deploy hooks the rollback plans call.
-Database and Redis probes, the services' flag
-tables and Mira's demo `mira_events` table live in the bot's own storage; Mira's Edge Function secrets live in an
-in-process recording Supabase Management API. The console user and a second demo engineer (U0DANA, who confirms
-rollbacks under the two-person rule) are made BOT_ADMINs, so the tour can change flags; every other user still meets
-the fail-closed owners check. Nothing here is used outside the console.
+check) and the deploy hooks the rollback plans call. All are healthy until the console's `break SERVICE` makes
+one answer 503 (FA's `{"status": "unhealthy", "healthy_targets": 0}`, as its runbook's P0 shows); `slow SERVICE`
+makes its events slow; `mend SERVICE`, or the service's own restart or rollback hook, puts it right.
+Database and Redis probes, the services' flag tables and their events tables (stand_ins/demo_data.py,
+stand_ins/demo_events.py) live in the bot's own storage; Mira's Edge Function secrets live in an in-process
+recording Supabase Management API. The console user and a second demo engineer (U0DANA, who confirms rollbacks
+under the two-person rule) are made BOT_ADMINs, so the tour can change flags and sign off manual steps; every other
+user still meets the fail-closed owners check. The rollback plans' variables (hook URLs and secrets,
+MIRA_INTERNAL_USERS) are set, so every bundled plan can run to done. Nothing here is used outside the console.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from bot.server import RunningServer, start_server
 from bot.settings import Settings
 from bot.storage import Storage
 from integrations.flag_table import PostgresFlagTable
 from stand_ins.demo_data import seed_demo_mira_events
+from stand_ins.demo_events import EventFlow, install_demo_clock, seed_service_events, set_demo_clock
 from stand_ins.recording_supabase import DEFAULT_TOKEN, RecordingSupabaseServer
 
 DEMO_PROJECT_REF = "demoprojectref000000"
 DEMO_SECOND_ENGINEER = "U0DANA"
+DEMO_INTERNAL_USERS = "alice@demo.example,bob@demo.example,carol@demo.example,dana@demo.example"
 DEMO_HOOKS = {
     "MIRA_DEPLOY_HOOK_URL": "mira-deploy",
     "IVY_RESTART_HOOK_URL": "ivy-restart",
@@ -45,39 +53,80 @@ DEMO_HOOK_SECRETS = (
 )
 
 
-def _service(routes: dict[str, tuple[dict[str, object], int]]) -> Starlette:
-    def route(path: str, payload: dict[str, object], status: int) -> Route:
-        async def endpoint(request: Request) -> Response:
-            return JSONResponse({**payload, "demo": True}, status_code=status)
+class DemoWorld:
+    """What the console's `break`, `slow` and `mend` changed: the services that are down and the slow ones.
 
-        return Route(path, endpoint, methods=["GET", "POST"])
+    A restart or rollback hook of a service mends it (a restart clears a crashed process, a rollback a bad
+    deploy), so the runbooks' procedures end with the service healthy again and their verify steps pass."""
 
-    return Starlette(routes=[route(path, payload, status) for path, (payload, status) in routes.items()])
+    def __init__(self, events: EventFlow | None = None) -> None:
+        self.broken: set[str] = set()
+        self.events = events
+
+    @property
+    def slow(self) -> set[str]:
+        return self.events.slow if self.events is not None else set()
+
+    def mend(self, service: str) -> None:
+        self.broken.discard(service)
+        self.slow.discard(service)
 
 
-async def _deploy_hook(request: Request) -> Response:
-    """A deploy hook that accepts every rollback step (the real ones redeploy; this one only answers)."""
-    return JSONResponse(
-        {"accepted": True, "hook": request.path_params["name"], "demo": True}, status_code=202
-    )
+#: What each stand-in answers: (healthy, broken) per path, as the runbooks' health checks read them.
+_HEALTH: dict[str, dict[str, tuple[tuple[dict[str, object], int], tuple[dict[str, object], int]]]] = {
+    "mira-copilot": {
+        "/mira/functions/v1/agent-chat": (({"status": "ok"}, 200), ({"status": "error"}, 503)),
+    },
+    "ivy-v2": {
+        "/ivy/ai/router/health": (({"status": "ok"}, 200), ({"status": "unhealthy"}, 503)),
+        "/ivy/health": (({"db": "ok"}, 200), ({"db": "ok", "router": "unreachable"}, 503)),
+    },
+    "ai-assistant": {
+        "/assistant/health": (({"status": "healthy"}, 200), ({"status": "unhealthy"}, 503)),
+        "/assistant/info": (({"version": "1.0"}, 200), ({"version": "1.0"}, 200)),
+    },
+    "fa-ai-system": {
+        "/fa/health": (
+            ({"status": "healthy", "healthy_targets": 2}, 200),
+            ({"status": "unhealthy", "healthy_targets": 0}, 503),
+        ),
+    },
+}
+#: Which service each deploy hook restarts or rolls back.
+_HOOK_SERVICE = {
+    "mira-deploy": "mira-copilot",
+    "ivy-restart": "ivy-v2",
+    "ivy-deploy": "ivy-v2",
+    "assistant-restart": "ai-assistant",
+    "assistant-config": "ai-assistant",
+    "fa-rollback": "fa-ai-system",
+}
 
 
-def demo_app() -> Starlette:
-    return Starlette(
-        routes=[
-            Route("/hooks/{name}", _deploy_hook, methods=["POST"]),
-            Mount("/mira", _service({"/functions/v1/agent-chat": ({"status": "ok"}, 200)})),
-            Mount(
-                "/ivy",
-                _service({"/ai/router/health": ({"status": "ok"}, 200), "/health": ({"db": "ok"}, 200)}),
-            ),
-            Mount(
-                "/assistant",
-                _service({"/health": ({"status": "healthy"}, 200), "/info": ({"version": "1.0"}, 200)}),
-            ),
-            Mount("/fa", _service({"/health": ({"status": "unhealthy", "healthy_targets": 0}, 503)})),
-        ]
-    )
+def _health_route(world: DemoWorld, service: str, path: str) -> Route:
+    healthy, broken = _HEALTH[service][path]
+
+    async def endpoint(request: Request) -> Response:
+        payload, status = broken if service in world.broken else healthy
+        return JSONResponse({**payload, "demo": True}, status_code=status)
+
+    return Route(path, endpoint, methods=["GET", "POST"])
+
+
+def demo_app(world: DemoWorld | None = None) -> Starlette:
+    world = world or DemoWorld()
+
+    async def deploy_hook(request: Request) -> Response:
+        """A deploy hook that accepts every rollback step and mends its service (the real ones redeploy or
+        restart; this one only answers)."""
+        name = request.path_params["name"]
+        if name in _HOOK_SERVICE:
+            world.mend(_HOOK_SERVICE[name])
+        return JSONResponse({"accepted": True, "hook": name, "demo": True}, status_code=202)
+
+    routes = [Route("/hooks/{name}", deploy_hook, methods=["POST"])]
+    routes += [_health_route(world, service, path) for service, paths in _HEALTH.items() for path in paths]
+    return Starlette(routes=routes)
 
 
 def demo_settings(settings: Settings, supabase: RecordingSupabaseServer, admin: str) -> Settings:
@@ -92,25 +141,58 @@ def demo_settings(settings: Settings, supabase: RecordingSupabaseServer, admin: 
     )
 
 
-async def start_demo(storage: Storage) -> tuple[RunningServer, dict[str, str]]:
-    """Start the demo deployments and fill the demo tables; return the server and the catalog environment."""
-    server = await start_server(demo_app())
-    database_url = str(storage.pool.conninfo)
-    await PostgresFlagTable(database_url).ensure_table()
-    await seed_demo_mira_events(database_url)
+@dataclass
+class DemoStandIns:
+    """The running demo: its HTTP server, what the catalog is loaded with, the world `break`/`mend` change, the
+    event flow, and the DSN the demo services (and their clock) are reached by."""
+
+    server: RunningServer
+    env: dict[str, str]
+    world: DemoWorld
+    events: EventFlow
+    dsn: str
+
+    async def move_clock(self, shift: timedelta) -> None:
+        """The console's clock moved: the services' clock follows, and the events of the skipped time are
+        filled in."""
+        await set_demo_clock(self.dsn, shift)
+        await self.events.catch_up()
+
+    async def stop(self) -> None:
+        await self.events.stop()
+        await self.server.stop()
+
+
+async def start_demo(storage: Storage, clock: Callable[[], datetime] | None = None) -> DemoStandIns:
+    """Start the demo deployments, fill the demo tables and start the event flow (dated by `clock`, the
+    console's); the catalog environment names them."""
+    clock = clock or (lambda: datetime.now(UTC))
+    dsn = await install_demo_clock(str(storage.pool.conninfo))
+    await set_demo_clock(dsn, clock() - datetime.now(UTC))
+    await PostgresFlagTable(dsn).ensure_table()
+    now = clock()
+    await seed_demo_mira_events(dsn, now)
+    await seed_service_events(dsn, now)
+    events = EventFlow(dsn, clock, since=now)
+    world = DemoWorld(events)
+    server = await start_server(demo_app(world))
     for name in DEMO_HOOK_SECRETS:  # the deploy steps read their secrets from the environment
         os.environ.setdefault(name, "demo-hook-secret")
     env = {
         **{variable: f"{server.url}/hooks/{hook}" for variable, hook in DEMO_HOOKS.items()},
+        # Rollback step 4 (Re-enable Gradually): the internal team's allowlist, so Mira's `standard` plan runs
+        # to its end.
+        "MIRA_INTERNAL_USERS": DEMO_INTERNAL_USERS,
         "MIRA_BASE_URL": f"{server.url}/mira",
-        "MIRA_DATABASE_URL": database_url,
+        "MIRA_DATABASE_URL": dsn,
         "IVY_BASE_URL": f"{server.url}/ivy",
-        "IVY_DATABASE_URL": database_url,
+        "IVY_DATABASE_URL": dsn,
         "AI_ASSISTANT_BASE_URL": f"{server.url}/assistant",
-        "AI_ASSISTANT_DATABASE_URL": database_url,
+        "AI_ASSISTANT_DATABASE_URL": dsn,
         "AI_ASSISTANT_REDIS_URL": storage.redis_url,
         "FA_BASE_URL": f"{server.url}/fa",
-        "FA_DATABASE_URL": database_url,
+        "FA_DATABASE_URL": dsn,
         "FA_REDIS_URL": storage.redis_url,
     }
-    return server, env
+    events.start()
+    return DemoStandIns(server, env, world, events, dsn)

@@ -91,7 +91,7 @@ class PagerDutyEventsApi(PagerDutyIncidentStore):
         incident_id = self._new_id("Q")
         while incident_id in self._incidents:
             incident_id = self._new_id("Q")
-        created = _now()
+        created = _now(self.clock())
         incident = _Incident(
             id=incident_id,
             number=number,
@@ -121,7 +121,7 @@ class PagerDutyEventsApi(PagerDutyIncidentStore):
         if incident is None:
             return  # PagerDuty accepts the event and drops it
         new_status = "acknowledged" if action == "acknowledge" else "resolved"
-        now = _now()
+        now = _now(self.clock())
         incident.status = new_status
         incident.last_status_change_at = now
         incident.last_status_change_by = self._service_ref(incident)

@@ -64,7 +64,7 @@ class PagerDutyRestApi(PagerDutyIncidentStore):
         resolution = change.get("resolution")
         if resolution is not None and not isinstance(resolution, str):
             raise _rest_error(400, "resolution must be a string")
-        now = _now()
+        now = _now(self.clock())
         incident.status = new_status
         incident.last_status_change_at = now
         incident.last_status_change_by = self._user_ref(user)
@@ -93,7 +93,7 @@ class PagerDutyRestApi(PagerDutyIncidentStore):
             "id": self._new_id(),
             "user": self._user_ref(user),
             "content": content,
-            "created_at": _now(),
+            "created_at": _now(self.clock()),
         }
         incident.notes.append(stored)
         data = {

@@ -58,8 +58,8 @@ def _event_error(*errors: str) -> _Invalid:
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def oncall_entry(
@@ -140,7 +140,7 @@ class PagerDutyIncidentStore(PagerDutyWebhookSender):
         if status not in ("triggered", "acknowledged", "resolved"):
             raise ValueError("status must be triggered, acknowledged or resolved")
         users = [self._known_user(*assignee) for assignee in assignees]
-        created = created_at or _now()
+        created = created_at or _now(self.clock())
         incident = _Incident(
             id=id,
             number=number,

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -63,14 +63,20 @@ class WebhookDelivery:
         return event
 
 
-def _now_ms() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def _now_ms(moment: datetime | None = None) -> str:
+    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def real_time() -> datetime:
+    return datetime.now(UTC)
 
 
 class PagerDutyWebhookSender(RecordingServer):
     """The webhook half of :class:`stand_ins.recording_pagerduty.RecordingPagerDutyServer`."""
 
     subscription_id: str
+    #: PagerDuty's clock, which dates incidents, notes and webhooks: real time, or the console's when it sets it.
+    clock: Callable[[], datetime]
     _webhook_url: str | None
     _webhook_secrets: list[str]
     _sender: asyncio.Task[None] | None
@@ -161,7 +167,7 @@ class PagerDutyWebhookSender(RecordingServer):
                 "id": event_id,
                 "event_type": event_type,
                 "resource_type": "incident",
-                "occurred_at": _now_ms(),
+                "occurred_at": _now_ms(self.clock()),
                 "agent": agent,
                 "client": None,
                 "data": data,

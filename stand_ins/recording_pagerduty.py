@@ -65,7 +65,7 @@ from starlette.routing import Route
 from stand_ins.pagerduty_events_api import PagerDutyEventsApi
 from stand_ins.pagerduty_rest_api import PagerDutyRestApi
 from stand_ins.pagerduty_store import _REST_ERRORS, _Incident, _Invalid, _rest_error, _User, oncall_entry
-from stand_ins.pagerduty_webhook_sender import WebhookDelivery
+from stand_ins.pagerduty_webhook_sender import WebhookDelivery, real_time
 
 __all__ = [
     "DEFAULT_TOKEN",
@@ -160,6 +160,7 @@ class RecordingPagerDutyServer(PagerDutyRestApi, PagerDutyEventsApi):
         self.page_size = page_size
         self.subdomain = subdomain
         self.subscription_id = "PSUBMIRA"
+        self.clock = real_time
         self._webhook_url = webhook_url
         self._webhook_secrets = list(webhook_secrets)
         self._sender: asyncio.Task[None] | None = None

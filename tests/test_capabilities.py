@@ -21,7 +21,9 @@ def test_the_console_on_an_install_without_stand_ins_says_so_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
-    monkeypatch.setitem(sys.modules, "stand_ins.console", None)  # as if stand_ins/ were not installed
+    # As if stand_ins/ were not installed (also when another test module imported the console already).
+    for module in ("stand_ins.console", "stand_ins.console_runner"):
+        monkeypatch.setitem(sys.modules, module, None)
     assert cli.main(["console"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the console needs the stand-ins" in err

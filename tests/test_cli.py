@@ -152,10 +152,11 @@ def test_readme_transcript_reproduces_on_a_machine_with_nothing_installed(tmp_pa
     assert not (tmp_path / "state").exists()  # the demo is a throwaway world: the real STATE_DIR is untouched
 
 
-def test_plain_console_on_a_machine_with_nothing_installed(tmp_path: Path) -> None:
-    """`mira-bot` with no Slack token, no DATABASE_URL, no REDIS_URL: the console on embedded servers."""
+def test_bare_console_on_a_machine_with_nothing_installed(tmp_path: Path) -> None:
+    """`mira-bot console --no-demo` with no Slack token, no DATABASE_URL, no REDIS_URL: the console on embedded
+    servers. (Without --no-demo it is the demo: tests/test_demo.py.)"""
     result = subprocess.run(
-        [*MIRA_BOT],
+        [*MIRA_BOT, "console", "--no-demo"],
         input="/health fa\nquit\n",
         env=_clean_env(STATE_DIR=str(tmp_path / "state")),
         cwd=tmp_path,
