@@ -59,7 +59,7 @@ def usage_reply(command: Command, error: UsageError) -> str:
     lines = [f":grey_question: {mrkdwn.escape(_clip_quotes(error.message))}"]
     if error.suggestion:
         lines.append(f"Did you mean `{mrkdwn.escape(error.suggestion)}`?")
-    lines.append("Usage: " + command.usage)
+    lines.append("Usage: " + (error.usage or command.usage))
     return "\n".join(lines)
 
 

@@ -31,12 +31,15 @@ if TYPE_CHECKING:
 
 
 class UsageError(Exception):
-    """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally."""
+    """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally. `usage`
+    is the one usage line that applies (e.g. "`/rollback plans SERVICE` — …"); without it the command's whole
+    usage block is shown."""
 
-    def __init__(self, message: str, *, suggestion: str | None = None) -> None:
+    def __init__(self, message: str, *, suggestion: str | None = None, usage: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.suggestion = suggestion
+        self.usage = usage
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from handlers.incidents.model import RetryLater
 from handlers.latency import command as latency
 from handlers.oncall import command as oncall
 from handlers.rollback import command as rollback
+from handlers.rollback import restart
 from handlers.rollback import run as rollback_run
 from handlers.rollback import runner_store
 from handlers.rollback import store as rollback_store
@@ -35,6 +36,7 @@ def build_registry() -> CommandRegistry:
     registry.add(flags.COMMAND)
     registry.add(latency.COMMAND)
     registry.add(rollback.COMMAND)
+    registry.add(restart.COMMAND)
     registry.add(oncall.COMMAND)
     for action in (
         health.RERUN,
@@ -46,7 +48,7 @@ def build_registry() -> CommandRegistry:
         *rollback.ACTIONS,
     ):
         registry.add_action(action)
-    for modal in incident_buttons.MODALS:
+    for modal in (*incident_buttons.MODALS, *rollback.MODALS):
         registry.add_modal(modal)
     return registry
 

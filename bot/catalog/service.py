@@ -49,6 +49,7 @@ class Service(_Model):
     latency: LatencySource | None = None
     objectives: list[Objective] = Field(default_factory=list)
     rollback_plans: list[RollbackPlan] = Field(default_factory=list)
+    restart_plan: RollbackPlan | None = None
     rollback_expires_minutes: int = Field(default=15, gt=0)
     two_person_rule: bool | None = None
     escalation: Escalation
@@ -73,7 +74,7 @@ class Service(_Model):
             raise ValueError("postgres_table flags need a `flag_store`")
         referenced: list[tuple[str, Iterable[str]]] = [(f"preset {p.name}", p.values) for p in self.presets]
         referenced += [
-            (f"rollback plan {plan.name}", step.flags) for plan in self.rollback_plans for step in plan.steps
+            (f"rollback plan {plan.name}", step.flags) for plan in self.all_plans for step in plan.steps
         ]
         if self.rollout:
             referenced += [(f"rollout stage {name}", values) for name, values in self.rollout.stages.items()]
@@ -82,13 +83,18 @@ class Service(_Model):
             for name in names:
                 if name not in flag_names:
                     raise ValueError(f"{where} names unknown flag {name}")
-        for plan in self.rollback_plans:
+        for plan in self.all_plans:
             for step in plan.steps:
                 if step.rollout_stage and (not self.rollout or step.rollout_stage not in self.rollout.stages):
                     raise ValueError(
                         f"rollback plan {plan.name} names unknown rollout stage {step.rollout_stage}"
                     )
         return self
+
+    @property
+    def all_plans(self) -> list[RollbackPlan]:
+        """The rollback plans and the restart plan, for what every plan must satisfy."""
+        return [*self.rollback_plans, *([self.restart_plan] if self.restart_plan else [])]
 
     @property
     def requires_two_people(self) -> bool:
