@@ -220,8 +220,8 @@ def run_buttons(run: Run) -> list[dict[str, Any]]:
 
 
 def mark_done_button(run: Run, step: Step) -> dict[str, Any]:
-    button = button(f"Mark step {step.position} done", MARK_DONE_ACTION, f"{run.id}:{step.position}")
-    button["confirm"] = {
+    mark = button(f"Mark step {step.position} done", MARK_DONE_ACTION, f"{run.id}:{step.position}")
+    mark["confirm"] = {
         "title": {"type": "plain_text", "text": "Done outside the bot?"},
         "text": {
             "type": "mrkdwn",
@@ -231,7 +231,7 @@ def mark_done_button(run: Run, step: Step) -> dict[str, Any]:
         "confirm": {"type": "plain_text", "text": "Mark done"},
         "deny": {"type": "plain_text", "text": "Not yet"},
     }
-    return button
+    return mark
 
 
 def noun_of(run: Run) -> str:

@@ -62,8 +62,14 @@ async def _metrics(service: Service) -> str | None:
 def _probes(service: Service) -> str | None:
     if not service.probes:
         return f"no health probes are configured for {service.display_name} (`services[{service.name}].probes`)"
-    missing = missing_env(service.probes)
-    return f"the health probes are not configured: {_set(missing)}" if missing else None
+    # Health judges the configured probes only, so one unconfigured dependency probe does not stop a check;
+    # none configured, or the critical (front door) one unconfigured, does.
+    configured = [p for p in service.probes if not missing_env(p)]
+    critical = [p for p in service.probes if p.critical and missing_env(p)]
+    if configured and not critical:
+        return None
+    missing = missing_env(critical or service.probes)
+    return f"the health probes are not configured: {_set(missing)}"
 
 
 def _hook(step: RollbackStep) -> str | None:
