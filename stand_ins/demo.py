@@ -36,6 +36,7 @@ DEMO_HOOKS = {
     "AI_ASSISTANT_RESTART_HOOK_URL": "assistant-restart",
     "AI_ASSISTANT_CONFIG_HOOK_URL": "assistant-config",
     "FA_ROLLBACK_HOOK_URL": "fa-rollback",
+    "FA_RESTART_HOOK_URL": "fa-restart",  # issue 14 (rollback): FA's /restart plan
 }
 DEMO_HOOK_SECRETS = (
     "MIRA_DEPLOY_HOOK_SECRET",
@@ -112,5 +113,6 @@ async def start_demo(storage: Storage) -> tuple[RunningServer, dict[str, str]]:
         "FA_BASE_URL": f"{server.url}/fa",
         "FA_DATABASE_URL": database_url,
         "FA_REDIS_URL": storage.redis_url,
+        "MIRA_INTERNAL_USERS": "ana@demo.example,dana@demo.example",  # issue 14 (rollback): rollout stage `internal`
     }
     return server, env
