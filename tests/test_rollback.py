@@ -233,6 +233,7 @@ async def test_plans_and_status_are_shown_to_the_asker(bot: BotUnderTest) -> Non
     plans, status = bot.slack.calls_to("response_url")
     assert "*immediate*" in blocks_text(plans.blocks) and "*full*" in blocks_text(plans.blocks)
     assert "`IVY_ORGANIC_ENABLED` → `false`" in blocks_text(plans.blocks)
+    assert "*restart* (`/restart ivy-v2 [reason]`, one Confirm)" in blocks_text(plans.blocks)
     assert status.text == "No rollback of any service has been requested yet."
 
 

@@ -99,9 +99,10 @@ def what_it_changes(service: Service, step: RollbackStep) -> str:
         slos = ", ".join(f"{o.metric} ≤ {o.limit:g}" for o in service.objectives if o.kind is None)
         return f"watch health{' and ' + slos if slos else ''} for {step.minutes:g} min"
     approver = step.approver or "a named person"
-    instruction = f"{step.instruction} " if step.instruction else ""
     warning = f" :warning: {step.warning}" if step.warning else ""
-    return f"{instruction}{approver} signs off in the thread{warning}"
+    if step.instruction:
+        return f"by hand: {step.instruction} {approver[:1].upper()}{approver[1:]} signs off in the thread{warning}"
+    return f"{approver} signs off in the thread{warning}"
 
 
 def _step_line(run: Run, step: Step, now: datetime) -> str:
@@ -113,7 +114,7 @@ def _step_line(run: Run, step: Step, now: datetime) -> str:
         f"_{step.status}{timing}{attempt}_"
     )
     detail = (
-        mrkdwn.escape(step.result)
+        result_text(step)
         if step.result and step.status in ("done", "failed", "skipped")
         else what_it_changes(run.service, step.spec)
     )
@@ -123,6 +124,12 @@ def _step_line(run: Run, step: Step, now: datetime) -> str:
         if p.position == step.position and run.status == "pending"
     )
     return f"{head}\n      {detail}{missing}"
+
+
+def result_text(step: Step) -> str:
+    """A step's result, escaped; a person's decision (sign-off, skip, mark done) led by their mention."""
+    who = f"<@{step.approved_by}> " if step.approved_by else ""
+    return who + mrkdwn.escape(step.result or "")
 
 
 def sections(lines: list[str]) -> list[dict[str, Any]]:
@@ -318,7 +325,13 @@ def render_plans(service: Service) -> tuple[str, list[dict[str, Any]]]:
             f"{n}. {step.title} — {what_it_changes(service, step)}"
             for n, step in enumerate(plan.steps, start=1)
         ]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
+        blocks.extend(sections(lines))
+    if service.restart_plan is not None:
+        restart = service.restart_plan
+        lines = [f"*{restart.name}* (`/restart {service.name} [reason]`, one Confirm) — {restart.description}"] + [
+            f"{n}. {step.title} — {what_it_changes(service, step)}" for n, step in enumerate(restart.steps, 1)
+        ]
+        blocks.extend(sections(lines))
     rule = "on" if service.requires_two_people else "off"
     blocks.append(
         {

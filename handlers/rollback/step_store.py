@@ -5,7 +5,8 @@ rest skipped) and a manual step's sign-off. Skip and Mark done act only on the r
 not done or skipped — and only when it is failed, or running a step that merely waits (a wait, a watch, a
 verify's polling, a manual step): a flag change or deploy hook mid-call is never declared skipped or done under
 its runner. Each moves a failed run back to running, so the runner continues with the next step. Times come
-from the caller's clock.
+from the caller's clock. The person is recorded in `approved_by` (the result's text carries no markup: it is
+escaped when shown, and the mention is added then).
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ async def _end_step(
 ) -> bool:
     async with bot.storage.pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(
-            f"""UPDATE rollback_steps SET status = %(status)s, result = %(result)s,
+            f"""UPDATE rollback_steps SET status = %(status)s, result = %(result)s, approved_by = %(actor)s,
                     finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
                 WHERE {_CURRENT} RETURNING status""",
-            {"status": status, "result": result, "now": now, "run": run.id, "position": position},
+            {"status": status, "result": result, "actor": actor, "now": now, "run": run.id, "position": position},
         )
         if cursor.rowcount != 1:
             return False
@@ -84,14 +85,14 @@ async def _end_step(
 async def skip(bot: BotContext, run: Run, position: int, actor: str, reason: str, now: datetime) -> bool:
     """The current step skipped with a reason, once; the run goes on with the next step."""
     return await _end_step(
-        bot, run, position, actor, now, "skipped", f"skipped by <@{actor}>: {reason}", "skip", reason
+        bot, run, position, actor, now, "skipped", f"skipped: {reason}", "skip", reason
     )
 
 
 async def mark_done(bot: BotContext, run: Run, position: int, actor: str, now: datetime) -> bool:
     """The current step recorded as done by hand outside the bot, once; the run goes on with the next step."""
     return await _end_step(
-        bot, run, position, actor, now, "done", f"marked done by <@{actor}>: done outside the bot", "mark_done",
+        bot, run, position, actor, now, "done", "marked done: done outside the bot", "mark_done",
         None,
     )
 
@@ -125,10 +126,10 @@ async def approve(bot: BotContext, run: Run, position: int, actor: str, now: dat
     async with bot.storage.pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(
             """UPDATE rollback_steps SET status = 'done', approved_by = %s, finished_at = %s,
-                   result = 'signed off by <@' || %s || '>'
+                   result = 'signed off'
                WHERE run_id = %s AND position = %s AND kind = 'manual' AND status = 'running'
                  AND EXISTS (SELECT 1 FROM rollback_runs WHERE id = %s AND status = 'running')""",
-            (actor, now, actor, run.id, position, run.id),
+            (actor, now, run.id, position, run.id),
         )
         if cursor.rowcount != 1:
             return False

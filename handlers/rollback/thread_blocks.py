@@ -21,6 +21,7 @@ from handlers.rollback.blocks import (
     button,
     duration,
     mark_done_button,
+    result_text,
     what_it_changes,
 )
 from handlers.rollback.checks import METRICS_UNREADABLE
@@ -51,7 +52,7 @@ def step_finished(run: Run, step: Step, now: datetime) -> tuple[str, list[dict[s
     took = f" in {duration(elapsed)}" if elapsed is not None else ""
     n = f"{step.position}/{len(run.steps)}"
     if step.status == "done":
-        return f":white_check_mark: Step {n} done{took}: {mrkdwn.escape(step.result)}", None
+        return f":white_check_mark: Step {n} done{took}: {result_text(step)}", None
     if (step.detail or {}).get(METRICS_UNREADABLE):
         text = (
             f":warning: Step {n} *{step.spec.title}* could not read its metrics{took}: "
