@@ -1,7 +1,9 @@
 """/rollback: show a service's rollback plan from its runbook, get a second person's confirmation, run it once.
 
-parse → guard → act → render. The request is posted visibly in the channel with every step and what it
-changes; Confirm (danger, with Slack's confirm dialog) and Cancel sit under it. Only the service's owners may
+parse → guard → act → render. Every step is checked first (handlers/rollback/preflight.py); the request is posted
+visibly in the channel with every step, what it changes and what is missing; Confirm (danger, with Slack's confirm
+dialog, or a modal listing every step when they do not fit it) and Cancel sit under it — Check again instead of
+Confirm while something is missing. A service has one open run at a time (handlers/rollback/request.py). Only the service's owners may
 request or confirm (fail closed: none configured, nobody may; the guards tell the platform which service a request or a
 click would change, and it checks before `run`: handlers/rollback/guards.py), and production services carry the two-person rule:
 the requester cannot confirm their own rollback. Every request, confirmation, refusal, cancel, retry, abort and step
