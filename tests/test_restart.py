@@ -4,8 +4,11 @@ open; bad input answered with the one usage line. Real Postgres, Redis, the reco
 deploy hook, and a real PagerDuty webhook for the open incident.
 """
 
+# ruff: noqa: F811 - the fixtures are imported from tests.test_rollback and named again as arguments
+
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,8 +20,9 @@ from bot.scheduler import utc_now
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
 from stand_ins.recording_hooks import RecordingHookServer
+from stand_ins.recording_slack import RecordingSlackServer
 from tests import pd_payloads as pd
-from tests.harness import CHANNEL, BotUnderTest, blocks_text, fake_service, running_bot
+from tests.harness import CHANNEL, BotUnderTest, answer, blocks_text, fake_service, running_bot
 from tests.test_rollback import (  # noqa: F401 - fixtures
     CONFIRMER,
     REQUESTER,
@@ -53,13 +57,10 @@ async def assistant_env(
 
 
 @pytest.fixture
-async def catalog(assistant_env: dict[str, str], tmp_path: Path) -> Catalog:
-    async def healthy(request: object) -> object:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse({"status": "healthy"})
-
-    async with fake_service({"/health": healthy, "/info": healthy}) as url:  # type: ignore[dict-item]
+async def catalog(assistant_env: dict[str, str], tmp_path: Path) -> AsyncIterator[Catalog]:
+    """The owned bundled catalog with AI Assistant's /health and /info answering healthy."""
+    healthy = answer({"status": "healthy"})
+    async with fake_service({"/health": healthy, "/info": healthy}) as url:
         yield _owned(tmp_path, {**assistant_env, "AI_ASSISTANT_BASE_URL": url})
 
 
@@ -88,8 +89,11 @@ async def _open_incident(bot: BotUnderTest) -> tuple[str, str]:
     response = await bot.client.post(
         "/pagerduty/webhook",
         content=body,
-        headers={"Content-Type": "application/json", "X-Webhook-Id": "restart-test-1",
-                 **sign_pagerduty_webhook(PD_SECRET, body)},
+        headers={
+            "Content-Type": "application/json",
+            "X-Webhook-Id": "restart-test-1",
+            **sign_pagerduty_webhook(PD_SECRET, body),
+        },
     )
     assert response.status_code == 202
     worker = bot.runtime.delivery
@@ -97,20 +101,35 @@ async def _open_incident(bot: BotUnderTest) -> tuple[str, str]:
         if await worker.run_once(utc_now()) == 0:
             break
     await bot.settle()
-    [root] = [c for c in bot.slack.calls_to("chat.postMessage")
-              if c.channel == "#mira-copilot-alerts" and not c.thread_ts and "AI Assistant unresponsive" in (c.text or blocks_text(c.blocks))]
+    [root] = [
+        c
+        for c in bot.slack.calls_to("chat.postMessage")
+        if c.channel == "#mira-copilot-alerts"
+        and not c.thread_ts
+        and "AI Assistant unresponsive" in (c.text or blocks_text(c.blocks))
+    ]
+    assert root.response is not None
     return str(root.response["channel"]), str(root.response["ts"])
 
 
 async def test_an_owner_restarts_alone_and_it_is_announced_in_alerts_and_the_open_incidents_thread(
-    pd_settings: Settings, catalog: Catalog, slack: object, hooks: RecordingHookServer, database_url: str
+    pd_settings: Settings,
+    catalog: Catalog,
+    slack: RecordingSlackServer,
+    hooks: RecordingHookServer,
+    database_url: str,
 ) -> None:
-    async with running_bot(pd_settings, catalog, slack) as bot:  # type: ignore[arg-type]
+    async with running_bot(pd_settings, catalog, slack) as bot:
         incident_root = await _open_incident(bot)
         root = await _restart(bot, "ai-assistant unresponsive since 09:10", user=REQUESTER)
-        [posted] = [c for c in bot.slack.calls_to("chat.postMessage") if c.response and c.response["ts"] == root]
+        [posted] = [
+            c for c in bot.slack.calls_to("chat.postMessage") if c.response and c.response["ts"] == root
+        ]
         text = blocks_text(posted.blocks)
-        assert "Restart #1: AI Assistant" in text and "Level-1 restart: one Confirm by an owner or the primary on-call" in text
+        assert (
+            "Restart #1: AI Assistant" in text
+            and "Level-1 restart: one Confirm by an owner or the primary on-call" in text
+        )
         assert "Two-person rule" not in text
         await _click(bot, root, "rollback_confirm", "1", user=REQUESTER)  # the requester confirms their own
         await _click(bot, root, "rollback_confirm", "1", user=REQUESTER)  # a double click confirms once
@@ -119,17 +138,23 @@ async def test_an_owner_restarts_alone_and_it_is_announced_in_alerts_and_the_ope
             await _drive(bot, t0 + timedelta(seconds=seconds))
     assert len(hooks.calls) == 1 and hooks.calls[0].signature_ok is True
     assert hooks.calls[0].body["inputs"] == {"action": "restart"}
-    announcements = [c for c in slack.calls_to("chat.postMessage") if "is restarting *AI Assistant*" in (c.text or "")]  # type: ignore[attr-defined]
+    announcements = [
+        c for c in slack.calls_to("chat.postMessage") if "is restarting *AI Assistant*" in (c.text or "")
+    ]
     by_thread = {c.thread_ts: c.channel for c in announcements}
     assert by_thread == {None: "#mira-copilot-alerts", incident_root[1]: incident_root[0]}
     assert "Reason: unresponsive since 09:10" in (announcements[0].text or "")
     assert await _rows(database_url, "SELECT kind, status, confirmed_by FROM rollback_runs") == [
         ("restart", "done", REQUESTER)
     ]
-    audit = await _rows(database_url, "SELECT action, actor FROM audit_log WHERE action LIKE 'restart.%%' ORDER BY id")
+    audit = await _rows(
+        database_url, "SELECT action, actor FROM audit_log WHERE action LIKE 'restart.%%' ORDER BY id"
+    )
     assert audit[:2] == [("restart.request", REQUESTER), ("restart.confirm", REQUESTER)]
     assert audit[-1] == ("restart.done", REQUESTER)
-    [summary] = [c for c in slack.calls_to("chat.postMessage") if "(plan `restart`) finished" in (c.text or "")]  # type: ignore[attr-defined]
+    [summary] = [
+        c for c in slack.calls_to("chat.postMessage") if "(plan `restart`) finished" in (c.text or "")
+    ]
     assert summary.channel == "#incidents"
     assert "Restart #1 of *AI Assistant* (plan `restart`) finished" in (summary.text or "")
     assert f"Requested and confirmed by <@{REQUESTER}>" in (summary.text or "")

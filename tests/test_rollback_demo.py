@@ -8,6 +8,8 @@ Mira `standard` (its watch reads the seeded slowdown of the last 30 real minutes
 FA `blue-green` / FA restart (the demo's FA /health answers 503 whatever its hooks did).
 """
 
+# ruff: noqa: F811 - the fixtures are imported from tests.test_rollback and named again as arguments
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -34,14 +36,16 @@ async def demo_bot(
 ) -> AsyncIterator[BotUnderTest]:
     for name in DEMO_HOOK_SECRETS:  # start_demo only sets what is unset; restored after the test
         monkeypatch.setenv(name, "demo-hook-secret")
-    async with RecordingSupabaseServer() as supabase:
-        async with running_bot(demo_settings(settings, supabase, ME), load_catalog(), slack) as bot:
-            server, env = await start_demo(bot.runtime.bot.storage)
-            try:
-                bot.runtime.bot.catalog = load_catalog(BUNDLED_CATALOG, env)
-                yield bot
-            finally:
-                await server.stop()
+    async with (
+        RecordingSupabaseServer() as supabase,
+        running_bot(demo_settings(settings, supabase, ME), load_catalog(), slack) as bot,
+    ):
+        server, env = await start_demo(bot.runtime.bot.storage)
+        try:
+            bot.runtime.bot.catalog = load_catalog(BUNDLED_CATALOG, env)
+            yield bot
+        finally:
+            await server.stop()
 
 
 def _root(bot: BotUnderTest) -> Any:
@@ -73,7 +77,9 @@ async def _run_to_the_end(bot: BotUnderTest, command: str, text: str) -> str:
                 await bot.click(CHANNEL, ts, "rollback_signoff", value, user=ME)
         await bot.settle()
     async with bot.runtime.bot.storage.pool.connection() as conn:
-        row = await (await conn.execute("SELECT status FROM rollback_runs WHERE id = %s", (int(run_id),))).fetchone()
+        row = await (
+            await conn.execute("SELECT status FROM rollback_runs WHERE id = %s", (int(run_id),))
+        ).fetchone()
     assert row is not None
     return str(row[0])
 
@@ -91,4 +97,3 @@ async def _run_to_the_end(bot: BotUnderTest, command: str, text: str) -> str:
 )
 async def test_a_plan_runs_to_done_in_the_demo(demo_bot: BotUnderTest, command: str, text: str) -> None:
     assert await _run_to_the_end(demo_bot, command, text) == "done"
-

@@ -6,10 +6,13 @@ Real Postgres, Redis, the recording Slack server and a recording deploy hook; th
 `run_once(now)` at injected moments, so nothing sleeps and no calendar matters.
 """
 
+# ruff: noqa: F811 - the fixtures are imported from tests.test_rollback and named again as arguments
+
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,10 @@ from starlette.responses import JSONResponse, Response
 from bot.catalog import Catalog
 from bot.scheduler import utc_now
 from bot.settings import Settings
+from integrations.flag_table import PostgresFlagTable
 from stand_ins.recording_hooks import RecordingHookServer
 from stand_ins.recording_slack import RecordingSlackServer
-from tests.harness import CHANNEL, BotUnderTest, blocks_text, fake_service, running_bot
+from tests.harness import BotUnderTest, blocks_text, fake_service, running_bot
 from tests.test_rollback import (  # noqa: F401 - fixtures
     CONFIRMER,
     REQUESTER,
@@ -51,9 +55,13 @@ from tests.test_rollback import (  # noqa: F401 - fixtures
 )
 
 
-async def submit_view(bot: BotUnderTest, view: dict[str, Any], user: str, values: dict[str, str] | None = None) -> None:
+async def submit_view(
+    bot: BotUnderTest, view: dict[str, Any], user: str, values: dict[str, str] | None = None
+) -> None:
     """Submit a modal the bot opened, as Slack sends it (its callback_id and private_metadata kept)."""
-    state = {key: {key: {"type": "plain_text_input", "value": value}} for key, value in (values or {}).items()}
+    state = {
+        key: {key: {"type": "plain_text_input", "value": value}} for key, value in (values or {}).items()
+    }
     payload = {
         "type": "view_submission",
         "team": {"id": "T0CONSOLE"},
@@ -70,23 +78,24 @@ async def submit_view(bot: BotUnderTest, view: dict[str, Any], user: str, values
 
 def _answers(bot: BotUnderTest) -> list[str]:
     """What the bot told one person: response_url answers and (after a modal) ephemeral messages."""
-    return [
-        c.text or "" for c in bot.slack.calls if c.method in ("response_url", "chat.postEphemeral")
-    ]
+    return [c.text or "" for c in bot.slack.calls if c.method in ("response_url", "chat.postEphemeral")]
 
 
 @pytest.fixture
-def ivy_env(catalog_env: dict[str, str], hooks: RecordingHookServer, database_url: str,
-            monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def ivy_env(
+    catalog_env: dict[str, str],
+    hooks: RecordingHookServer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
     """Ivy's restart hook, its hook secret and its flag table's database."""
     monkeypatch.setenv("IVY_HOOK_SECRET", "ivy-secret")
     return {**catalog_env, "IVY_RESTART_HOOK_URL": hooks.url("ivy"), "IVY_DATABASE_URL": database_url}
 
 
 @pytest.fixture
-async def ivy_catalog(ivy_env: dict[str, str], tmp_path: Path, database_url: str) -> Catalog:
-    from integrations.flag_table import PostgresFlagTable
-
+async def ivy_catalog(ivy_env: dict[str, str], tmp_path: Path, database_url: str) -> AsyncIterator[Catalog]:
+    """The owned bundled catalog with Ivy's router and backend answering ok and its flag table created."""
     await PostgresFlagTable(database_url).ensure_table()
     async with fake_service({"/ai/router/health": ok_json, "/health": ok_json}) as url:
         yield _owned(tmp_path, {**ivy_env, "IVY_BASE_URL": url})
@@ -112,7 +121,11 @@ def _latest_root(bot: BotUnderTest, root: str) -> list[dict[str, Any]]:
 
 
 async def test_an_unset_variable_and_a_missing_metrics_table_are_shown_before_confirm_and_check_again_clears_them(
-    settings: Settings, catalog_env: dict[str, str], tmp_path: Path, slack: RecordingSlackServer, database_url: str
+    settings: Settings,
+    catalog_env: dict[str, str],
+    tmp_path: Path,
+    slack: RecordingSlackServer,
+    database_url: str,
 ) -> None:
     env = {k: v for k, v in catalog_env.items() if k != "MIRA_INTERNAL_USERS"}
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -127,18 +140,27 @@ async def test_an_unset_variable_and_a_missing_metrics_table_are_shown_before_co
         assert _buttons(posted.blocks) == ["rollback_check_again", "rollback_cancel"]  # no Confirm at all
 
         await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)  # a forged or stale Confirm
-        assert "is not ready: step 5: the flag values are not configured: set MIRA_INTERNAL_USERS" in _ephemerals(bot)[-1]
+        assert (
+            "is not ready: step 5: the flag values are not configured: set MIRA_INTERNAL_USERS"
+            in _ephemerals(bot)[-1]
+        )
         with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE mira_events (event_type text, latency_ms int, success bool, created_at timestamptz)")
+            conn.execute(
+                "CREATE TABLE mira_events (event_type text, latency_ms int, success bool, created_at timestamptz)"
+            )
         await _click(bot, root, "rollback_check_again", "1", user=CONFIRMER)
         assert "Still not ready: step 5: the flag values are not configured" in _ephemerals(bot)[-1]
         remaining = blocks_text(_latest_root(bot, root))
         assert "mira_events" not in remaining and "MIRA_INTERNAL_USERS" in remaining
     assert await _rows(database_url, "SELECT status FROM rollback_runs") == [("pending",)]
-    refused = await _rows(database_url, "SELECT detail->>'reason' FROM audit_log WHERE action = 'rollback.refused'")
+    refused = await _rows(
+        database_url, "SELECT detail->>'reason' FROM audit_log WHERE action = 'rollback.refused'"
+    )
     assert refused == [("preflight",)]
 
-    async with running_bot(settings, _owned(tmp_path, catalog_env), slack) as fixed:  # the variable set, restarted
+    async with running_bot(
+        settings, _owned(tmp_path, catalog_env), slack
+    ) as fixed:  # the variable set, restarted
         await _click(fixed, root, "rollback_check_again", "1", user=CONFIRMER)
         assert _ephemerals(fixed)[-1].startswith(":white_check_mark: Every step of rollback #1 can run now")
         assert _buttons(_latest_root(fixed, root)) == ["rollback_review", "rollback_cancel"]
@@ -151,7 +173,9 @@ async def test_a_deploy_hook_not_configured_is_refused_up_front(
     async with running_bot(settings, _owned(tmp_path, env), slack) as bot:
         await _request(bot, "fa", user=REQUESTER)
     [posted] = [c for c in slack.calls_to("chat.postMessage") if c.thread_ts is None]
-    assert "not ready: the deploy hook is not configured: set FA_ROLLBACK_HOOK_URL" in blocks_text(posted.blocks)
+    assert "not ready: the deploy hook is not configured: set FA_ROLLBACK_HOOK_URL" in blocks_text(
+        posted.blocks
+    )
     assert "rollback_confirm" not in _buttons(posted.blocks)
 
 
@@ -167,9 +191,11 @@ async def test_a_long_plans_confirm_opens_a_modal_listing_every_step_whole_and_i
     view = opened.body["view"]
     assert view["callback_id"] == "rollback_confirm_modal" and view["title"]["text"] == "Confirm rollback"
     text = blocks_text(view["blocks"])
-    for n, title in enumerate(
-        ["Disable MIRA_COPILOT_ENABLED", "Roll back the last database migration", "Re-enable for everyone",
-         "Health is ok after the full re-enable"], start=1
+    for title in (
+        "Disable MIRA_COPILOT_ENABLED",
+        "Roll back the last database migration",
+        "Re-enable for everyone",
+        "Health is ok after the full re-enable",
     ):
         assert title in text
     assert all(f"\n{n}. *" in "\n" + text for n in range(1, 13))
@@ -177,7 +203,9 @@ async def test_a_long_plans_confirm_opens_a_modal_listing_every_step_whole_and_i
     await submit_view(bot, view, STRANGER)
     assert _answers(bot)[-1].startswith(":lock: Only the owners of Mira Co-Pilot may confirm a rollback")
     await submit_view(bot, view, CONFIRMER)
-    assert await _rows(database_url, "SELECT status, confirmed_by FROM rollback_runs") == [("running", CONFIRMER)]
+    assert await _rows(database_url, "SELECT status, confirmed_by FROM rollback_runs") == [
+        ("running", CONFIRMER)
+    ]
 
 
 async def test_a_short_plans_confirm_dialog_lists_every_step_whole_within_slacks_limit(
@@ -186,8 +214,13 @@ async def test_a_short_plans_confirm_dialog_lists_every_step_whole_within_slacks
     async with running_bot(settings, ivy_catalog, slack) as bot:
         await _request(bot, "ivy-v2 immediate", user=REQUESTER)
         [posted] = [c for c in bot.slack.calls_to("chat.postMessage") if c.thread_ts is None]
-        [confirm] = [e for b in posted.blocks or [] if b["type"] == "actions" for e in b["elements"]
-                     if e["action_id"] == "rollback_confirm"]
+        [confirm] = [
+            e
+            for b in posted.blocks or []
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == "rollback_confirm"
+        ]
         dialog = confirm["confirm"]["text"]["text"]
         assert len(dialog) <= 300
         assert dialog.endswith(
@@ -223,7 +256,10 @@ async def test_a_failed_step_is_skipped_with_a_reason_shown_and_audited_and_the_
     assert "Reason: ran rollback.sh by hand &lt;from the bastion&gt;" in skipped
     await _drive(bot, now)
     assert await _rows(database_url, "SELECT status FROM rollback_runs") == [("done",)]
-    assert await _rows(database_url, "SELECT status FROM rollback_steps ORDER BY position") == [("skipped",), ("done",)]
+    assert await _rows(database_url, "SELECT status FROM rollback_steps ORDER BY position") == [
+        ("skipped",),
+        ("done",),
+    ]
     assert await _rows(
         database_url, "SELECT actor, detail->>'reason' FROM audit_log WHERE action = 'rollback.skip'"
     ) == [(THIRD_OWNER, "ran rollback.sh by hand <from the bastion>")]
@@ -249,7 +285,9 @@ async def _marked_done(bot: BotUnderTest, database_url: str) -> None:
     await _click(bot, root, "rollback_mark_done", "1:2", user=THIRD_OWNER)
     await _click(bot, root, "rollback_mark_done", "1:2", user=THIRD_OWNER)  # a double click marks once
     assert "cannot be marked done now" in _ephemerals(bot)[-1]
-    assert any(f"<@{THIRD_OWNER}> marked step 2/4 *Switch to the v1 endpoint* done" in t for t in _thread(bot, root))
+    assert any(
+        f"<@{THIRD_OWNER}> marked step 2/4 *Switch to the v1 endpoint* done" in t for t in _thread(bot, root)
+    )
     assert await _rows(database_url, "SELECT actor FROM audit_log WHERE action = 'rollback.mark_done'") == [
         (THIRD_OWNER,)
     ]
@@ -271,15 +309,29 @@ async def test_a_watch_that_cannot_read_its_metrics_says_so_and_offers_retry_ski
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("DROP TABLE mira_events")
     await _drive(bot, t0 + timedelta(minutes=31))
-    [said] = [c for c in bot.slack.calls_to("chat.postMessage") if "could not read its metrics" in (c.text or "")]
-    assert 'relation "mira_events" does not exist' in (said.text or "") and "health stayed ok" in (said.text or "")
-    assert _buttons(said.blocks) == ["rollback_retry", "rollback_skip", "rollback_mark_done", "rollback_abort"]
+    [said] = [
+        c for c in bot.slack.calls_to("chat.postMessage") if "could not read its metrics" in (c.text or "")
+    ]
+    assert 'relation "mira_events" does not exist' in (said.text or "") and "health stayed ok" in (
+        said.text or ""
+    )
+    assert _buttons(said.blocks) == [
+        "rollback_retry",
+        "rollback_skip",
+        "rollback_mark_done",
+        "rollback_abort",
+    ]
     assert await _rows(database_url, "SELECT status FROM rollback_runs") == [("failed",)]
 
 
 async def test_a_verify_after_a_restart_hook_polls_until_healthy_instead_of_failing_at_once(
-    settings: Settings, catalog_env: dict[str, str], tmp_path: Path, slack: RecordingSlackServer, database_url: str,
-    hooks: RecordingHookServer, monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
+    catalog_env: dict[str, str],
+    tmp_path: Path,
+    slack: RecordingSlackServer,
+    database_url: str,
+    hooks: RecordingHookServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """AI Assistant's restart: the hook, a 30-second wait that reads nothing (its `ai_messages` table does not
     exist), then /health polled: 503 twice while the service starts, then healthy."""
@@ -291,17 +343,21 @@ async def test_a_verify_after_a_restart_hook_polls_until_healthy_instead_of_fail
 
     monkeypatch.setenv("AI_ASSISTANT_HOOK_SECRET", "s")
     async with fake_service({"/health": starting, "/info": starting}) as url:
-        env = {**catalog_env, "AI_ASSISTANT_BASE_URL": url, "AI_ASSISTANT_RESTART_HOOK_URL": hooks.url("assistant"),
-               "AI_ASSISTANT_DATABASE_URL": database_url}
+        env = {
+            **catalog_env,
+            "AI_ASSISTANT_BASE_URL": url,
+            "AI_ASSISTANT_RESTART_HOOK_URL": hooks.url("assistant"),
+            "AI_ASSISTANT_DATABASE_URL": database_url,
+        }
         async with running_bot(settings, _owned(tmp_path, env), slack) as bot:
             root = await _request(bot, "ai-assistant restart", user=REQUESTER)
             await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
             t0 = utc_now()
             await _drive(bot, t0)  # hook called, the wait starts
             await _drive(bot, t0 + timedelta(seconds=20))  # still waiting: no health read yet
-            assert await _rows(database_url, "SELECT position, status FROM rollback_steps ORDER BY position") == [
-                (1, "done"), (2, "running"), (3, "pending")
-            ]
+            assert await _rows(
+                database_url, "SELECT position, status FROM rollback_steps ORDER BY position"
+            ) == [(1, "done"), (2, "running"), (3, "pending")]
             for seconds in (31, 33, 40, 50):
                 await _drive(bot, t0 + timedelta(seconds=seconds))
     [waited] = [t for t in _thread(bot, root) if "Step 2/3 done" in t]

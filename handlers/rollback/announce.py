@@ -29,7 +29,9 @@ def _text(run: Run, link: str | None) -> str:
     )
 
 
-async def _post(bot: BotContext, run: Run, where: str, channel: str, text: str, thread_ts: str | None) -> None:
+async def _post(
+    bot: BotContext, run: Run, where: str, channel: str, text: str, thread_ts: str | None
+) -> None:
     try:
         await slack_once.post_once(
             bot,

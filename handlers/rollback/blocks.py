@@ -184,9 +184,7 @@ def _confirm_dialog(run: Run) -> dict[str, Any] | None:
 def confirm_modal(run: Run, channel: str | None) -> dict[str, Any]:
     """The confirm dialog of a plan too long for Slack's: every step whole with what it changes, in sections."""
     verb = "Restart" if run.kind == "restart" else "Roll back"
-    lines = [
-        f"{s.position}. *{s.spec.title}* — {what_it_changes(run.service, s.spec)}" for s in run.steps
-    ]
+    lines = [f"{s.position}. *{s.spec.title}* — {what_it_changes(run.service, s.spec)}" for s in run.steps]
     return {
         "type": "modal",
         "callback_id": CONFIRM_MODAL,
@@ -328,7 +326,9 @@ def render_plans(service: Service) -> tuple[str, list[dict[str, Any]]]:
         blocks.extend(sections(lines))
     if service.restart_plan is not None:
         restart = service.restart_plan
-        lines = [f"*{restart.name}* (`/restart {service.name} [reason]`, one Confirm) — {restart.description}"] + [
+        lines = [
+            f"*{restart.name}* (`/restart {service.name} [reason]`, one Confirm) — {restart.description}"
+        ] + [
             f"{n}. {step.title} — {what_it_changes(service, step)}" for n, step in enumerate(restart.steps, 1)
         ]
         blocks.extend(sections(lines))

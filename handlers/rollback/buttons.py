@@ -33,7 +33,9 @@ async def _run_of(ctx: ActionContext) -> tuple[Run, int | None] | None:
     return found
 
 
-async def _refuse(bot: BotContext, user: str, reply: Reply, run: Run, message: str, reason: str, action: str) -> None:
+async def _refuse(
+    bot: BotContext, user: str, reply: Reply, run: Run, message: str, reason: str, action: str
+) -> None:
     await audit(
         bot.storage.pool,
         actor=user,
@@ -62,39 +64,52 @@ async def _recheck(bot: BotContext, run: Run) -> Run:
 
 
 async def confirm_run(bot: BotContext, run: Run, user: str, reply: Reply, action: str) -> None:
-    """pending → running, after expiry, preflight and the two-person rule; said in the thread."""
+    """pending → running, after expiry, the two-person rule and the preflight (checked again: a table can
+    vanish between the request and its Confirm); said in the thread."""
     now = bot.clock()
     if run.status != "pending":
         await reply.ephemeral(_not_pending(run))
         return
     if now >= run.expires_at:
         await _refuse(
-            bot, user, reply, run,
+            bot,
+            user,
+            reply,
+            run,
             f"{run.noun} #{run.id} expired at {blocks.clock_time(run.expires_at)}: requests must be confirmed "
             f"within {run.service.rollback_expires_minutes} minutes. Nothing ran; request it again with "
             f"`{run.command}`.",
-            "expired", action,
+            "expired",
+            action,
         )
         await rollback_run.expire(bot, run.id, now)
-        return
-    run = await _recheck(bot, run)
-    if run.preflight:
-        await _refuse(
-            bot, user, reply, run,
-            f":no_entry: {run.noun} #{run.id} is not ready: "
-            + "; ".join(f"step {p.position}: {p.problem}" for p in run.preflight)
-            + ". Fix it, then press Check again.",
-            "preflight", action,
-        )
         return
     if run.requires_two_people and user == run.requested_by:
         users, groups = owners_of(bot, run.service)
         others = mentions([u for u in users if u != user], groups) or "another owner"
         await _refuse(
-            bot, user, reply, run,
+            bot,
+            user,
+            reply,
+            run,
             f":lock: {run.service.display_name} is a production service: the two-person rule says the requester "
             f"cannot confirm their own rollback. Ask {others} to confirm.",
-            "two-person rule", action,
+            "two-person rule",
+            action,
+        )
+        return
+    run = await _recheck(bot, run)
+    if run.preflight:
+        await _refuse(
+            bot,
+            user,
+            reply,
+            run,
+            f":no_entry: {run.noun} #{run.id} is not ready: "
+            + "; ".join(f"step {p.position}: {p.problem}" for p in run.preflight)
+            + ". Fix it, then press Check again.",
+            "preflight",
+            action,
         )
         return
     if not await rollbacks.confirm(bot, run, user, now):
@@ -104,7 +119,8 @@ async def confirm_run(bot: BotContext, run: Run, user: str, reply: Reply, action
     run = await rollbacks.load(bot, run.id) or run
     await rollback_run.refresh_root(bot, run, now)
     await rollback_run.say(
-        bot, run,
+        bot,
+        run,
         f":rotating_light: <@{user}> confirmed {run.noun.lower()} #{run.id}. Starting step 1 of {len(run.steps)}.",
         key="confirmed",
     )
@@ -161,11 +177,13 @@ async def check_again(ctx: ActionContext) -> None:
     run = await _recheck(ctx.bot, run)
     if run.preflight:
         await ctx.reply.ephemeral(
-            f"Still not ready: " + "; ".join(f"step {p.position}: {p.problem}" for p in run.preflight) + "."
+            "Still not ready: " + "; ".join(f"step {p.position}: {p.problem}" for p in run.preflight) + "."
         )
     else:
-        await ctx.reply.ephemeral(f":white_check_mark: Every step of {run.noun.lower()} #{run.id} can run now: "
-                                  "Confirm is back on the request.")
+        await ctx.reply.ephemeral(
+            f":white_check_mark: Every step of {run.noun.lower()} #{run.id} can run now: "
+            "Confirm is back on the request."
+        )
 
 
 async def cancel(ctx: ActionContext) -> None:
@@ -230,9 +248,13 @@ async def open_skip(ctx: ActionContext) -> None:
     run, position = found
     step = run.step(position) if position is not None else None
     if step is None or run.current is None or run.current.position != step.position:
-        await ctx.reply.ephemeral(f"Step {position} of {run.noun.lower()} #{run.id} is not the one to skip now.")
+        await ctx.reply.ephemeral(
+            f"Step {position} of {run.noun.lower()} #{run.id} is not the one to skip now."
+        )
         return
-    await ctx.bot.slack.views_open(trigger_id=trigger, view=thread_blocks.skip_modal(run, step, ctx.channel_id))
+    await ctx.bot.slack.views_open(
+        trigger_id=trigger, view=thread_blocks.skip_modal(run, step, ctx.channel_id)
+    )
 
 
 async def _ended(bot: BotContext, run: Run, position: int, actor: str, what: str, reason: str | None) -> None:
@@ -240,7 +262,10 @@ async def _ended(bot: BotContext, run: Run, position: int, actor: str, what: str
     step = run.step(position)
     assert step is not None
     await rollback_run.say(
-        bot, run, thread_blocks.step_ended_by(run, step, actor, what, reason), key=f"{what}:{position}:{step.attempts}"
+        bot,
+        run,
+        thread_blocks.step_ended_by(run, step, actor, what, reason),
+        key=f"{what}:{position}:{step.attempts}",
     )
     await rollback_run.refresh_root(bot, run, bot.clock())
 
@@ -266,8 +291,12 @@ async def mark_done(ctx: ActionContext) -> None:
     if found is None:
         return
     run, position = found
-    if position is None or not await step_store.mark_done(ctx.bot, run, position, ctx.user_id, ctx.bot.clock()):
-        await ctx.reply.ephemeral(f"Step {position} of {run.noun.lower()} #{run.id} cannot be marked done now.")
+    if position is None or not await step_store.mark_done(
+        ctx.bot, run, position, ctx.user_id, ctx.bot.clock()
+    ):
+        await ctx.reply.ephemeral(
+            f"Step {position} of {run.noun.lower()} #{run.id} cannot be marked done now."
+        )
         return
     await _ended(ctx.bot, run, position, ctx.user_id, "mark_done", None)
 
@@ -283,7 +312,9 @@ async def sign_off(ctx: ActionContext) -> None:
         return
     now = ctx.bot.clock()
     if not await step_store.approve(ctx.bot, run, position, ctx.user_id, now):
-        await ctx.reply.ephemeral(f"Step {position} of {run.noun.lower()} #{run.id} is not waiting for a sign-off.")
+        await ctx.reply.ephemeral(
+            f"Step {position} of {run.noun.lower()} #{run.id} is not waiting for a sign-off."
+        )
         return
     run = await rollbacks.load(ctx.bot, run.id) or run
     signed = run.step(position) or step

@@ -48,7 +48,11 @@ async def verify(bot: BotContext, run: Run, step: Step, now: datetime) -> Outcom
     spec = step.spec
     started = step.started_at or now
     deadline = started + timedelta(seconds=spec.within_s)
-    if step.checked_at is not None and now < deadline and now - step.checked_at < timedelta(seconds=spec.every_s):
+    if (
+        step.checked_at is not None
+        and now < deadline
+        and now - step.checked_at < timedelta(seconds=spec.every_s)
+    ):
         return Outcome("waiting")
     status, words = await service_health(bot, run)
     await runner_store.mark_checked(bot, run, step, now)

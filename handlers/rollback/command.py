@@ -23,8 +23,8 @@ from bot.commands import Action, Check, Command, Modal, Subcommand, UsageError, 
 from bot.context import CommandContext
 from bot.replies import permalink
 from handlers.rollback import blocks, buttons, guards
-from handlers.rollback.request import make_request
 from handlers.rollback import store as rollbacks
+from handlers.rollback.request import make_request
 
 SUBCOMMANDS = ("status", "plans")
 DESCRIPTION = "Show a service's rollback plan and run it after a second person confirms"

@@ -61,7 +61,9 @@ async def _metrics(service: Service) -> str | None:
 
 def _probes(service: Service) -> str | None:
     if not service.probes:
-        return f"no health probes are configured for {service.display_name} (`services[{service.name}].probes`)"
+        return (
+            f"no health probes are configured for {service.display_name} (`services[{service.name}].probes`)"
+        )
     # Health judges the configured probes only, so one unconfigured dependency probe does not stop a check;
     # none configured, or the critical (front door) one unconfigured, does.
     configured = [p for p in service.probes if not missing_env(p)]

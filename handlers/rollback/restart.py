@@ -22,7 +22,9 @@ from bot.context import CommandContext
 from handlers.rollback import guards
 from handlers.rollback.request import make_request
 
-DESCRIPTION = "Restart a service (its runbook's Level-1 restart), confirmed once by an owner or the primary on-call"
+DESCRIPTION = (
+    "Restart a service (its runbook's Level-1 restart), confirmed once by an owner or the primary on-call"
+)
 USAGE = f"`/restart SERVICE [reason]` — {DESCRIPTION}"
 
 

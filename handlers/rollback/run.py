@@ -32,8 +32,8 @@ from bot.slack_budget import UNPACED
 from handlers import flags as flag_changes
 from handlers.flags import FlagStoreNotConfigured, to_wire
 from handlers.rollback import blocks, checks, runner_store, thread_blocks
-from handlers.rollback.checks import Outcome
 from handlers.rollback import store as rollbacks
+from handlers.rollback.checks import Outcome
 from handlers.rollback.store import Run, Step
 from integrations import deploy_hooks
 from integrations.flag_backends import FlagBackendError
@@ -250,7 +250,10 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
         current = run.current
         where = f"{current.position}:{current.attempts}" if current else "end"
         await say(
-            bot, run, thread_blocks.resumed(run, current, previous_owner), key=f"resumed:{where}:{previous_owner}"
+            bot,
+            run,
+            thread_blocks.resumed(run, current, previous_owner),
+            key=f"resumed:{where}:{previous_owner}",
         )
     while True:
         if await runner_store.status_of(bot, run.id) != "running":

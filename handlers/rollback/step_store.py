@@ -20,12 +20,6 @@ from handlers.rollback.store import Run
 #: Steps that only wait while running, so a person may end them (Skip, Mark done, Abort) under their runner.
 WAITING_KINDS = ("wait", "watch", "manual", "verify")
 
-_CURRENT = """run_id = %(run)s AND position = %(position)s
-    AND (status = 'failed' OR (status = 'running' AND kind IN ('wait', 'watch', 'manual', 'verify')))
-    AND NOT EXISTS (SELECT 1 FROM rollback_steps e WHERE e.run_id = %(run)s AND e.position < %(position)s
-                    AND e.status NOT IN ('done', 'skipped'))
-    AND EXISTS (SELECT 1 FROM rollback_runs WHERE id = %(run)s AND status IN ('running', 'failed'))"""
-
 
 async def retry(bot: BotContext, run: Run, position: int, actor: str) -> bool:
     """A failed step back to pending and the run back to running, together, once."""
@@ -45,22 +39,46 @@ async def retry(bot: BotContext, run: Run, position: int, actor: str) -> bool:
             await conn.rollback()
             return False
         await audit(
-            conn, actor=actor, action=f"{run.kind}.retry", outcome="ok", service=run.service.name,
+            conn,
+            actor=actor,
+            action=f"{run.kind}.retry",
+            outcome="ok",
+            service=run.service.name,
             target=f"{run.id}/{position}",
         )
     return True
 
 
 async def _end_step(
-    bot: BotContext, run: Run, position: int, actor: str, now: datetime, status: str, result: str, what: str,
+    bot: BotContext,
+    run: Run,
+    position: int,
+    actor: str,
+    now: datetime,
+    status: str,
+    result: str,
+    what: str,
     reason: str | None,
 ) -> bool:
     async with bot.storage.pool.connection() as conn, conn.transaction():
+        # Only the current step (none before it unfinished), failed or running a step that only waits, of a run
+        # still running or failed.
         cursor = await conn.execute(
-            f"""UPDATE rollback_steps SET status = %(status)s, result = %(result)s, approved_by = %(actor)s,
-                    finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
-                WHERE {_CURRENT} RETURNING status""",
-            {"status": status, "result": result, "actor": actor, "now": now, "run": run.id, "position": position},
+            """UPDATE rollback_steps SET status = %(status)s, result = %(result)s, approved_by = %(actor)s,
+                   finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
+               WHERE run_id = %(run)s AND position = %(position)s
+                 AND (status = 'failed' OR (status = 'running' AND kind IN ('wait', 'watch', 'manual', 'verify')))
+                 AND NOT EXISTS (SELECT 1 FROM rollback_steps e WHERE e.run_id = %(run)s AND e.position < %(position)s
+                                 AND e.status NOT IN ('done', 'skipped'))
+                 AND EXISTS (SELECT 1 FROM rollback_runs WHERE id = %(run)s AND status IN ('running', 'failed'))""",
+            {
+                "status": status,
+                "result": result,
+                "actor": actor,
+                "now": now,
+                "run": run.id,
+                "position": position,
+            },
         )
         if cursor.rowcount != 1:
             return False
@@ -84,15 +102,20 @@ async def _end_step(
 
 async def skip(bot: BotContext, run: Run, position: int, actor: str, reason: str, now: datetime) -> bool:
     """The current step skipped with a reason, once; the run goes on with the next step."""
-    return await _end_step(
-        bot, run, position, actor, now, "skipped", f"skipped: {reason}", "skip", reason
-    )
+    return await _end_step(bot, run, position, actor, now, "skipped", f"skipped: {reason}", "skip", reason)
 
 
 async def mark_done(bot: BotContext, run: Run, position: int, actor: str, now: datetime) -> bool:
     """The current step recorded as done by hand outside the bot, once; the run goes on with the next step."""
     return await _end_step(
-        bot, run, position, actor, now, "done", "marked done: done outside the bot", "mark_done",
+        bot,
+        run,
+        position,
+        actor,
+        now,
+        "done",
+        "marked done: done outside the bot",
+        "mark_done",
         None,
     )
 
@@ -115,7 +138,11 @@ async def abort(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
             (now, run.id),
         )
         await audit(
-            conn, actor=actor, action=f"{run.kind}.abort", outcome="aborted", service=run.service.name,
+            conn,
+            actor=actor,
+            action=f"{run.kind}.abort",
+            outcome="aborted",
+            service=run.service.name,
             target=str(run.id),
         )
     return True
@@ -134,7 +161,11 @@ async def approve(bot: BotContext, run: Run, position: int, actor: str, now: dat
         if cursor.rowcount != 1:
             return False
         await audit(
-            conn, actor=actor, action=f"{run.kind}.approve", outcome="ok", service=run.service.name,
+            conn,
+            actor=actor,
+            action=f"{run.kind}.approve",
+            outcome="ok",
+            service=run.service.name,
             target=f"{run.id}/{position}",
         )
     return True

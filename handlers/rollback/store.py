@@ -159,8 +159,17 @@ async def _insert(
                 """INSERT INTO rollback_runs (service, plan, reason, requested_by, requested_in, created_at,
                                               expires_at, kind, preflight)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                (service.name, plan.name, reason, requested_by, requested_in, now, expires_at, kind,
-                 Jsonb(problems)),
+                (
+                    service.name,
+                    plan.name,
+                    reason,
+                    requested_by,
+                    requested_in,
+                    now,
+                    expires_at,
+                    kind,
+                    Jsonb(problems),
+                ),
             )
         ).fetchone()
         assert row is not None

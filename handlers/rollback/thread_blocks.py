@@ -77,7 +77,9 @@ def step_ended_by(run: Run, step: Step, actor: str, what: str, reason: str | Non
     if what == "skip":
         why = mrkdwn.outside(reason or "", SKIP_REASON_LIMIT)
         return f":next_track_button: <@{actor}> skipped step {n} *{step.spec.title}*. Reason: {why}"
-    return f":ballot_box_with_check: <@{actor}> marked step {n} *{step.spec.title}* done (done outside the bot)."
+    return (
+        f":ballot_box_with_check: <@{actor}> marked step {n} *{step.spec.title}* done (done outside the bot)."
+    )
 
 
 def skip_modal(run: Run, step: Step, channel: str | None) -> dict[str, Any]:
@@ -161,9 +163,7 @@ def summary(run: Run, link: str | None) -> str:
     outcome = {"done": "finished", "aborted": f"was aborted by <@{run.ended_by}>"}.get(run.status, run.status)
     thread = f" {mrkdwn.link(link, 'Thread', trusted_label=True)}" if link else ""
     reason = f" Reason: {mrkdwn.outside(run.reason, 1500)}." if run.reason else ""
-    also = (
-        f", skipped: {', '.join(str(n) for n in skipped)}" if skipped and run.status == "done" else ""
-    )
+    also = f", skipped: {', '.join(str(n) for n in skipped)}" if skipped and run.status == "done" else ""
     icon = ":arrows_counterclockwise:" if run.kind == "restart" else ":rewind:"
     if run.confirmed_by == run.requested_by:
         who = f"Requested and confirmed by <@{run.requested_by}>"
