@@ -63,7 +63,7 @@ def usage_reply(command: Command, error: UsageError, text: str = "") -> str:
     lines = [f":grey_question: {mrkdwn.escape(_clip_quotes(error.message))}"]
     if error.suggestion:
         lines.append(f"Did you mean `{mrkdwn.escape(error.suggestion)}`?")
-    lines.append("Usage: " + command.usage_line(error.subcommand, text))
+    lines.append("Usage: " + (error.usage or command.usage_line(error.subcommand, text)))
     return "\n".join(lines)
 
 

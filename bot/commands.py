@@ -34,13 +34,22 @@ class UsageError(Exception):
     """Bad command text: the message, an optional "did you mean", and the usage, shown ephemerally.
 
     The usage shown is the ONE line that applies (`Command.usage_line`): the `subcommand` in question when the
-    handler names it, else the subcommand the text starts with, else the command's own line."""
+    handler names it, else the subcommand the text starts with, else the command's own line. `usage` is that line
+    written out, for a form that is not a subcommand (`/rollback SERVICE [plan] [reason]`)."""
 
-    def __init__(self, message: str, *, suggestion: str | None = None, subcommand: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        suggestion: str | None = None,
+        subcommand: str | None = None,
+        usage: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.suggestion = suggestion
         self.subcommand = subcommand
+        self.usage = usage
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from handlers.latency import command as latency
 from handlers.next_steps import action as next_steps
 from handlers.oncall import command as oncall
 from handlers.rollback import command as rollback
+from handlers.rollback import restart
 from handlers.rollback import run as rollback_run
 from handlers.rollback import runner_store
 from handlers.rollback import store as rollback_store
@@ -36,6 +37,7 @@ def build_registry() -> CommandRegistry:
     registry.add(flags.COMMAND)
     registry.add(latency.COMMAND)
     registry.add(rollback.COMMAND)
+    registry.add(restart.COMMAND)
     registry.add(oncall.COMMAND)
     registry.add(registry.help_command())
     for action in (
@@ -48,7 +50,7 @@ def build_registry() -> CommandRegistry:
         *next_steps.ACTIONS,
     ):
         registry.add_action(action)
-    for modal in incident_buttons.MODALS:
+    for modal in (*incident_buttons.MODALS, *rollback.MODALS):
         registry.add_modal(modal)
     return registry
 

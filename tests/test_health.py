@@ -128,7 +128,7 @@ async def test_unknown_service_gets_usage_and_did_you_mean_and_nothing_runs(
         (
             "/rollback",
             "",
-            ["Tell me which service to roll back.", "`/rollback SERVICE [plan] [reason] | status"],
+            ["Tell me which service to roll back.", "Usage: `/rollback SERVICE [plan] [reason]` — Show"],
         ),
         (
             "/oncall",

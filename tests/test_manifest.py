@@ -137,8 +137,10 @@ def test_settings(manifest: dict[str, Any]) -> None:
 # --- slash commands against the registry ----------------------------------------------------------------------
 
 
-def test_exactly_the_six_commands(manifest_commands: dict[str, dict[str, Any]]) -> None:
-    assert sorted(manifest_commands) == sorted(["/health", "/flag", "/latency", "/rollback", "/oncall", "/help"])
+def test_exactly_the_seven_commands(manifest_commands: dict[str, dict[str, Any]]) -> None:
+    assert sorted(manifest_commands) == sorted(
+        ["/health", "/flag", "/latency", "/rollback", "/restart", "/oncall", "/help"]
+    )
 
 
 def test_manifest_and_registry_list_the_same_commands(

@@ -88,10 +88,24 @@ async def healthy(health: Health) -> AsyncIterator[str]:
         yield url
 
 
+MIRA_EVENTS = """CREATE TABLE IF NOT EXISTS mira_events (
+    id bigserial PRIMARY KEY, event_type text NOT NULL, latency_ms integer, success boolean,
+    created_at timestamptz NOT NULL DEFAULT now())"""
+
+
 @pytest.fixture
-def catalog_env(hooks: RecordingHookServer, healthy: str) -> dict[str, str]:
+def mira_events(database_url: str) -> str:
+    """Mira's events table, which its watch steps read (empty: no SLO is breached)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(MIRA_EVENTS)
+    return database_url
+
+
+@pytest.fixture
+def catalog_env(hooks: RecordingHookServer, healthy: str, mira_events: str) -> dict[str, str]:
     return {
         "MIRA_BASE_URL": healthy,
+        "MIRA_DATABASE_URL": mira_events,
         "MIRA_DEPLOY_HOOK_URL": hooks.url("mira"),
         "MIRA_INTERNAL_USERS": "ana@example.com,bo@example.com",
         "FA_BASE_URL": healthy,
@@ -196,12 +210,10 @@ async def test_the_request_shows_every_step_of_the_mira_plan_with_what_it_change
     [actions] = [b for b in root.blocks or [] if b["type"] == "actions"]
     confirm, cancel = actions["elements"]
     assert (confirm["action_id"], confirm["style"], cancel["action_id"]) == (
-        "rollback_confirm",
+        "rollback_review",  # 12 steps do not fit Slack's 300-character confirm dialog: a modal lists them
         "danger",
         "rollback_cancel",
     )
-    assert confirm["confirm"]["title"]["text"] == "Confirm rollback"
-    assert "Roll back *Mira Co-Pilot* with plan `standard`, 12 steps" in confirm["confirm"]["text"]["text"]
 
 
 async def test_a_service_with_two_plans_asks_which_and_suggests(bot: BotUnderTest) -> None:
@@ -221,6 +233,7 @@ async def test_plans_and_status_are_shown_to_the_asker(bot: BotUnderTest) -> Non
     plans, status = bot.slack.calls_to("response_url")
     assert "*immediate*" in blocks_text(plans.blocks) and "*full*" in blocks_text(plans.blocks)
     assert "`IVY_ORGANIC_ENABLED` → `false`" in blocks_text(plans.blocks)
+    assert "*restart* (`/restart ivy-v2 [reason]`, one Confirm)" in blocks_text(plans.blocks)
     assert status.text == "No rollback of any service has been requested yet."
 
 
@@ -392,7 +405,12 @@ async def test_a_failing_hook_stops_the_run_with_retry_and_abort_and_retry_compl
     assert len(hooks.calls) == 1
     failure = [c for c in bot.slack.calls_to("chat.postMessage") if "failed" in (c.text or "")][-1]
     assert "answered 500: deploy failed with 500" in (failure.text or "")
-    assert [e["action_id"] for e in failure.blocks[-1]["elements"]] == ["rollback_retry", "rollback_abort"]
+    assert [e["action_id"] for e in failure.blocks[-1]["elements"]] == [
+        "rollback_retry",
+        "rollback_skip",
+        "rollback_mark_done",
+        "rollback_abort",
+    ]
     root_now = blocks_text(_root_updates(bot, root)[-1].blocks)
     assert "❌" in root_now and "Stopped at step 1" in root_now and "⏭️" not in root_now
     assert await _rows(database_url, "SELECT status FROM rollback_steps ORDER BY position") == [
@@ -538,9 +556,11 @@ async def test_one_rollback_at_a_time_per_service(bot: BotUnderTest, hooks: Reco
     await _drive(bot, utc_now())  # stopped on the failed hook: still active
     await bot.command("/rollback", "fa again", user=CONFIRMER)
     await bot.settle()
-    assert _ephemerals(bot)[-1] == (
-        "Rollback #1 of FA AI System is still active: see `/rollback status fa-ai-system`."
+    refusal = _ephemerals(bot)[-1]
+    assert refusal.startswith(
+        ":no_entry: Rollback #1 of FA AI System (plan `blue-green`) is still open: stopped on a failed step ("
     )
+    assert f"/archives/{CHANNEL}/p{root.replace('.', '')}|thread>" in refusal
 
 
 async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
@@ -554,15 +574,10 @@ async def test_a_watch_fails_when_the_slo_was_breached_over_its_window(
     """Mira's watch reads p95 from mira_events over the watch window: 5 s answers breach the 3 s SLO."""
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(
-            """CREATE TABLE mira_events (id bigserial PRIMARY KEY, event_type text NOT NULL, latency_ms integer,
-                                         success boolean, created_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        await conn.execute(
             """INSERT INTO mira_events (event_type, latency_ms, success, created_at)
                SELECT 'agent_response', 5000, true, now() - n * interval '10 seconds' FROM generate_series(1, 60) n"""
         )
-    measured = _owned(tmp_path, {**catalog_env, "MIRA_DATABASE_URL": database_url})
-    async with running_bot(settings, measured, slack) as bot:
+    async with running_bot(settings, catalog, slack) as bot:
         root = await _request(bot, "mira", user=REQUESTER)
         await _click(bot, root, "rollback_confirm", "1", user=CONFIRMER)
         t0 = utc_now()

@@ -61,12 +61,20 @@ class DeployHook(_Model):
 
 
 class RollbackStep(_Model):
-    kind: Literal["flag", "deploy", "verify", "wait", "manual"]
+    """One step of a plan. `wait` only lets time pass (a service starting); `watch` checks health every minute
+    and the SLOs over its `minutes`; `verify` polls health every `every_s` seconds until it is ok, for up to
+    `within_s` seconds (0: one check), so a check after a restart hook gives the service time to come back;
+    `manual` is done by a person, shown with its `instruction`, and signed off in the thread."""
+
+    kind: Literal["flag", "deploy", "verify", "wait", "watch", "manual"]
     title: str
     flags: dict[str, FlagValue | None] = Field(default_factory=dict)
     rollout_stage: str | None = None
     hook: DeployHook | None = None
     minutes: float | None = None
+    within_s: float = Field(default=0, ge=0, le=3600)
+    every_s: float = Field(default=5, gt=0, le=300)
+    instruction: str | None = None
     approver: str | None = None  # who signs off a manual step, in words ("DBA")
     approvers: Owners = Field(default_factory=Owners)  # who may tick it; the service's owners when empty
     warning: str | None = None
@@ -77,14 +85,17 @@ class RollbackStep(_Model):
             raise ValueError("a flag step needs `flags` or `rollout_stage`")
         if self.kind == "deploy" and self.hook is None:
             raise ValueError("a deploy step needs a `hook`")
-        if self.kind == "wait" and not self.minutes:
-            raise ValueError("a wait step needs `minutes`")
+        if self.kind in ("wait", "watch") and not self.minutes:
+            raise ValueError(f"a {self.kind} step needs `minutes`")
         if self.kind == "manual" and not self.approver:
             raise ValueError("a manual step needs an `approver`")
         return self
 
 
 class RollbackPlan(_Model):
+    """A service's `rollback_plans` (two people under the two-person rule) or its `restart_plan` (the runbooks'
+    Level-1 restart: one Confirm by an owner or the primary on-call)."""
+
     name: str
     description: str
     steps: list[RollbackStep] = Field(min_length=1)

@@ -50,6 +50,7 @@ class Service(_Model):
     latency: LatencySource | None = None
     objectives: list[Objective] = Field(default_factory=list)
     rollback_plans: list[RollbackPlan] = Field(default_factory=list)
+    restart_plan: RollbackPlan | None = None
     rollback_expires_minutes: int = Field(default=15, gt=0)
     two_person_rule: bool | None = None
     escalation: Escalation
@@ -75,7 +76,7 @@ class Service(_Model):
             raise ValueError("postgres_table flags need a `flag_store`")
         referenced: list[tuple[str, Iterable[str]]] = [(f"preset {p.name}", p.values) for p in self.presets]
         referenced += [
-            (f"rollback plan {plan.name}", step.flags) for plan in self.rollback_plans for step in plan.steps
+            (f"rollback plan {plan.name}", step.flags) for plan in self.all_plans for step in plan.steps
         ]
         referenced += [(f"flag {flag.name} see_also", flag.see_also) for flag in self.flags]
         if self.rollout:
@@ -85,7 +86,7 @@ class Service(_Model):
             for name in names:
                 if name not in flag_names:
                     raise ValueError(f"{where} names unknown flag {name}")
-        for plan in self.rollback_plans:
+        for plan in self.all_plans:
             for step in plan.steps:
                 if step.rollout_stage and (not self.rollout or step.rollout_stage not in self.rollout.stages):
                     raise ValueError(
@@ -95,6 +96,11 @@ class Service(_Model):
             if next_step.runbook is not None and (problem := check_step_runbook(self.runbooks, next_step)):
                 raise ValueError(problem)
         return self
+
+    @property
+    def all_plans(self) -> list[RollbackPlan]:
+        """The rollback plans and the restart plan, for what every plan must satisfy."""
+        return [*self.rollback_plans, *([self.restart_plan] if self.restart_plan else [])]
 
     @property
     def requires_two_people(self) -> bool:

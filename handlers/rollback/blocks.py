@@ -1,8 +1,14 @@
-"""Block Kit for /rollback: the request (the run's root, kept current), the thread's step replies, the summary.
+"""Block Kit for /rollback and /restart: the request (the run's root, kept current) and the confirm dialog.
 
-The root message is the single place to look during a rollback: every step with what it changes, its state
-(pending / running / done / failed / skipped) and elapsed time, and the buttons that are valid now — Confirm and
-Cancel while pending, Abort while running, Retry and Abort after a failure.
+The root message is the single place to look during a run: every step with what it changes, what its preflight
+found missing, its state (pending / running / done / failed / skipped) and elapsed time, and the buttons that
+are valid now — Check again and Cancel while something is missing, Confirm and Cancel while pending, Skip / Mark
+done / Abort while a step waits, Retry / Skip / Mark done / Abort after a failure. The thread's replies are in
+:mod:`handlers.rollback.thread_blocks`.
+
+Slack's limits are kept by packing whole lines into sections of at most 3000 characters (never cutting a
+step mid-line), and by a Confirm that lists the steps in Slack's confirm dialog only when they fit its 300
+characters whole; a longer plan's Confirm opens a modal listing every step instead.
 
 The requester's reason and a step's result (which quotes deploy hooks, probes, flag backends and the metrics
 database) are outside text: escaped here with bot/mrkdwn.py. Step results are stored as plain text and carry no
@@ -11,20 +17,30 @@ markup of the bot's own beyond `code` spans, so escaping the whole result keeps 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import mrkdwn
 from bot.catalog import RollbackPlan, RollbackStep, Service
 from handlers.flags import to_wire
+from handlers.rollback.step_store import WAITING_KINDS
 from handlers.rollback.store import Run, Step
 from integrations.deploy_hooks import where
 
 CONFIRM_ACTION = "rollback_confirm"
+REVIEW_ACTION = "rollback_review"  # a plan too long for the confirm dialog: opens CONFIRM_MODAL
+CONFIRM_MODAL = "rollback_confirm_modal"
+CHECK_AGAIN_ACTION = "rollback_check_again"
 CANCEL_ACTION = "rollback_cancel"
 ABORT_ACTION = "rollback_abort"
 RETRY_ACTION = "rollback_retry"
+SKIP_ACTION = "rollback_skip"  # opens SKIP_MODAL, which asks for the reason
+SKIP_MODAL = "rollback_skip_modal"
+MARK_DONE_ACTION = "rollback_mark_done"
 SIGNOFF_ACTION = "rollback_signoff"
+SECTION_LIMIT = 3000
+DIALOG_TEXT_LIMIT = 300
 
 STEP_ICON = {"pending": "◻️", "running": "🔄", "done": "✅", "failed": "❌", "skipped": "⏭️"}
 RUN_STATE = {
@@ -75,29 +91,61 @@ def what_it_changes(service: Service, step: RollbackStep) -> str:
         return f"{kind} {target}" + (f" ({inputs})" if inputs else "")
     if step.kind == "verify":
         probes = ", ".join(f"`{p.name}`" for p in service.probes) or "none configured"
-        return f"health probes must be ok: {probes}"
+        within = f" (polled for up to {duration(timedelta(seconds=step.within_s))})" if step.within_s else ""
+        return f"health probes must be ok: {probes}{within}"
     if step.kind == "wait":
+        return f"wait {duration(timedelta(minutes=step.minutes or 0))}, nothing else"
+    if step.kind == "watch":
         slos = ", ".join(f"{o.metric} ≤ {o.limit:g}" for o in service.objectives if o.kind is None)
         return f"watch health{' and ' + slos if slos else ''} for {step.minutes:g} min"
     approver = step.approver or "a named person"
     warning = f" :warning: {step.warning}" if step.warning else ""
+    if step.instruction:
+        return f"by hand: {step.instruction} {approver[:1].upper()}{approver[1:]} signs off in the thread{warning}"
     return f"{approver} signs off in the thread{warning}"
 
 
-def _step_line(service: Service, step: Step, total: int, now: datetime) -> str:
+def _step_line(run: Run, step: Step, now: datetime) -> str:
     elapsed = step.elapsed(now)
     timing = f" · {duration(elapsed)}" if elapsed is not None else ""
     attempt = f" · attempt {step.attempts}" if step.attempts > 1 else ""
-    head = f"{STEP_ICON[step.status]} *{step.position}/{total}* {step.spec.title} — _{step.status}{timing}{attempt}_"
-    detail = (
-        mrkdwn.escape(step.result)
-        if step.result and step.status in ("done", "failed")
-        else what_it_changes(service, step.spec)
+    head = (
+        f"{STEP_ICON[step.status]} *{step.position}/{len(run.steps)}* {step.spec.title} — "
+        f"_{step.status}{timing}{attempt}_"
     )
-    return f"{head}\n      {detail}"
+    detail = (
+        result_text(step)
+        if step.result and step.status in ("done", "failed", "skipped")
+        else what_it_changes(run.service, step.spec)
+    )
+    missing = "".join(
+        f"\n      :no_entry: not ready: {mrkdwn.escape(p.problem)}"
+        for p in run.preflight
+        if p.position == step.position and run.status == "pending"
+    )
+    return f"{head}\n      {detail}{missing}"
 
 
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+def result_text(step: Step) -> str:
+    """A step's result, escaped; a person's decision (sign-off, skip, mark done) led by their mention."""
+    who = f"<@{step.approved_by}> " if step.approved_by else ""
+    return who + mrkdwn.escape(step.result or "")
+
+
+def sections(lines: list[str]) -> list[dict[str, Any]]:
+    """Whole lines packed into mrkdwn sections of at most SECTION_LIMIT characters (a single longer line is
+    clipped, which no step line comes near)."""
+    packed: list[str] = []
+    for line in lines:
+        line = line if len(line) <= SECTION_LIMIT else line[: SECTION_LIMIT - 1] + "…"
+        if packed and len(packed[-1]) + 1 + len(line) <= SECTION_LIMIT:
+            packed[-1] += "\n" + line
+        else:
+            packed.append(line)
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in packed]
+
+
+def button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
         "text": {"type": "plain_text", "text": text},
@@ -109,43 +157,114 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
-def _confirm_dialog(run: Run) -> dict[str, Any]:
-    titles = "\n".join(f"{s.position}. {s.spec.title}" for s in run.steps)
-    text = f"Roll back *{run.service.display_name}* with plan `{run.plan}`, {len(run.steps)} steps:\n{titles}"
+def _step_titles(run: Run) -> list[str]:
+    return [f"{s.position}. {s.spec.title}" for s in run.steps]
+
+
+def _confirm_heading(run: Run) -> str:
+    verb = "Restart" if run.kind == "restart" else "Roll back"
+    return f"{verb} *{run.service.display_name}* with plan `{run.plan}`, {len(run.steps)} steps:"
+
+
+def _confirm_dialog(run: Run) -> dict[str, Any] | None:
+    """Slack's confirm dialog listing every step whole, or None when they do not fit its 300 characters."""
+    text = "\n".join([_confirm_heading(run), *_step_titles(run)])
+    if len(text) > DIALOG_TEXT_LIMIT:
+        return None
+    verb = "Restart" if run.kind == "restart" else "Roll back"
     return {
-        "title": {"type": "plain_text", "text": "Confirm rollback"},
-        "text": {"type": "mrkdwn", "text": text[:300]},
-        "confirm": {"type": "plain_text", "text": f"Roll back {run.service.display_name}"[:30]},
+        "title": {"type": "plain_text", "text": f"Confirm {run.noun.lower()}"},
+        "text": {"type": "mrkdwn", "text": text},
+        "confirm": {"type": "plain_text", "text": f"{verb} {run.service.display_name}"[:30]},
         "deny": {"type": "plain_text", "text": "Not now"},
         "style": "danger",
     }
 
 
+def confirm_modal(run: Run, channel: str | None) -> dict[str, Any]:
+    """The confirm dialog of a plan too long for Slack's: every step whole with what it changes, in sections."""
+    verb = "Restart" if run.kind == "restart" else "Roll back"
+    lines = [f"{s.position}. *{s.spec.title}* — {what_it_changes(run.service, s.spec)}" for s in run.steps]
+    return {
+        "type": "modal",
+        "callback_id": CONFIRM_MODAL,
+        "private_metadata": json.dumps({"run": run.id, "channel": channel}),
+        "title": {"type": "plain_text", "text": f"Confirm {run.noun.lower()}"},
+        "submit": {"type": "plain_text", "text": verb},
+        "close": {"type": "plain_text", "text": "Not now"},
+        "blocks": sections([_confirm_heading(run), *lines])[:100],
+    }
+
+
 def run_buttons(run: Run) -> list[dict[str, Any]]:
     value = str(run.id)
+    noun = run.noun.lower()
     if run.status == "pending":
-        confirm = _button("Confirm rollback", CONFIRM_ACTION, value, "danger")
-        confirm["confirm"] = _confirm_dialog(run)
-        return [confirm, _button("Cancel", CANCEL_ACTION, value)]
-    if run.status == "running":
-        return [_button("Abort", ABORT_ACTION, value)]
-    if run.status == "failed" and (step := run.current) is not None:
-        return [
-            _button(f"Retry step {step.position}", RETRY_ACTION, f"{run.id}:{step.position}", "primary"),
-            _button("Abort", ABORT_ACTION, value, "danger"),
-        ]
-    return []
+        cancel = button("Cancel", CANCEL_ACTION, value)
+        if run.preflight:
+            return [button("Check again", CHECK_AGAIN_ACTION, value, "primary"), cancel]
+        dialog = _confirm_dialog(run)
+        if dialog is None:
+            return [button(f"Confirm {noun}…", REVIEW_ACTION, value, "danger"), cancel]
+        confirm = button(f"Confirm {noun}", CONFIRM_ACTION, value, "danger")
+        confirm["confirm"] = dialog
+        return [confirm, cancel]
+    step = run.current
+    if step is None or run.status not in ("running", "failed"):
+        return []
+    at = f"{run.id}:{step.position}"
+    buttons: list[dict[str, Any]] = []
+    if run.status == "failed":
+        buttons.append(button(f"Retry step {step.position}", RETRY_ACTION, at, "primary"))
+    if run.status == "failed" or (step.status == "running" and step.spec.kind in WAITING_KINDS):
+        buttons.append(button(f"Skip step {step.position}…", SKIP_ACTION, at))
+    if run.status == "failed" or (step.status == "running" and step.spec.kind == "manual"):
+        buttons.append(mark_done_button(run, step))
+    buttons.append(button("Abort", ABORT_ACTION, value, "danger" if run.status == "failed" else None))
+    return buttons
+
+
+def mark_done_button(run: Run, step: Step) -> dict[str, Any]:
+    mark = button(f"Mark step {step.position} done", MARK_DONE_ACTION, f"{run.id}:{step.position}")
+    mark["confirm"] = {
+        "title": {"type": "plain_text", "text": "Done outside the bot?"},
+        "text": {
+            "type": "mrkdwn",
+            "text": f"Step {step.position} (*{step.spec.title}*) was done by hand and checked; the "
+            f"{noun_of(run)} goes on with the next step."[:DIALOG_TEXT_LIMIT],
+        },
+        "confirm": {"type": "plain_text", "text": "Mark done"},
+        "deny": {"type": "plain_text", "text": "Not yet"},
+    }
+    return mark
+
+
+def noun_of(run: Run) -> str:
+    return run.noun.lower()
 
 
 def _status_line(run: Run, now: datetime) -> str:
     if run.status == "pending":
         minutes = run.service.rollback_expires_minutes
-        rule = (
-            f" Two-person rule: someone other than <@{run.requested_by}> must confirm."
-            if run.service.requires_two_people
-            else ""
+        if run.requires_two_people:
+            rule = f" Two-person rule: someone other than <@{run.requested_by}> must confirm."
+        elif run.kind == "restart":
+            rule = " Level-1 restart: one Confirm by an owner or the primary on-call."
+        else:
+            rule = ""
+        expiry = (
+            f":hourglass: Expires at {clock_time(run.expires_at)} ({minutes} min after the request) unless "
+            f"confirmed.{rule}"
         )
-        return f":hourglass: Expires at {clock_time(run.expires_at)} ({minutes} min after the request) unless confirmed.{rule}"
+        if run.preflight:
+            steps = sorted({p.position for p in run.preflight})
+            named = ", ".join(str(n) for n in steps)
+            return (
+                f":no_entry: Not ready: step{'s' if len(steps) > 1 else ''} {named} cannot run as configured "
+                "(see :no_entry: above). Fix it and press *Check again*; Confirm appears when nothing is "
+                f"missing.\n{expiry}"
+            )
+        return expiry
     if run.status == "expired":
         return f":hourglass_flowing_sand: Expired at {clock_time(run.expires_at)} without confirmation: nothing ran."
     if run.status == "cancelled":
@@ -166,35 +285,32 @@ def _status_line(run: Run, now: datetime) -> str:
     took = (
         f" in {duration(run.finished_at - run.confirmed_at)}" if run.finished_at and run.confirmed_at else ""
     )
-    return f":white_check_mark: {confirmed}. Done{took}: {progress}."
+    skipped = sum(1 for s in run.steps if s.status == "skipped")
+    also = f", {skipped} skipped" if skipped else ""
+    return f":white_check_mark: {confirmed}. Done{took}: {progress}{also}."
 
 
 def render_run(run: Run, now: datetime, *, with_buttons: bool = True) -> tuple[str, list[dict[str, Any]]]:
     """The request message, which is also the run's live status (the thread's root)."""
     service = run.service
     state = RUN_STATE[run.status]
-    text = f"Rollback #{run.id} of {service.display_name} (plan {run.plan}): {state}"
+    if run.status == "pending" and run.preflight:
+        state = "not ready: something is missing"
+    text = f"{run.noun} #{run.id} of {service.display_name} (plan {run.plan}): {state}"
     reason = f" · reason: {mrkdwn.outside(run.reason, 1500)}" if run.reason else ""
     who = f"Requested by <@{run.requested_by}>{reason}"
-    total = len(run.steps)
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": f"Rollback #{run.id}: {service.display_name}"},
+            "text": {"type": "plain_text", "text": f"{run.noun} #{run.id}: {service.display_name}"},
         },
         {"type": "context", "elements": [{"type": "mrkdwn", "text": f"Plan `{run.plan}` · {who}"}]},
-        {
-            "type": "section",
-            "text": {
-                "type": "mrkdwn",
-                "text": "\n".join(_step_line(service, s, total, now) for s in run.steps)[:3000],
-            },
-        },
+        *sections([_step_line(run, s, now) for s in run.steps]),
         {"type": "section", "text": {"type": "mrkdwn", "text": _status_line(run, now)}},
     ]
     buttons = run_buttons(run) if with_buttons else []
     if buttons:
-        blocks.append({"type": "actions", "block_id": f"rollback-{run.id}", "elements": buttons})
+        blocks.append({"type": "actions", "block_id": f"{run.kind}-{run.id}", "elements": buttons})
     return text, blocks
 
 
@@ -207,7 +323,15 @@ def render_plans(service: Service) -> tuple[str, list[dict[str, Any]]]:
             f"{n}. {step.title} — {what_it_changes(service, step)}"
             for n, step in enumerate(plan.steps, start=1)
         ]
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}})
+        blocks.extend(sections(lines))
+    if service.restart_plan is not None:
+        restart = service.restart_plan
+        lines = [
+            f"*{restart.name}* (`/restart {service.name} [reason]`, one Confirm) — {restart.description}"
+        ] + [
+            f"{n}. {step.title} — {what_it_changes(service, step)}" for n, step in enumerate(restart.steps, 1)
+        ]
+        blocks.extend(sections(lines))
     rule = "on" if service.requires_two_people else "off"
     blocks.append(
         {
@@ -243,88 +367,3 @@ def render_status(run: Run, now: datetime, link: str | None) -> tuple[str, list[
 
 def plan_names(plans: list[RollbackPlan]) -> str:
     return ", ".join(f"`{p.name}`" for p in plans)
-
-
-# --- thread replies -----------------------------------------------------------------------------------------------
-
-
-def step_started(run: Run, step: Step) -> str:
-    attempt = f" (attempt {step.attempts})" if step.attempts > 1 else ""
-    return (
-        f":arrow_forward: Step {step.position}/{len(run.steps)} started{attempt}: *{step.spec.title}* — "
-        f"{what_it_changes(run.service, step.spec)}"
-    )
-
-
-def step_finished(run: Run, step: Step, now: datetime) -> tuple[str, list[dict[str, Any]] | None]:
-    elapsed = step.elapsed(now)
-    took = f" in {duration(elapsed)}" if elapsed is not None else ""
-    if step.status == "done":
-        done = mrkdwn.escape(step.result)
-        return f":white_check_mark: Step {step.position}/{len(run.steps)} done{took}: {done}", None
-    text = (
-        f":x: Step {step.position}/{len(run.steps)} *{step.spec.title}* failed{took}: {mrkdwn.escape(step.result)}\n"
-        "The rollback stopped here. Retry the step once the cause is fixed, or Abort."
-    )
-    buttons = [
-        _button(f"Retry step {step.position}", RETRY_ACTION, f"{run.id}:{step.position}", "primary"),
-        _button("Abort", ABORT_ACTION, str(run.id), "danger"),
-    ]
-    return text, [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {"type": "actions", "elements": buttons},
-    ]
-
-
-def signoff_request(run: Run, step: Step, approvers: str) -> tuple[str, list[dict[str, Any]]]:
-    spec = step.spec
-    warning = f"\n:warning: *{spec.warning}*" if spec.warning else ""
-    text = (
-        f":raised_hand: Step {step.position}/{len(run.steps)} waits for {spec.approver}: *{spec.title}*. "
-        f"Do it by hand, then sign off here. Who may sign off: {approvers}.{warning}"
-    )
-    button = _button("Signed off: step done", SIGNOFF_ACTION, f"{run.id}:{step.position}", "primary")
-    button["confirm"] = {
-        "title": {"type": "plain_text", "text": "Sign off this step?"},
-        "text": {"type": "mrkdwn", "text": f"*{spec.title}* is done and checked.{warning}"[:300]},
-        "confirm": {"type": "plain_text", "text": "Signed off"},
-        "deny": {"type": "plain_text", "text": "Not yet"},
-    }
-    return text, [
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {"type": "actions", "elements": [button]},
-    ]
-
-
-def signoff_reminder(run: Run, step: Step, approvers: str, waited: timedelta) -> str:
-    return (
-        f":bell: Still waiting {duration(waited)} for {step.spec.approver} to sign off step {step.position}: "
-        f"*{step.spec.title}*. {approvers}"
-    )
-
-
-def resumed(run: Run, step: Step | None, previous_owner: str) -> str:
-    done = [s.position for s in run.steps if s.status == "done"]
-    if not done:
-        kept = ""
-    elif len(done) == 1:
-        kept = f"Step {done[0]} is done and will not run again. "
-    else:
-        kept = f"Steps {done[0]}–{done[-1]} are done and will not run again. "
-    at = f"at step {step.position}: {step.spec.title}" if step else "at the end"
-    return f":recycle: Resumed after a restart (`{previous_owner}` stopped). {kept}Continuing {at}."
-
-
-def summary(run: Run, link: str | None) -> str:
-    done = sum(1 for s in run.steps if s.status == "done")
-    took = (
-        f" in {duration(run.finished_at - run.confirmed_at)}" if run.finished_at and run.confirmed_at else ""
-    )
-    outcome = {"done": "finished", "aborted": f"was aborted by <@{run.ended_by}>"}.get(run.status, run.status)
-    thread = f" {mrkdwn.link(link, 'Thread', trusted_label=True)}" if link else ""
-    reason = f" Reason: {mrkdwn.outside(run.reason, 1500)}." if run.reason else ""
-    return (
-        f":rewind: Rollback #{run.id} of *{run.service.display_name}* (plan `{run.plan}`) {outcome}{took}: "
-        f"{done}/{len(run.steps)} steps done. Requested by <@{run.requested_by}>, confirmed by "
-        f"<@{run.confirmed_by}>.{reason}{thread}"
-    )

@@ -38,10 +38,11 @@ async def run_of(bot: BotContext, value: str | None) -> tuple[Run, int | None] |
 
 
 async def confirm(ctx: ActionContext) -> Check | None:
+    """Confirm, and the button that opens the confirm modal (whose submission checks again itself)."""
     found = await run_of(ctx.bot, ctx.value)
     if found is None or found[0].status != "pending":
         return None
-    return owners_check(found[0].service, "confirm a rollback of", str(found[0].id))
+    return owners_check(found[0].service, f"confirm a {found[0].kind} of", str(found[0].id))
 
 
 def _owners_of_run(what: str) -> Callable[[ActionContext], Awaitable[Check | None]]:
@@ -49,13 +50,17 @@ def _owners_of_run(what: str) -> Callable[[ActionContext], Awaitable[Check | Non
 
     async def guard(ctx: ActionContext) -> Check | None:
         found = await run_of(ctx.bot, ctx.value)
-        return None if found is None else owners_check(found[0].service, what, str(found[0].id))
+        if found is None:
+            return None
+        return owners_check(found[0].service, what.format(kind=found[0].kind), str(found[0].id))
 
     return guard
 
 
-abort = _owners_of_run("abort a rollback of")
-retry = _owners_of_run("retry a rollback step of")
+abort = _owners_of_run("abort a {kind} of")
+retry = _owners_of_run("retry a {kind} step of")
+skip = _owners_of_run("skip a {kind} step of")
+mark_done = _owners_of_run("mark a {kind} step done of")
 
 
 async def sign_off(ctx: ActionContext) -> Check | None:

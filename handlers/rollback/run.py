@@ -8,9 +8,12 @@ truth, and the messages catch up at the next move.
 Step kinds (the runbooks' rollback procedures, from the catalog):
 - `flag`: through `handlers.flags.changes`, the same audited path as `/flag`;
 - `deploy`: `integrations.deploy_hooks` (signed webhook or GitHub workflow_dispatch, then the status URL);
-- `verify`: the service's health probes must all be ok;
-- `wait`: health every minute and the SLOs at the end of N minutes;
-- `manual`: a named person signs off in the thread; reminded once after MANUAL_REMINDER.
+- `verify`, `wait`, `watch`: :mod:`handlers.rollback.checks` (health polled until ok; time only; health every
+  minute and the SLOs at the end of N minutes);
+- `manual`: a named person does it by hand (the step's instruction) and signs off in the thread; reminded once
+  after MANUAL_REMINDER.
+A person may also Skip the current step (with a reason), Mark it done, Retry a failed one or Abort
+(:mod:`handlers.rollback.step_store`); a step ended that way while its check ran is not reported twice.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot import slack_once
@@ -28,25 +30,17 @@ from bot.permissions import mentions, owners_of
 from bot.replies import permalink
 from bot.slack_budget import UNPACED
 from handlers import flags as flag_changes
-from handlers import health
-from handlers import latency as slo
 from handlers.flags import FlagStoreNotConfigured, to_wire
-from handlers.rollback import blocks, runner_store
+from handlers.rollback import blocks, checks, runner_store, thread_blocks
 from handlers.rollback import store as rollbacks
+from handlers.rollback.checks import Outcome
 from handlers.rollback.store import Run, Step
-from integrations import deploy_hooks, metrics_db
+from integrations import deploy_hooks
 from integrations.flag_backends import FlagBackendError
 
 log = logging.getLogger(__name__)
 
-HEALTH_EVERY = timedelta(minutes=1)
 MANUAL_REMINDER = timedelta(minutes=30)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # done | failed | waiting
-    result: str = ""
 
 
 # --- talking in the thread ------------------------------------------------------------------------------------------
@@ -104,7 +98,7 @@ async def post_summary(bot: BotContext, run: Run) -> None:
         return
     channel = run.service.channels.incidents or bot.settings.incidents_channel
     try:
-        text = blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts))
+        text = thread_blocks.summary(run, await permalink(bot.slack, run.channel, run.message_ts))
         await slack_once.post_once(
             bot,
             bot.budget,
@@ -195,62 +189,10 @@ async def _deploy_step(bot: BotContext, run: Run, step: Step) -> Outcome:
     return Outcome("done", answer.summary)
 
 
-async def _health(bot: BotContext, run: Run) -> tuple[health.Status, str]:
-    checked = await health.check_service(run.service, bot)
-    words = ", ".join(
-        f"`{p.name}` {p.status.value}" + ("" if p.status is health.Status.OK else f" ({p.detail})")
-        for p in checked.probes
-    )
-    return checked.status, words or "no probes configured"
-
-
-async def _verify_step(bot: BotContext, run: Run) -> Outcome:
-    status, words = await _health(bot, run)
-    if status is health.Status.OK:
-        return Outcome("done", f"healthy: {words}")
-    return Outcome("failed", f"health is {status.value}: {words}")
-
-
-async def _slo_check(run: Run, minutes: float) -> str | None:
-    """None when the SLOs held over the watch; else what breached. Without a latency source: health only."""
-    source = run.service.latency
-    if source is None or missing_env(source) or not run.service.objectives:
-        return None
-    try:
-        stats = await slo.source_stats(source, window=timedelta(minutes=minutes))
-    except metrics_db.MetricsQueryError as exc:
-        return f"the latency check failed: {exc}"
-    breaches = [
-        f"{v.metric} {v.value:g} > {v.objective.limit:g} ({v.objective.source})"
-        for v in slo.verdicts(stats, run.service.objectives, None)
-        if v.level is slo.Level.BREACH and v.value is not None
-    ]
-    return "SLO breached: " + "; ".join(breaches) if breaches else None
-
-
-async def _wait_step(bot: BotContext, run: Run, step: Step, now: datetime) -> Outcome:
-    assert step.started_at is not None and step.spec.minutes is not None
-    ends = step.started_at + timedelta(minutes=step.spec.minutes)
-    if now < ends and step.checked_at is not None and now - step.checked_at < HEALTH_EVERY:
-        return Outcome("waiting")
-    status, words = await _health(bot, run)
-    await runner_store.mark_checked(bot, run, step, now)
-    if status is health.Status.DOWN:
-        return Outcome("failed", f"health went down during the watch: {words}")
-    if now < ends:
-        return Outcome("waiting")
-    if status is not health.Status.OK:
-        return Outcome("failed", f"health is {status.value} at the end of the watch: {words}")
-    breach = await _slo_check(run, step.spec.minutes)
-    if breach:
-        return Outcome("failed", breach)
-    return Outcome("done", f"watched {step.spec.minutes:g} min: healthy ({words}), SLOs held")
-
-
 async def _manual_step(bot: BotContext, run: Run, step: Step, now: datetime, started_now: bool) -> Outcome:
     approvers = mentions(*approvers_of(bot, run, step)) or "nobody is configured (fail closed)"
     if started_now:
-        text, message_blocks = blocks.signoff_request(run, step, approvers)
+        text, message_blocks = thread_blocks.signoff_request(run, step, approvers)
         await say(bot, run, text, message_blocks, key=_step_key(step, "signoff"))
     elif (
         step.started_at
@@ -260,7 +202,7 @@ async def _manual_step(bot: BotContext, run: Run, step: Step, now: datetime, sta
         await say(
             bot,
             run,
-            blocks.signoff_reminder(run, step, approvers, now - step.started_at),
+            thread_blocks.signoff_reminder(run, step, approvers, now - step.started_at),
             key=_step_key(step, "reminder"),
         )
     return Outcome("waiting")
@@ -281,9 +223,11 @@ async def _execute(bot: BotContext, run: Run, step: Step, now: datetime, started
         if kind == "deploy":
             return await _deploy_step(bot, run, step)
         if kind == "verify":
-            return await _verify_step(bot, run)
+            return await checks.verify(bot, run, step, now)
         if kind == "wait":
-            return await _wait_step(bot, run, step, now)
+            return checks.wait(step, now)
+        if kind == "watch":
+            return await checks.watch(bot, run, step, now)
         return await _manual_step(bot, run, step, now, started_now)
     except Exception as exc:
         log.exception("rollback step crashed", extra={"run": run.id, "step": step.position})
@@ -306,7 +250,10 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
         current = run.current
         where = f"{current.position}:{current.attempts}" if current else "end"
         await say(
-            bot, run, blocks.resumed(run, current, previous_owner), key=f"resumed:{where}:{previous_owner}"
+            bot,
+            run,
+            thread_blocks.resumed(run, current, previous_owner),
+            key=f"resumed:{where}:{previous_owner}",
         )
     while True:
         if await runner_store.status_of(bot, run.id) != "running":
@@ -323,14 +270,22 @@ async def advance(bot: BotContext, run_id: int, clock: Callable[[], datetime], p
                 return
             started_now = True
             await refresh_root(bot, run, clock())
-            await say(bot, run, blocks.step_started(run, step), key=_step_key(step, "started"))
+            await say(bot, run, thread_blocks.step_started(run, step), key=_step_key(step, "started"))
         if step.status != "running":
             return
         outcome = await _execute(bot, run, step, clock(), started_now)
         if outcome.status == "waiting":
             return
-        await runner_store.finish_step(bot, run, step, outcome.status, outcome.result, clock())
-        text, message_blocks = blocks.step_finished(run, step, clock())
+        if not await runner_store.finish_step(
+            bot, run, step, outcome.status, outcome.result, clock(), outcome.detail
+        ):
+            # Ended by a person meanwhile (skipped, marked done, aborted): their reply said so; go on from there.
+            reloaded = await rollbacks.load(bot, run.id)
+            if reloaded is None:
+                return
+            run = reloaded
+            continue
+        text, message_blocks = thread_blocks.step_finished(run, step, clock())
         await say(bot, run, text, message_blocks, key=_step_key(step, outcome.status))
         if outcome.status == "failed":
             run.status = "failed"

@@ -84,8 +84,9 @@ async def start_step(bot: BotContext, run: Run, step: Step, now: datetime) -> bo
 
 async def finish_step(
     bot: BotContext, run: Run, step: Step, status: str, result: str, now: datetime, detail: Any = None
-) -> None:
-    """running → done | failed; a failure also moves the run to `failed`, so nothing continues past it."""
+) -> bool:
+    """running → done | failed; a failure also moves the run to `failed`, so nothing continues past it. False
+    when the step was no longer running (a person skipped it, marked it done or aborted the run meanwhile)."""
     async with bot.storage.pool.connection() as conn, conn.transaction():
         cursor = await conn.execute(
             """UPDATE rollback_steps SET status = %s, result = %s, finished_at = %s, detail = %s
@@ -93,13 +94,14 @@ async def finish_step(
             (status, result, now, Jsonb(detail), run.id, step.position),
         )
         if cursor.rowcount != 1:
-            return
+            return False
         if status == "failed":
             await conn.execute(
                 "UPDATE rollback_runs SET status = 'failed' WHERE id = %s AND status = 'running'", (run.id,)
             )
     step.status, step.result, step.finished_at, step.detail = status, result, now, detail
     await _audit_step(bot, run, step, "ok" if status == "done" else "failed")
+    return True
 
 
 async def mark_checked(bot: BotContext, run: Run, step: Step, now: datetime) -> None:
@@ -135,7 +137,7 @@ async def finish_run(bot: BotContext, run: Run, now: datetime) -> bool:
         await audit(
             bot.storage.pool,
             actor=run.confirmed_by or run.requested_by,
-            action="rollback.done",
+            action=f"{run.kind}.done",
             outcome="ok",
             service=run.service.name,
             target=str(run.id),
@@ -164,7 +166,7 @@ async def _audit_step(bot: BotContext, run: Run, step: Step, outcome: str) -> No
     await audit(
         bot.storage.pool,
         actor=run.confirmed_by or run.requested_by,
-        action="rollback.step",
+        action=f"{run.kind}.step",
         outcome=outcome,
         service=run.service.name,
         target=f"{run.id}/{step.position}",

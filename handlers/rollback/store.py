@@ -2,21 +2,23 @@
 
 A rollback is the most dangerous thing the bot does, so "exactly once" is enforced here and nowhere else:
 - confirming moves the run `pending → running` only while it is pending and not expired (`… WHERE status =
-  'pending' AND expires_at > now`), so a double click, a Slack retry or a second replica confirms it once; a unique
-  index allows one active run per service;
+  'pending' AND expires_at > now`), so a double click, a Slack retry or a second replica confirms it once;
 - a runner drives a run only under a lease (`lease_owner`, `lease_until`); a run whose runner died is taken over
   when the lease lapses;
 - a step is claimed `pending → running` before its effect, so no step starts twice. A flag or deploy step found
   `running` by a new runner was interrupted mid-call: it is marked failed for a human to Retry or Abort, because
   whether the hook was called cannot be known. Waits, verifications and manual sign-offs simply resume.
-The runner's moves (its lease, each step, the run's end) are in :mod:`handlers.rollback.runner_store`; this
-module holds the request, its confirmation and the humans' decisions (Retry, Abort, Approve).
+The runner's moves (its lease, each step, the run's end) are in :mod:`handlers.rollback.runner_store`, the
+humans' decisions on a confirmed run (Retry, Skip, Mark done, Abort, sign-off) in
+:mod:`handlers.rollback.step_store`; this module holds the request and its confirmation. A unique index allows
+one open run (pending, running or failed) per service, rollback or restart, so a second request is refused by
+Postgres, however many replicas take requests (`OpenRunExists`).
 Times come from the caller's clock (injected in tests), never from `now()` in SQL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +53,14 @@ class Step:
         return (self.finished_at or now) - self.started_at
 
 
+@dataclass(frozen=True)
+class Problem:
+    """What the preflight found missing for one step (`position`), in words that say what to set."""
+
+    position: int
+    problem: str
+
+
 @dataclass
 class Run:
     id: int
@@ -71,6 +81,24 @@ class Run:
     lease_owner: str | None
     lease_until: datetime | None
     steps: list[Step]
+    kind: str = "rollback"  # or "restart": a Level-1 restart, one Confirm
+    preflight: list[Problem] = field(default_factory=list)
+
+    @property
+    def noun(self) -> str:
+        return "Restart" if self.kind == "restart" else "Rollback"
+
+    @property
+    def command(self) -> str:
+        """How to ask for it again."""
+        if self.kind == "restart":
+            return f"/restart {self.service.name}"
+        return f"/rollback {self.service.name} {self.plan}"
+
+    @property
+    def requires_two_people(self) -> bool:
+        """Rollbacks keep the two-person rule; a restart is the Level-1 on-call's own action."""
+        return self.kind == "rollback" and self.service.requires_two_people
 
     @property
     def current(self) -> Step | None:
@@ -81,11 +109,11 @@ class Run:
         return next((s for s in self.steps if s.position == position), None)
 
 
-class AlreadyRunning(Exception):
-    """Another rollback of the same service is running or waiting on a failed step."""
+class OpenRunExists(Exception):
+    """Another rollback or restart of the same service is pending, running or stopped on a failed step."""
 
     def __init__(self, run_id: int | None) -> None:
-        super().__init__(f"rollback {run_id} is active")
+        super().__init__(f"run {run_id} is open")
         self.run_id = run_id
 
 
@@ -98,16 +126,50 @@ async def create(
     requested_by: str,
     requested_in: str | None,
     now: datetime,
+    kind: str = "rollback",
+    preflight: list[Problem] | None = None,
 ) -> int:
-    """Record a pending request with a copy of the plan's steps; audited."""
+    """Record a pending request with a copy of the plan's steps and what its preflight found; audited.
+    OpenRunExists when the service already has an open run (the unique index decides, atomically)."""
     expires_at = now + timedelta(minutes=service.rollback_expires_minutes)
+    problems = [{"position": p.position, "problem": p.problem} for p in preflight or []]
+    try:
+        return await _insert(
+            bot, service, plan, reason, requested_by, requested_in, now, expires_at, kind, problems
+        )
+    except psycopg.errors.UniqueViolation:
+        raise OpenRunExists(await open_run_id(bot, service)) from None
+
+
+async def _insert(
+    bot: BotContext,
+    service: Service,
+    plan: RollbackPlan,
+    reason: str | None,
+    requested_by: str,
+    requested_in: str | None,
+    now: datetime,
+    expires_at: datetime,
+    kind: str,
+    problems: list[dict[str, Any]],
+) -> int:
     async with bot.storage.pool.connection() as conn, conn.transaction():
         row = await (
             await conn.execute(
                 """INSERT INTO rollback_runs (service, plan, reason, requested_by, requested_in, created_at,
-                                              expires_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                (service.name, plan.name, reason, requested_by, requested_in, now, expires_at),
+                                              expires_at, kind, preflight)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id""",
+                (
+                    service.name,
+                    plan.name,
+                    reason,
+                    requested_by,
+                    requested_in,
+                    now,
+                    expires_at,
+                    kind,
+                    Jsonb(problems),
+                ),
             )
         ).fetchone()
         assert row is not None
@@ -121,14 +183,24 @@ async def create(
         await audit(
             conn,
             actor=requested_by,
-            action="rollback.request",
+            action=f"{kind}.request",
             outcome="pending",
             service=service.name,
             target=str(run_id),
             after={"plan": plan.name, "steps": [s.title for s in plan.steps]},
-            detail={"reason": reason, "expires_at": expires_at.isoformat()},
+            detail={"reason": reason, "expires_at": expires_at.isoformat(), "preflight": problems},
         )
     return run_id
+
+
+async def set_preflight(bot: BotContext, run_id: int, problems: list[Problem]) -> bool:
+    """A pending request's preflight, checked again; False when it is no longer pending."""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            "UPDATE rollback_runs SET preflight = %s WHERE id = %s AND status = 'pending'",
+            (Jsonb([{"position": p.position, "problem": p.problem} for p in problems]), run_id),
+        )
+        return cursor.rowcount == 1
 
 
 async def attach_message(bot: BotContext, run_id: int, channel: str, ts: str) -> None:
@@ -185,6 +257,8 @@ async def load(bot: BotContext, run_id: int) -> Run | None:
         lease_owner=row["lease_owner"],
         lease_until=row["lease_until"],
         steps=steps,
+        kind=row["kind"],
+        preflight=[Problem(int(p["position"]), str(p["problem"])) for p in row["preflight"] or []],
     )
 
 
@@ -201,11 +275,12 @@ async def latest(bot: BotContext, service: Service | None) -> Run | None:
     return await load(bot, int(row[0])) if row else None
 
 
-async def active_run_id(bot: BotContext, service: Service) -> int | None:
+async def open_run_id(bot: BotContext, service: Service) -> int | None:
+    """The service's open run (pending, running or failed), if any: the one the unique index keeps single."""
     async with bot.storage.pool.connection() as conn:
         row = await (
             await conn.execute(
-                "SELECT id FROM rollback_runs WHERE service = %s AND status IN ('running', 'failed')",
+                "SELECT id FROM rollback_runs WHERE service = %s AND status IN ('pending', 'running', 'failed')",
                 (service.name,),
             )
         ).fetchone()
@@ -216,23 +291,20 @@ async def active_run_id(bot: BotContext, service: Service) -> int | None:
 
 
 async def confirm(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
-    """pending → running, once, before expiry. True for the one caller that won; AlreadyRunning when another
-    rollback of the service is active."""
-    try:
-        async with bot.storage.pool.connection() as conn:
-            cursor = await conn.execute(
-                """UPDATE rollback_runs SET status = 'running', confirmed_by = %s, confirmed_at = %s
-                   WHERE id = %s AND status = 'pending' AND expires_at > %s""",
-                (actor, now, run.id, now),
-            )
-            won = cursor.rowcount == 1
-    except psycopg.errors.UniqueViolation:
-        raise AlreadyRunning(await active_run_id(bot, run.service)) from None
+    """pending → running, once, before expiry and only while its preflight found nothing missing. True for the
+    one caller that won. (One open run per service is held from the request on, so confirming cannot collide.)"""
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """UPDATE rollback_runs SET status = 'running', confirmed_by = %s, confirmed_at = %s
+               WHERE id = %s AND status = 'pending' AND expires_at > %s AND preflight = '[]'::jsonb""",
+            (actor, now, run.id, now),
+        )
+        won = cursor.rowcount == 1
     if won:
         await audit(
             bot.storage.pool,
             actor=actor,
-            action="rollback.confirm",
+            action=f"{run.kind}.confirm",
             outcome="ok",
             service=run.service.name,
             target=str(run.id),
@@ -254,7 +326,7 @@ async def end_pending(bot: BotContext, run: Run, actor: str, status: str, now: d
         await audit(
             bot.storage.pool,
             actor=actor,
-            action=f"rollback.{'cancel' if status == 'cancelled' else 'expire'}",
+            action=f"{run.kind}.{'cancel' if status == 'cancelled' else 'expire'}",
             outcome=status,
             service=run.service.name,
             target=str(run.id),
@@ -268,85 +340,3 @@ async def due_expiries(bot: BotContext, now: datetime) -> list[int]:
             "SELECT id FROM rollback_runs WHERE status = 'pending' AND expires_at <= %s ORDER BY id", (now,)
         )
         return [int(row[0]) for row in await cursor.fetchall()]
-
-
-# --- decisions on a confirmed run ------------------------------------------------------------------------------
-
-
-async def retry(bot: BotContext, run: Run, position: int, actor: str) -> bool:
-    """A failed step back to pending and the run back to running, together, once."""
-    async with bot.storage.pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(
-            """UPDATE rollback_runs SET status = 'running' WHERE id = %s AND status = 'failed'""", (run.id,)
-        )
-        if cursor.rowcount != 1:
-            return False
-        cursor = await conn.execute(
-            """UPDATE rollback_steps SET status = 'pending', result = NULL, started_at = NULL, finished_at = NULL,
-                   checked_at = NULL
-               WHERE run_id = %s AND position = %s AND status = 'failed'""",
-            (run.id, position),
-        )
-        if cursor.rowcount != 1:
-            await conn.rollback()
-            return False
-        await audit(
-            conn,
-            actor=actor,
-            action="rollback.retry",
-            outcome="ok",
-            service=run.service.name,
-            target=f"{run.id}/{position}",
-        )
-    return True
-
-
-async def abort(bot: BotContext, run: Run, actor: str, now: datetime) -> bool:
-    """running | failed → aborted; steps not finished are skipped. A step mid-call finishes first (its runner
-    checks the run's status before the next step)."""
-    async with bot.storage.pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(
-            """UPDATE rollback_runs SET status = 'aborted', ended_by = %s, finished_at = %s
-               WHERE id = %s AND status IN ('running', 'failed')""",
-            (actor, now, run.id),
-        )
-        if cursor.rowcount != 1:
-            return False
-        await conn.execute(
-            """UPDATE rollback_steps SET status = 'skipped', finished_at = COALESCE(finished_at, %s)
-               WHERE run_id = %s AND (status IN ('pending', 'failed')
-                                      OR (status = 'running' AND kind IN ('wait', 'manual', 'verify')))""",
-            (now, run.id),
-        )
-        await audit(
-            conn,
-            actor=actor,
-            action="rollback.abort",
-            outcome="aborted",
-            service=run.service.name,
-            target=str(run.id),
-        )
-    return True
-
-
-async def approve(bot: BotContext, run: Run, position: int, actor: str, now: datetime) -> bool:
-    """A manual step's sign-off: running → done, once."""
-    async with bot.storage.pool.connection() as conn, conn.transaction():
-        cursor = await conn.execute(
-            """UPDATE rollback_steps SET status = 'done', approved_by = %s, finished_at = %s,
-                   result = 'signed off by <@' || %s || '>'
-               WHERE run_id = %s AND position = %s AND kind = 'manual' AND status = 'running'
-                 AND EXISTS (SELECT 1 FROM rollback_runs WHERE id = %s AND status = 'running')""",
-            (actor, now, actor, run.id, position, run.id),
-        )
-        if cursor.rowcount != 1:
-            return False
-        await audit(
-            conn,
-            actor=actor,
-            action="rollback.approve",
-            outcome="ok",
-            service=run.service.name,
-            target=f"{run.id}/{position}",
-        )
-    return True

@@ -113,8 +113,15 @@ async def supabase() -> AsyncIterator[RecordingSupabaseServer]:
 
 
 @pytest.fixture
-def catalog_env(database_url: str) -> dict[str, str]:
-    return {"IVY_DATABASE_URL": database_url, "MIRA_INTERNAL_USERS": "ana@example.com"}
+def catalog_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Ivy configured enough for its plans' preflight (nothing here calls its hook or probes)."""
+    monkeypatch.setenv("IVY_HOOK_SECRET", "ivy-hook-secret")
+    return {
+        "IVY_DATABASE_URL": database_url,
+        "IVY_BASE_URL": "http://127.0.0.1:9/ivy",
+        "IVY_RESTART_HOOK_URL": "http://127.0.0.1:9/hooks/ivy-restart",
+        "MIRA_INTERNAL_USERS": "ana@example.com",
+    }
 
 
 def owned_catalog(tmp_path: Path, env: dict[str, str]) -> Catalog:
@@ -241,6 +248,7 @@ DANGEROUS_INVOCATIONS = {
         "rollout MIRA_COPILOT_ENABLED 10%",
     ],
     "/rollback": ["ivy-v2 immediate", "mira p95 above 3 s", "fa"],
+    "/restart": ["ai-assistant", "fa unhealthy targets"],
 }
 #: Every dangerous button, by action_id, with the value it is clicked with in the sweep: {change} is a pending
 #: flag change, {run} a Mira rollback (its step 4 is the DBA's manual step).
@@ -250,7 +258,10 @@ DANGEROUS_ACTIONS = {
     "flag_revert_anyway": "{change}",
     "flag_revert_skip": "{change}",
     "rollback_confirm": "{run}",
+    "rollback_review": "{run}",
     "rollback_abort": "{run}",
+    "rollback_skip": "{run}:1",
+    "rollback_mark_done": "{run}:1",
     "rollback_retry": "{run}:1",
     "rollback_signoff": "{run}:4",
 }

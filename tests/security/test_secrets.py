@@ -220,7 +220,8 @@ def hook_catalog(tmp_path: Path, hooks: RecordingHookServer, monkeypatch: pytest
     path = tmp_path / "hook-catalog.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     url = f"http://{HOOK_USER}:{HOOK_PASSWORD}@127.0.0.1:{hooks.port}/hooks/fa?token={HOOK_TOKEN}"
-    return load_catalog(path, env={"FA_ROLLBACK_HOOK_URL": url})
+    # FA's probes configured for the preflight of the verify step (never reached: the hook fails first).
+    return load_catalog(path, env={"FA_ROLLBACK_HOOK_URL": url, "FA_BASE_URL": "http://127.0.0.1:9/fa"})
 
 
 def assert_no_hook_secret(*texts: str) -> None:
