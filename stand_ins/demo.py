@@ -44,7 +44,7 @@ DEMO_HOOKS = {
     "AI_ASSISTANT_RESTART_HOOK_URL": "assistant-restart",
     "AI_ASSISTANT_CONFIG_HOOK_URL": "assistant-config",
     "FA_ROLLBACK_HOOK_URL": "fa-rollback",
-    "FA_RESTART_HOOK_URL": "fa-restart",  # issue 14 (rollback): FA's /restart plan
+    "FA_RESTART_HOOK_URL": "fa-restart",  # FA's /restart plan ("restart tasks")
 }
 DEMO_HOOK_SECRETS = (
     "MIRA_DEPLOY_HOOK_SECRET",
@@ -194,7 +194,10 @@ async def start_demo(storage: Storage, clock: Callable[[], datetime] | None = No
         "FA_BASE_URL": f"{server.url}/fa",
         "FA_DATABASE_URL": dsn,
         "FA_REDIS_URL": storage.redis_url,
-        "MIRA_INTERNAL_USERS": "ana@demo.example,dana@demo.example",  # issue 14 (rollback): rollout stage `internal`
+        # Each service its own alerts channel, as a deployment would set them (README → Channels).
+        "IVY_ALERTS_CHANNEL": "#ivy-v2-alerts",
+        "AI_ASSISTANT_ALERTS_CHANNEL": "#ai-assistant-alerts",
+        "FA_ALERTS_CHANNEL": "#fa-ai-system-alerts",
     }
     events.start()
     return DemoStandIns(server, env, world, events, dsn)

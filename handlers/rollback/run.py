@@ -133,7 +133,11 @@ async def _flag_step(bot: BotContext, run: Run, step: Step) -> Outcome:
     if missing:
         return Outcome("failed", f"not configured: set {', '.join(missing)}")
     try:
-        items = await flag_changes.plan(bot, run.service, {name: to_wire(v) for name, v in values.items()})
+        planned = await flag_changes.plan(bot, run.service, {name: to_wire(v) for name, v in values.items()})
+        items = [item for item in planned if not item.noop]
+        already = ", ".join(f"{item.flag.name} is already {item.before.display()}" for item in planned if item.noop)
+        if not items:  # nothing to change is recorded as nothing, as `/flag` does
+            return Outcome("done", f"nothing to change: {already}")
         change = await flag_changes.record_change(
             bot,
             run.service,
@@ -149,8 +153,9 @@ async def _flag_step(bot: BotContext, run: Run, step: Step) -> Outcome:
     applied = await flag_changes.apply(bot, change, run.confirmed_by or run.requested_by)
     if not applied.ok:
         return Outcome("failed", f"{applied.error} (flag change {change.id})")
+    kept = f"; {already}" if already else ""
     return Outcome(
-        "done", f"{change.describe()} (flag change {change.id}, revert: `/flag revert {change.id}`)"
+        "done", f"{change.describe()} (flag change {change.id}, revert: `/flag revert {change.id}`){kept}"
     )
 
 
