@@ -9,7 +9,7 @@ from datetime import datetime
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from handlers.incidents import blocks
+from handlers.incidents import blocks, lines
 from handlers.incidents.events import apply_event, channels_for, resolution_note, view_of
 from handlers.incidents.postmortem import post_postmortem
 from handlers.incidents.threads import ensure_root, mark_digest_dirty, mark_root_dirty, post_once
@@ -37,9 +37,9 @@ async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: date
                 await mark_digest_dirty(bot, root.in_digest, now)
             continue
         resolution = await resolution_note(bot, view.id) if event.event_type == "incident.resolved" else None
-        text = blocks.reply_text(event, previous_priority, resolution)
+        text = lines.reply_text(event, previous_priority, resolution)
         fallback = blocks.fallback_text(view, "update")
-        for part, part_text in enumerate(blocks.reply_parts(text), 1):
+        for part, part_text in enumerate(lines.reply_parts(text), 1):
             # A reply too long for one message is several, each claimed once: the first by the event's id.
             key = event.event_id if part == 1 else f"{event.event_id}#{part}"
             await post_once(

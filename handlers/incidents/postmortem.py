@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from handlers.incidents import blocks
+from handlers.incidents import blocks, lines
 from handlers.incidents.events import resolution_note
 from handlers.incidents.model import IncidentView, TimelineEntry
 from handlers.incidents.threads import Root, post_once
@@ -33,7 +33,7 @@ async def timeline(bot: BotContext, incident_id: str) -> list[TimelineEntry]:
         text = (
             "Triggered"
             if event.event_type == "incident.triggered"
-            else blocks.reply_text(
+            else lines.reply_text(
                 event, None, resolution if event.event_type == "incident.resolved" else None
             )
         )
