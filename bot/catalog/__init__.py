@@ -25,7 +25,7 @@ from bot.catalog.flags import Flag, FlagStore, FlagValue, Preset, Rollout
 from bot.catalog.handoff import ChecklistItem, Evidence, Handoff, reminder_offset
 from bot.catalog.operations import DeployHook, LatencySource, Objective, RollbackPlan, RollbackStep
 from bot.catalog.probes import HttpProbe, PostgresProbe, Probe, RedisProbe, TcpProbe
-from bot.catalog.service import Escalation, EscalationLevel, PagerDutyRefs, Service
+from bot.catalog.service import Escalation, EscalationLevel, PagerDutyRefs, PostMortem, Service
 
 __all__ = [
     "BUNDLED_CATALOG",
@@ -46,6 +46,7 @@ __all__ = [
     "Objective",
     "Owners",
     "PagerDutyRefs",
+    "PostMortem",
     "PostgresProbe",
     "Preset",
     "Probe",

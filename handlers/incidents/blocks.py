@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import slack_limits
-from bot.mrkdwn import clip, link, listed, outside, safe_url
+from bot.mrkdwn import clip, escape, link, listed, outside, safe_url
 
 if TYPE_CHECKING:
     from handlers.incidents.model import IncidentView, TimelineEntry
@@ -187,21 +187,48 @@ def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tupl
                 "*Root cause*\n_…_\n*What went well / what did not*\n_…_\n*Actions*\n_…_",
             },
         },
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": "Schedule the post-mortem within 48 hours (FA runbook, P0 resolution step 5).",
-                }
-            ],
-        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": postmortem_steps(view)}},
         {
             "type": "actions",
             "elements": [_button("Post-mortem scheduled", POSTMORTEM_ACTION, view.id, "primary")],
         },
     ]
     return text, blocks
+
+
+def postmortem_link_text(view: IncidentView, channel: str, where: str | None) -> str:
+    """The line in the other channels' threads: the draft is in `channel`'s thread (one draft per incident)."""
+    thread = f"the {channel} thread"
+    url = safe_url(where)
+    # Slack reads `&` as the start of an entity everywhere in the text, a link's URL included.
+    shown = f"<{url.replace('&', '&amp;')}|{thread}>" if url else thread
+    return f":memo: Post-mortem draft for {_ref(view)}: in {shown}."
+
+
+def postmortem_steps(view: IncidentView) -> str:
+    """What the incident's own service's runbook asks after an incident (catalog `postmortem`), quoted with its
+    runbook and section; a service without such a step, or an incident of no catalog service, says so and how to
+    give it one. Catalog text is escaped like any other: a copied catalog is not the bot's own wording."""
+    service = view.service
+    if service is None:
+        return (
+            f"*Next steps:* {outside(view.service_name, NAME_CHARS)} is not in the service catalog, so no runbook "
+            "says what follows an incident: agree on a review with the team."
+        )
+    runbook = service.postmortem_runbook()
+    title = escape(runbook.title) if runbook else f"{escape(service.display_name)}'s runbook"
+    if service.postmortem is None:
+        return (
+            f"*Next steps:* the {title} has no post-mortem step: agree on a review with the team, and give "
+            f"{escape(service.name)} a `postmortem` entry in the service catalog."
+        )
+    steps = "\n".join(
+        f"{n}. {clip(escape(step), 300)}" for n, step in enumerate(service.postmortem.steps[:10], 1)
+    )
+    return clip(
+        f"*Next steps, from the {title} ({escape(service.postmortem.section)}):*\n{steps}",
+        slack_limits.SECTION_TEXT,
+    )
 
 
 def digest_fallback(channel_incidents: list[IncidentView]) -> str:

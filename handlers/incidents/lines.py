@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot import slack_limits
-from bot.mrkdwn import escape, link, listed, outside, safe_url, split
+from bot.mrkdwn import escape, label, listed, outside, safe_url, split
 
 if TYPE_CHECKING:
     from integrations.pagerduty_webhooks import WebhookEvent
@@ -39,7 +39,8 @@ def _bridge(event: WebhookEvent) -> str:
     url = safe_url(event.conference_url)
     parts = []
     if url is not None and len(url) <= BRIDGE_CHARS:
-        parts.append(link(url, url, limit=BRIDGE_CHARS))
+        # Slack reads `&` as the start of an entity everywhere in the text, a link's URL included.
+        parts.append(f"<{url.replace('&', '&amp;')}|{label(url, BRIDGE_CHARS)}>")
     elif event.conference_url:
         parts.append(outside(event.conference_url, BRIDGE_CHARS))  # not a link: shown, escaped, as text
     if event.conference_number:

@@ -1,6 +1,7 @@
 """One stored PagerDuty event through its incident, as the delivery worker hands it over (bot/delivery.py): fold
 it into the incident (events.py), make sure each channel has its root (threads.py), reply once, draft the
-post-mortem on resolve, and set or cancel the SLA timers."""
+post-mortem on resolve (once, in the alerts thread, linked from the others), and set or cancel the SLA
+timers."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: date
     row, previous_priority, changed = await apply_event(bot, event, now)
     view = view_of(bot, row)
     triggered = event.event_type == "incident.triggered"
+    roots = []
     for channel in channels_for(bot, view):
         root = await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
+        roots.append(root)
         if changed and not root.posted_now and root.ts:
             await mark_root_dirty(bot, view.id, now)
         if triggered or root.ts is None:
@@ -45,6 +48,6 @@ async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: date
             await post_once(
                 bot, budget, key, event.event_type, view.id, root, now, part_text, fallback=fallback
             )
-        if event.event_type == "incident.resolved":
-            await post_postmortem(bot, budget, view, root, now)
+    if event.event_type == "incident.resolved":
+        await post_postmortem(bot, budget, view, roots, now)
     await schedule_timers(bot, view, event, now)

@@ -236,6 +236,27 @@ async def post_once(
     """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`). False when it
     was posted already; RetryLater while another worker is posting it. `fallback` is posted instead if Slack
     refuses the reply as invalid (bot/slack_once.py)."""
+    outcome = await post_reply(
+        bot, budget, key, kind, incident_id, root, now, text, blocks_, fallback=fallback
+    )
+    return outcome.posted_now
+
+
+async def post_reply(
+    bot: BotContext,
+    budget: ChannelBudget,
+    key: str,
+    kind: str,
+    incident_id: str,
+    root: Root,
+    now: datetime,
+    text: str,
+    blocks_: list[dict[str, Any]] | None = None,
+    *,
+    fallback: str,
+) -> slack_once.Posted:
+    """`post_once`, answering where the reply is (its `ts`, whether posted now or before): what a later message
+    links to."""
     assert root.ts is not None and root.channel_id is not None
     outcome = await slack_once.post_once(
         bot,
@@ -250,7 +271,7 @@ async def post_once(
     )
     if outcome.status == "busy":
         raise RetryLater(f"reply {key} in {root.channel} is being posted")
-    return outcome.posted_now
+    return outcome
 
 
 class ReplyClaims:
