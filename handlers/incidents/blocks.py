@@ -25,6 +25,7 @@ ACK_ACTION = "incident_ack"
 RESOLVE_ACTION = "incident_resolve"
 NOTE_ACTION = "incident_note"
 POSTMORTEM_ACTION = "incident_postmortem_scheduled"
+ESCALATE_ACTION = "incident_escalate"
 
 DIGEST_SECTION_CHARS = 2900  # Slack: 3,000 characters per section text
 DIGEST_MAX_SECTIONS = 45  # Slack: 50 blocks per message, a few for the header and the note
@@ -194,6 +195,21 @@ def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tupl
         },
     ]
     return text, blocks
+
+
+def nudge_blocks(text: str, incident_id: str) -> list[dict[str, Any]]:
+    """The SLA nudge: its words, and the two things the runbooks' escalation paths ask for now — acknowledge,
+    or escalate to the next level (handlers/incidents/escalate.py)."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, slack_limits.SECTION_TEXT)}},
+        {
+            "type": "actions",
+            "elements": [
+                _button("Acknowledge", ACK_ACTION, incident_id, "primary"),
+                _button("Escalate", ESCALATE_ACTION, incident_id),
+            ],
+        },
+    ]
 
 
 def postmortem_link_text(view: IncidentView, channel: str, where: str | None) -> str:

@@ -135,6 +135,7 @@ async def _fire_timer(
             root,
             now,
             text,
+            blocks.nudge_blocks(text, incident_id) if kind == "ack_nudge" else None,
             fallback=blocks.fallback_text(view, "reminder"),
         )
     return True
