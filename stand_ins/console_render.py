@@ -29,6 +29,7 @@ EMOJI = {
     "arrows_counterclockwise": "🔄",
     "lock": "🔒",
     "eyes": "👀",
+    "memo": "📝",
     "hourglass": "⌛",
     "arrow_forward": "▶️",
     "rewind": "⏪",
