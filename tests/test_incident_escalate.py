@@ -18,13 +18,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from bot.catalog import Catalog
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
 from integrations.pagerduty import PagerDutyClient, PagerDutyError
 from stand_ins.recording_pagerduty import RecordingPagerDutyServer, oncall_entry
-from stand_ins.recording_slack import TEAM_ID
+from stand_ins.recording_slack import TEAM_ID, RecordingSlackServer
 from tests import pd_payloads as pd
-from tests.harness import BotUnderTest
+from tests.harness import BotUnderTest, running_bot
 
 SECRET = "pd-webhook-secret-escalate"
 TOKEN = "pd-rest-token-escalate"
@@ -295,3 +296,26 @@ async def test_the_client_refuses_a_level_that_is_no_level(pagerduty: RecordingP
     finally:
         await client.aclose()
     assert pagerduty.calls == []  # refused before anything was sent
+
+
+async def test_an_unanswered_escalation_is_read_back_not_told_as_a_failure(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, pagerduty: RecordingPagerDutyServer
+) -> None:
+    """PagerDuty applies the escalation at once and answers after the client's timeout: the clicker hears "no answer
+    yet", then, from reading the level back, that it applied; the thread is told once."""
+    quick = settings.model_copy(update={"pagerduty_timeout_seconds": 1.0})
+    async with running_bot(quick, catalog, slack) as bot:
+        nudge = await nudged(bot, pagerduty)
+        pagerduty.slow_next("PUT", 30.0, path_prefix="/incidents/PABC123")
+        await click(bot, nudge, "incident_escalate")
+        await bot.settle()
+        assert told(bot) == [
+            ":hourglass_flowing_sand: PagerDuty did not answer within 1 s: no answer yet — it may still apply. "
+            "Reading the incident back from PagerDuty…",
+            "PagerDuty escalated it to level 2 of 3 (Bob Backend).",
+        ]
+        assert len(pagerduty.calls_to("PUT", "/incidents/PABC123")) == 1  # never sent twice
+        assert (
+            len([c for c in bot.slack.calls_to("chat.postMessage") if c.text.startswith(":arrow_double_up:")])
+            == 1
+        )
