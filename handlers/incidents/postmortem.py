@@ -14,7 +14,7 @@ from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks, lines
 from handlers.incidents.events import resolution_note
 from handlers.incidents.model import IncidentView, TimelineEntry
-from handlers.incidents.threads import Root, post_once, post_reply
+from handlers.incidents.threads import Root, post_once
 from integrations.pagerduty_webhooks import parse_webhook
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ async def post_postmortem(
     bot: BotContext, budget: ChannelBudget, view: IncidentView, roots: list[Root], now: datetime
 ) -> None:
     """One draft per incident, in its first channel's thread (the alerts channel: `channels_for` lists it first),
-    and in every other channel's thread a line linking to it. Each is claimed once (threads.post_reply over
+    and in every other channel's thread a line linking to it. Each is claimed once (threads.post_once over
     bot/slack_once.py), so a redelivered resolve, a retry or a second replica neither posts a second draft nor a
     second link; the link is found again from the draft's recorded `ts`."""
     threads_ = [root for root in roots if root.ts is not None]
@@ -61,7 +61,7 @@ async def post_postmortem(
         return
     home, others = threads_[0], threads_[1:]
     text, draft = blocks.render_postmortem(view, await timeline(bot, view.id))
-    posted = await post_reply(
+    posted = await post_once(
         bot,
         budget,
         f"postmortem:{view.id}",
