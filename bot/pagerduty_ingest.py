@@ -52,8 +52,7 @@ def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | N
         return "ignored", f"{event.event_type} events are not posted"
     if (_incident_key(event) or "").startswith(HANDOFF_TEST_KEY_PREFIX):
         return "ignored", "a handoff test event (Test PagerDuty integration)"
-    snapshot = event.incident
-    service_name = snapshot.service_name if snapshot else None
+    service_name = event.service_name
     if (event.service_id or service_name) and catalog.for_pagerduty(event.service_id, service_name) is None:
         return "ignored", f"service {service_name or event.service_id} is not in the catalog"
     return "pending", None

@@ -19,6 +19,7 @@ from handlers.handoff import checklist as handoff
 from handlers.handoff import pagerduty_test as handoff_pd_test
 from handlers.health import command as health
 from handlers.incidents import buttons as incident_buttons
+from handlers.incidents import escalate as incident_escalate
 from handlers.incidents import pipeline, storm, threads, timers
 from handlers.incidents.model import RetryLater
 from handlers.latency import command as latency
@@ -44,6 +45,7 @@ def build_registry() -> CommandRegistry:
         health.RERUN,
         *flags.ACTIONS,
         *incident_buttons.ACTIONS,
+        incident_escalate.ESCALATE,
         handoff.TICK,
         handoff_pd_test.TEST,
         *rollback.ACTIONS,

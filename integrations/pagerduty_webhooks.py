@@ -25,7 +25,10 @@ What this relies on, from PagerDuty's developer docs (github.com/PagerDuty/devel
   ``{incident, user, escalation_policy, message, state}``; ``incident_conference_bridge`` is ``{incident,
   conference_numbers: [{label, number}], conference_url}``; ``incident_field_values`` is ``{incident,
   custom_fields[], changed_custom_fields[]}``; ``incident_workflow_instance`` is ``{id, summary,
-  incident_workflow, workflow_trigger, incident, service}``; ``service`` is the service itself.
+  incident_workflow, workflow_trigger, incident, service}``; ``incident_task`` is ``{name, description, id,
+  summary, status, assignees, incident}``; ``incident_action_invocation`` is ``{id, incident, action, state}``;
+  ``incident_role_assignment`` is ``{incident_role_assignments: [{assignee, incident, old_assignee, role,
+  status}]}`` -- the one shape without a top-level ``incident``; ``service`` is the service itself.
 * ``docs/webhooks/02-Behavior.md`` ("At-Least-Once Delivery"): "duplicate webhooks may be delivered ...
   Customers wishing to de-duplicate webhooks may do so by using the ``X-Webhook-Id`` header ... The value of
   this header is unique to the webhook but is repeated for each delivery attempt".  ("Ordering"): "PagerDuty
@@ -47,6 +50,7 @@ __all__ = [
     "IncidentSnapshot",
     "MalformedWebhook",
     "Person",
+    "RoleAssignment",
     "WebhookEvent",
     "parse_webhook",
 ]
@@ -67,13 +71,21 @@ EVENT_DATA_TYPES: dict[str, str] = {
     "incident.resolved": "incident",
     "incident.responder.added": "incident_responder",
     "incident.responder.replied": "incident_responder",
+    "incident.role.assigned": "incident_role_assignment",
     "incident.service_updated": "incident",
     "incident.status_update_published": "incident_status_update",
+    "incident.task.completed": "incident_task",
+    "incident.task.created": "incident_task",
+    "incident.task.updated": "incident_task",
     "incident.triggered": "incident",
     "incident.unacknowledged": "incident",
+    "incident.action_invocation.created": "incident_action_invocation",
+    "incident.action_invocation.terminated": "incident_action_invocation",
+    "incident.action_invocation.updated": "incident_action_invocation",
     "incident.workflow.started": "incident_workflow_instance",
     "incident.workflow.completed": "incident_workflow_instance",
     "service.created": "service",
+    "service.custom_field_values.updated": "service_field_values",
     "service.deleted": "service",
     "service.updated": "service",
 }
@@ -124,6 +136,17 @@ class IncidentSnapshot:
 
 
 @dataclass(frozen=True)
+class RoleAssignment:
+    """One entry of ``incident_role_assignments[]`` (``incident.role.assigned``): the role's ``summary``, who holds
+    it now (``None`` when it was unassigned) and who held it before."""
+
+    role: str | None
+    assignee: Person | None
+    old_assignee: Person | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
     """One V3 webhook.  ``raw`` is the whole decoded body (``raw["event"]["data"]`` for anything not lifted
     out here, e.g. ``conference_numbers`` or ``changed_custom_fields``); it is excluded from ``==``/``hash``."""
@@ -138,11 +161,24 @@ class WebhookEvent:
     )  # snapshot's service, else data.service / data.incident.service, else a service's id
     agent: Person | None
     incident: IncidentSnapshot | None  # only when `data` is a full incident object
+    service_name: str | None = None  # the snapshot's service, else data.service's summary (workflow events)
     note: str | None = None  # incident.annotated: data.content
     status_update: str | None = None  # incident.status_update_published: data.message
     responder: Person | None = None  # incident.responder.*: data.user
     responder_message: str | None = None  # incident.responder.*: data.message (the request's message)
     responder_state: str | None = None  # incident.responder.*: data.state ("pending" in PD's sample)
+    conference_url: str | None = None  # incident.conference_bridge.updated: data.conference_url
+    conference_number: str | None = (
+        None  # …: data.conference_numbers[].number, joined (labelled when labelled)
+    )
+    role_assignments: tuple[
+        RoleAssignment, ...
+    ] = ()  # incident.role.assigned: data.incident_role_assignments[]
+    workflow: str | None = None  # incident.workflow.*: data.incident_workflow.summary (else data.summary)
+    task: str | None = None  # incident.task.*: data.name (else data.summary)
+    task_status: str | None = None  # incident.task.*: data.status ("todo" in PD's sample)
+    action: str | None = None  # incident.action_invocation.*: data.action.summary
+    action_state: str | None = None  # incident.action_invocation.*: data.state ("created" in PD's sample)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -177,11 +213,19 @@ def parse_webhook(body: bytes) -> WebhookEvent:
     shape = _text(data.get("type")) or EVENT_DATA_TYPES.get(event_type)
     incident = _incident(data) if shape == "incident" else None
     incident_ref = _obj(data.get("incident"))
+    roles = _role_assignments(data) if shape == "incident_role_assignment" else ()
+    if incident_ref is None and shape == "incident_role_assignment":
+        # The role-assignment shape has no top-level `incident`: each assignment names it.
+        items = data.get("incident_role_assignments")
+        first = items[0] if isinstance(items, list) and items else None
+        incident_ref = _obj(first.get("incident")) if isinstance(first, dict) else None
     incident_id = incident.id if incident else _text(incident_ref.get("id")) if incident_ref else None
 
     service_id = incident.service_id if incident else None
+    service_name = incident.service_name if incident else None
     if service_id is None:
         service_id = _ref_id(data.get("service"))
+        service_name = _ref_name(data.get("service")) if shape != "service" else None
     if service_id is None and incident_ref:
         service_id = _ref_id(incident_ref.get("service"))
     if service_id is None and shape == "service":
@@ -197,13 +241,60 @@ def parse_webhook(body: bytes) -> WebhookEvent:
         service_id=service_id,
         agent=_person(event.get("agent")),
         incident=incident,
+        service_name=service_name,
         note=_text(data.get("content")) if shape == "incident_note" else None,
         status_update=_text(data.get("message")) if shape == "incident_status_update" else None,
         responder=_person(data.get("user")) if responder else None,
         responder_message=_text(data.get("message")) if responder else None,
         responder_state=_text(data.get("state")) if responder else None,
+        **_details(shape, data),
+        role_assignments=roles,
         raw=payload,
     )
+
+
+def _details(shape: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of the bridge, workflow, task and action-invocation shapes that a thread line names."""
+    if shape == "incident_conference_bridge":
+        numbers = data.get("conference_numbers")
+        shown = []
+        for entry in numbers if isinstance(numbers, list) else []:
+            entry = _obj(entry) or {}
+            number, label = _text(entry.get("number")), _text(entry.get("label"))
+            if number:
+                shown.append(f"{label}: {number}" if label else number)
+        return {
+            "conference_url": _text(data.get("conference_url")),
+            "conference_number": ", ".join(shown) or None,
+        }
+    if shape == "incident_workflow_instance":
+        return {"workflow": _ref_name(data.get("incident_workflow")) or _text(data.get("summary"))}
+    if shape == "incident_task":
+        return {
+            "task": _text(data.get("name")) or _text(data.get("summary")),
+            "task_status": _text(data.get("status")),
+        }
+    if shape == "incident_action_invocation":
+        return {"action": _ref_name(data.get("action")), "action_state": _text(data.get("state"))}
+    return {}
+
+
+def _role_assignments(data: dict[str, Any]) -> tuple[RoleAssignment, ...]:
+    items = data.get("incident_role_assignments")
+    found = []
+    for item in items if isinstance(items, list) else []:
+        entry = _obj(item)
+        if entry is None:
+            continue
+        found.append(
+            RoleAssignment(
+                role=_ref_name(entry.get("role")),
+                assignee=_person(entry.get("assignee")),
+                old_assignee=_person(entry.get("old_assignee")),
+                status=_text(entry.get("status")),
+            )
+        )
+    return tuple(found)
 
 
 # --- field readers: each takes any JSON value and never raises ------------------------------------------------

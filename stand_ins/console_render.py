@@ -31,6 +31,7 @@ EMOJI = {
     "arrows_counterclockwise": "🔄",
     "lock": "🔒",
     "eyes": "👀",
+    "memo": "📝",
     "hourglass": "⌛",
     "arrow_forward": "▶️",
     "rewind": "⏪",

@@ -215,7 +215,11 @@ def event(event_type: str, inc: Mapping[str, Any], **kwargs: Any) -> dict[str, A
       (default: `inc`'s bridge);
     * ``incident_field_values``: ``custom_fields={name: value}``, ``changed={name: old value}``;
     * ``incident_workflow_instance`` (workflow.started / .completed): ``workflow=``, ``trigger=``;
-    * ``service`` (service.*): `inc`'s service as a ``service`` object.
+    * ``incident_role_assignment`` (role.assigned): ``role=``, ``assignee=(id, name)`` (None: unassigned);
+    * ``incident_task`` (task.*): ``task=``, ``description=``, ``task_status=``, ``assignees=``;
+    * ``incident_action_invocation`` (action_invocation.*): ``action=``, ``state=``;
+    * ``service`` (service.*): `inc`'s service as a ``service`` object; ``service_field_values``:
+      ``custom_fields=``.
     """
     envelope_args = {k: kwargs.pop(k) for k in ("event_id", "occurred_at", "agent", "client") if k in kwargs}
     data = kwargs.pop("data") if "data" in kwargs else _data(event_type, inc, kwargs)
@@ -297,8 +301,63 @@ def _data(event_type: str, inc: Mapping[str, Any], kw: dict[str, Any]) -> dict[s
             "incident": ref,
             "service": copy.deepcopy(inc.get("service")),
         }
-    # shape == "service": the incident's service as the service object itself
+    if shape == "incident_role_assignment":
+        role = kw.pop("role", "Incident Commander")
+        holder: UserSpec | None = kw.pop("assignee", ("PUSER01", "Alice Example"))
+        return {
+            "type": "incident_role_assignment",
+            "incident_role_assignments": [
+                {
+                    "assignee": None if holder is None else user_reference(holder),
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{WEB_URL}/roles/{inc['id']}/{role}")),
+                    "incident": {**ref, "summary": None},
+                    "old_assignee": None,
+                    "role": {"id": _pd_id("role", role), "summary": role, "type": "role_reference"},
+                    "status": "active" if holder is not None else "inactive",
+                    "type": "role_assignment_reference",
+                }
+            ],
+        }
+    if shape == "incident_task":
+        task = kw.pop("task", "Post a status update")
+        return {
+            "name": task,
+            "description": kw.pop("description", task),
+            "id": _pd_id("task", inc["id"], task),
+            "summary": task,
+            "type": "incident_task",
+            "status": kw.pop("task_status", "completed" if event_type.endswith(".completed") else "todo"),
+            "assignees": [user_reference(user) for user in kw.pop("assignees", ())],
+            "incident": {**ref, "summary": None},
+        }
+    if shape == "incident_action_invocation":
+        action = kw.pop("action", "Restart the edge function")
+        invocation = _pd_id("invocation", inc["id"], action)
+        return {
+            "id": invocation,
+            "self": f"{API_URL}/automation/invocations/{invocation}",
+            "html_url": f"{WEB_URL}/rundeck-actions/invocations/{invocation}/report",
+            "incident": ref,
+            "action": {
+                "html_url": f"{WEB_URL}/rundeck-actions/actions/{_pd_id('action', action)}",
+                "id": _pd_id("action", action),
+                "self": f"{API_URL}/automation/actions/{_pd_id('action', action)}",
+                "summary": action,
+                "type": "action_reference",
+            },
+            "state": kw.pop("state", event_type.rsplit(".", 1)[-1]),
+            "type": "incident_action_invocation",
+        }
     service = inc.get("service") or {}
+    if shape == "service_field_values":
+        values = kw.pop("custom_fields", {"tier": "1"})
+        return {
+            "service": copy.deepcopy(service),
+            "custom_fields": [_field_value(name, value) for name, value in values.items()],
+            "changed_custom_fields": [_field_value(name, value) for name, value in values.items()],
+            "type": "service_field_values",
+        }
+    # shape == "service": the incident's service as the service object itself
     return {
         "html_url": service.get("html_url"),
         "id": service.get("id"),

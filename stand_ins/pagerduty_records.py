@@ -39,3 +39,5 @@ class _Incident:
     last_status_change_by: dict[str, Any] | None = None
     resolution: str | None = None
     notes: list[dict[str, Any]] = field(default_factory=list)
+    #: Where in its escalation policy the incident is (PagerDuty keeps it; its incident object does not show it).
+    escalation_level: int = 1

@@ -8,8 +8,10 @@ pointed at ``server.base_url`` unchanged, so what is tested is the real request 
 It keeps a real in-memory incident store:
 
 * ``PUT /incidents/{id}`` (acknowledge / resolve; resolving or acknowledging a resolved incident is
-  ``400 {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": ["Incident Already Resolved"]}}``),
-  ``GET /incidents/{id}``;
+  ``400 {"error": {"message": "Invalid Input Provided", "code": 2001, "errors": ["Incident Already Resolved"]}}``;
+  ``escalation_level`` assigns the incident to that level's on-calls of its policy, as :meth:`set_oncalls` has
+  them, and sends ``incident.escalated``; the body is checked against the OpenAPI's ``updateIncident``: types,
+  enums, ``incident.type`` required), ``GET /incidents/{id}``;
 * ``POST /incidents/{id}/notes`` (``200 {"note": {...}}``), ``GET /incidents/{id}/notes``;
 * ``GET /oncalls``: what :meth:`RecordingPagerDutyServer.set_oncalls` configured, filtered by ``schedule_ids[]``,
   ``escalation_policy_ids[]`` and ``user_ids[]``, with classic pagination (``limit`` -- at most ``page_size`` --,

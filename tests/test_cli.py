@@ -129,6 +129,7 @@ def _normalize(text: str) -> str:
     text = re.sub(r"\d{2}:\d{2}(:\d{2})? UTC", "HH:MM UTC", text)
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)  # the demo deploy hooks' ephemeral port
     text = re.sub(r"/p\d{16}\b", "/pTS", text)  # a permalink carries its message's ts
+    text = re.sub(r"thread_ts=\d+\.\d+", "thread_ts=TS", text)  # …and a thread reply's, its thread's
     text = re.sub(r"\b\d+\.\d s\b", "N.N s", text)  # a rollback step's elapsed time
     return re.sub(r"\d+ ms", "N ms", text).strip()
 

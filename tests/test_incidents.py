@@ -166,7 +166,17 @@ async def test_an_incident_lifecycle_is_one_living_thread_per_channel(
             ":arrow_up: Escalated to Bob Backend",
             ":white_check_mark: Resolved by Alice Example",
         ]
-        assert thread[5] == "Post-mortem draft for [#1] Edge function 503s"
+        if (
+            channel == ALERTS
+        ):  # one draft per incident, in the alerts thread; the incidents thread links to it
+            assert thread[5] == "Post-mortem draft for [#1] Edge function 503s"
+        else:
+            draft = replies(bot, ALERTS)[5]
+            link = (
+                f"https://console.slack.test/archives/{draft.response['channel']}/p"
+                f"{draft.response['ts'].replace('.', '')}?thread_ts={draft.thread_ts}&amp;cid={draft.response['channel']}"
+            )
+            assert thread[5] == f":memo: Post-mortem draft for [#1]: in <{link}|the {ALERTS} thread>."
         [edit] = bot.slack.calls_to("chat.update", channel=root.response["channel"])
         assert edit.body["ts"] == root.response["ts"]
         assert edit.text.startswith("Resolved: [#1]")

@@ -32,7 +32,7 @@ from bot.catalog.next_steps import (
 )
 from bot.catalog.operations import DeployHook, LatencySource, Objective, RollbackPlan, RollbackStep
 from bot.catalog.probes import HttpProbe, PostgresProbe, Probe, RedisProbe, TcpProbe
-from bot.catalog.service import Escalation, EscalationLevel, PagerDutyRefs, Service
+from bot.catalog.service import Escalation, EscalationLevel, PagerDutyRefs, PostMortem, Service
 from bot.catalog.step_checks import check_step_command
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "Objective",
     "Owners",
     "PagerDutyRefs",
+    "PostMortem",
     "PostgresProbe",
     "Preset",
     "Probe",

@@ -34,6 +34,18 @@ class Escalation(_Model):
     resolve_within_minutes: int = 60
 
 
+class PostMortem(_Model):
+    """What the service's runbook asks once an incident is resolved, quoted on the post-mortem draft: the section
+    (`section`) of one of its runbooks (`runbook`, a file of `runbooks`; unset, the first), its steps as written,
+    and the deadline it sets for the post-mortem (`within_hours`; FA's P0 "Schedule post-mortem within 48 hours"),
+    which also times the reminder. A service without one gets the bot's default wording and reminder."""
+
+    runbook: str | None = None
+    section: str
+    steps: list[str] = Field(min_length=1)
+    within_hours: int | None = Field(default=None, gt=0)
+
+
 class Service(_Model):
     name: str
     display_name: str
@@ -56,6 +68,7 @@ class Service(_Model):
     escalation: Escalation
     pagerduty: PagerDutyRefs = Field(default_factory=PagerDutyRefs)
     next_steps: NextSteps = Field(default_factory=NextSteps)
+    postmortem: PostMortem | None = None
 
     @field_validator("name")
     @classmethod
@@ -96,6 +109,19 @@ class Service(_Model):
             if next_step.runbook is not None and (problem := check_step_runbook(self.runbooks, next_step)):
                 raise ValueError(problem)
         return self
+
+    @model_validator(mode="after")
+    def _postmortem_runbook(self) -> Service:
+        wanted = self.postmortem.runbook if self.postmortem else None
+        if wanted and wanted not in {ref.file for ref in self.runbooks}:
+            raise ValueError(f"postmortem names runbook {wanted}, which is not among the service's runbooks")
+        return self
+
+    def postmortem_runbook(self) -> RunbookRef | None:
+        """The runbook the post-mortem steps come from: the one `postmortem.runbook` names, else the first."""
+        wanted = self.postmortem.runbook if self.postmortem else None
+        found = next((ref for ref in self.runbooks if ref.file == wanted), None) if wanted else None
+        return found or (self.runbooks[0] if self.runbooks else None)
 
     @property
     def all_plans(self) -> list[RollbackPlan]:

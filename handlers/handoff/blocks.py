@@ -80,12 +80,19 @@ def _incidents(evidence: dict[str, Any], zone: tzinfo) -> str:
     opened = evidence.get("open") or []
     total = int(evidence.get("open_total") or 0)
     week = evidence.get("last_week") or {}
-    week_line = (
-        f"Past week: {week.get('triggered', 0)} triggered, {week.get('resolved', 0)} of them resolved."
+    window = (
+        f" ({when(datetime.fromisoformat(week['start']), zone)} – {when(datetime.fromisoformat(week['end']), zone)})"
+        if week.get("start") and week.get("end")
+        else ""
     )
+    week_line = (
+        f"Triggered in the week before this rotation{window}: {week.get('triggered', 0)}, "
+        f"{week.get('resolved', 0)} of them resolved since."
+    )
+    as_of = f" at {when(datetime.fromisoformat(evidence['as_of']), zone)}" if evidence.get("as_of") else ""
     if not opened:
-        return f":white_check_mark: No open incidents in the bot's incident store. {week_line}"
-    lines = [f":rotating_light: {total} open incident{'s' if total != 1 else ''}:"]
+        return f":white_check_mark: No open incidents in the bot's incident store{as_of}. {week_line}"
+    lines = [f":rotating_light: {total} open incident{'s' if total != 1 else ''}{as_of}, from any week:"]
     for incident in opened:
         label = f"#{incident['number']} {incident['title']}" if incident.get("number") else incident["title"]
         label = mrkdwn.link(incident["link"], label) if incident.get("link") else mrkdwn.escape(label)
@@ -124,6 +131,9 @@ def _health(evidence: dict[str, Any], zone: tzinfo) -> str:
 
 def _alerts(evidence: dict[str, Any], gathered_at: datetime, zone: tzinfo) -> str:
     lines = []
+    checked = evidence.get("checked_at")
+    if checked:  # looked at again after the post: ages are from then
+        gathered_at = datetime.fromisoformat(checked)
     for service in evidence.get("services") or []:
         last = service.get("last_webhook_at")
         if last is None:
@@ -131,9 +141,13 @@ def _alerts(evidence: dict[str, Any], gathered_at: datetime, zone: tzinfo) -> st
             continue
         at = datetime.fromisoformat(last)
         age = duration(gathered_at - at)
+        since = "this check" if checked else "this post"
         lines.append(
-            f":incoming_envelope: *{service['display_name']}*: last PagerDuty webhook {when(at, zone)} ({age} before this post)"
+            f":incoming_envelope: *{service['display_name']}*: last PagerDuty webhook {when(at, zone)} ({age} before {since})"
         )
+    if checked:
+        what = mrkdwn.escape(evidence.get("checked_after") or "a later check")
+        lines.append(f"_Checked again after {what} at {when(datetime.fromisoformat(checked), zone)}_")
     return "\n".join(lines)
 
 

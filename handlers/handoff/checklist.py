@@ -27,7 +27,7 @@ from bot.context import ActionContext, BotContext
 from bot.cron import CronSchedule, FollowUp
 from bot.oncall_roster import handoff_roster
 from bot.scheduler import Job
-from handlers.handoff import blocks, store
+from handlers.handoff import blocks, store, ticking
 from handlers.handoff import evidence as handoff_evidence
 from handlers.handoff.store import HandoffRecord
 
@@ -347,6 +347,15 @@ async def tick(ctx: ActionContext) -> None:
         )
         return
     number, ticked = clicked
+    refused = await ticking.refusal(ctx.bot, record, ctx.user_id, ticking=ticked)
+    if refused is not None:
+        if 1 <= number <= len(record.items):
+            await ticking.refuse(ctx.bot, record, ctx.user_id, number, ticking=ticked)
+        await ctx.reply.ephemeral(refused)
+        await refresh_message(
+            ctx.bot, record.id
+        )  # the clicker's Slack ticked the box locally: show it as stored
+        return
     change = await store.set_tick(
         ctx.bot.storage.pool, record.id, number, ticked, actor=ctx.user_id, now=ctx.bot.clock()
     )

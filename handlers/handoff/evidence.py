@@ -31,7 +31,7 @@ OPEN_INCIDENTS_SHOWN = 10
 WEEK = timedelta(days=7)
 
 
-async def open_incidents(bot: BotContext, rotation: datetime) -> dict[str, Any]:
+async def open_incidents(bot: BotContext, rotation: datetime, now: datetime) -> dict[str, Any]:
     rows = await incidents.open_incidents(bot)
     week = await incidents.triggered_between(bot, rotation - WEEK, rotation)
     shown = rows[:OPEN_INCIDENTS_SHOWN]
@@ -51,7 +51,14 @@ async def open_incidents(bot: BotContext, rotation: datetime) -> dict[str, Any]:
             for row, link in zip(shown, links, strict=True)
         ],
         "open_total": len(rows),
-        "last_week": {"triggered": week.triggered, "resolved": week.resolved},
+        # Which week the counts are about, and when the open ones were counted: the message names both.
+        "last_week": {
+            "triggered": week.triggered,
+            "resolved": week.resolved,
+            "start": (rotation - WEEK).isoformat(),
+            "end": rotation.isoformat(),
+        },
+        "as_of": now.isoformat(),
     }
 
 
@@ -84,10 +91,17 @@ async def health(bot: BotContext, now: datetime) -> dict[str, Any]:
     }
 
 
-async def last_webhooks(bot: BotContext) -> dict[str, Any]:
-    """The newest stored PagerDuty webhook per catalog service (by PagerDuty service ID, else its name)."""
+async def last_webhooks(
+    bot: BotContext, *, checked_after: str | None = None, at: datetime | None = None
+) -> dict[str, Any]:
+    """The newest stored PagerDuty webhook per catalog service (by PagerDuty service ID, else its name).
+    `checked_after` names what made the bot look again after the post (a PagerDuty test), `at` when."""
     newest = await incidents.last_webhooks(bot)
+    found: dict[str, Any] = {}
+    if checked_after and at is not None:
+        found = {"checked_after": checked_after, "checked_at": at.isoformat()}
     return {
+        **found,
         "services": [
             {
                 "name": s.name,
@@ -96,7 +110,7 @@ async def last_webhooks(bot: BotContext) -> dict[str, Any]:
                 "event_type": newest[s.name][1] if s.name in newest else None,
             }
             for s in bot.catalog.services
-        ]
+        ],
     }
 
 
@@ -136,7 +150,7 @@ async def gather(bot: BotContext, handoff: Handoff, rotation: datetime, now: dat
     kinds = {item.evidence for item in handoff.checklist if item.evidence}
     jobs: dict[str, Any] = {}
     if "incidents" in kinds:
-        jobs["incidents"] = open_incidents(bot, rotation)
+        jobs["incidents"] = open_incidents(bot, rotation, now)
     if "health" in kinds:
         jobs["health"] = health(bot, now)
     if "alerts" in kinds:

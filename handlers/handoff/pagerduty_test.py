@@ -31,6 +31,7 @@ from bot.pagerduty_ingest import HANDOFF_TEST_KEY_PREFIX
 from handlers import incidents
 from handlers.handoff import blocks, store
 from handlers.handoff import checklist as handoff
+from handlers.handoff import evidence as handoff_evidence
 from integrations.pagerduty import PagerDutyError, send_event
 
 POLL_SECONDS = 0.5  # the round trip is measured on the database's clock, not by this poll
@@ -253,7 +254,13 @@ async def _finish(
     record = await store.by_id(bot.storage.pool, test["handoff_id"])
     if record is not None:
         await handoff.post_reply(bot, record, f"pagerduty_test:{test_id}:result", text)
-        await store.bump(bot.storage.pool, record.id)
+        if status == "ok" and "alerts" in (record.evidence or {}):
+            # The test's webhook came back: item 3 ("Verify all alerts are functioning", "no webhook received
+            # yet" at the post) shows it, as item 4 shows the test.
+            alerts = await handoff_evidence.last_webhooks(bot, checked_after="the PagerDuty test", at=now)
+            await store.update_evidence(bot.storage.pool, record.id, "alerts", alerts)
+        else:
+            await store.bump(bot.storage.pool, record.id)
         await handoff.refresh_message(bot, record.id)
 
 

@@ -218,6 +218,20 @@ async def bump(pool: AsyncConnectionPool, handoff_id: int) -> None:
         await conn.execute("UPDATE handoffs SET version = version + 1 WHERE id = %s", (handoff_id,))
 
 
+async def update_evidence(
+    pool: AsyncConnectionPool, handoff_id: int, kind: str, part: dict[str, Any]
+) -> None:
+    """Replace one kind of the stored evidence (the alerts after a PagerDuty test proved them) and bump the version,
+    so the message edits catch up."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            """UPDATE handoffs SET evidence = jsonb_set(COALESCE(evidence, '{}'::jsonb), %s, %s),
+                   version = version + 1
+               WHERE id = %s""",
+            ([kind], Jsonb(part), handoff_id),
+        )
+
+
 async def version(pool: AsyncConnectionPool, handoff_id: int) -> int | None:
     async with pool.connection() as conn:
         row = await (

@@ -1,11 +1,12 @@
-"""Block Kit for incidents: the root message, the thread replies, the post-mortem draft and the storm digest.
+"""Block Kit for incidents: the root message, the post-mortem draft and the storm digest (the thread's one line
+per event is lines.py).
 
 The root is an attachment so Slack shows the status as a colour bar (red triggered, yellow acknowledged, green
-resolved); its buttons call PagerDuty. Replies are one line each, in the words an on-call uses.
+resolved); its buttons call PagerDuty.
 
 Everything here fits Slack's limits (bot/slack_limits.py) whatever PagerDuty sends: outside text is escaped and
 clipped (`bot.mrkdwn.outside`) with the root's title linking to the incident's PagerDuty page for the full text,
-lists are capped ("and 23 more"), and a reply longer than one message is cut into several (`reply_parts`). What
+lists are capped ("and 23 more"), and a reply longer than one message is cut into several (lines.py). What
 Slack still refuses gets `fallback_text` instead (bot/slack_once.py).
 """
 
@@ -15,24 +16,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import slack_limits
-from bot.mrkdwn import clip, escape, link, listed, outside, safe_url, split
+from bot.mrkdwn import clip, escape, link, listed, outside, safe_url
 from handlers.next_steps import next_step_blocks
 
 if TYPE_CHECKING:
     from handlers.incidents.model import IncidentView, TimelineEntry
-    from integrations.pagerduty_webhooks import WebhookEvent
 
 ACK_ACTION = "incident_ack"
 RESOLVE_ACTION = "incident_resolve"
 NOTE_ACTION = "incident_note"
 POSTMORTEM_ACTION = "incident_postmortem_scheduled"
+ESCALATE_ACTION = "incident_escalate"
 
 DIGEST_SECTION_CHARS = 2900  # Slack: 3,000 characters per section text
 DIGEST_MAX_SECTIONS = 45  # Slack: 50 blocks per message, a few for the header and the note
 TITLE_CHARS = 1000  # a title is clipped here; the root links to PagerDuty's page for the rest
 NAME_CHARS = 100  # a person, a service, a policy
 NUMBER_CHARS = 20  # PagerDuty's incident number (an integer PagerDuty sets; a hostile payload may not)
-REPLY_PART_CHARS = slack_limits.MESSAGE_TEXT - 1000  # a reply longer than this is posted as several
 TIMELINE_LINE_CHARS = 300  # a line of the post-mortem's timeline (its note is in the thread in full)
 COLOURS = {"triggered": "#E01E5A", "acknowledged": "#ECB22E", "resolved": "#2EB67D"}
 STATUS_EMOJI = {
@@ -55,13 +55,6 @@ def duration(start: datetime | None, end: datetime | None) -> str:
 def _people(names: tuple[str, ...], limit: int = slack_limits.FIELD_TEXT) -> str:
     """Names (outside text) escaped, each clipped, the list capped within `limit` ("…, Bob and 23 more")."""
     return listed([outside(name, NAME_CHARS) for name in names], limit)
-
-
-def _name(person: Any) -> str:
-    name = (
-        (getattr(person, "name", None) or getattr(person, "id", None) or "someone") if person else "PagerDuty"
-    )
-    return outside(name, NAME_CHARS)
 
 
 def _field(label: str, value: str) -> dict[str, Any]:
@@ -168,61 +161,6 @@ def _button(label: str, action_id: str, value: str, style: str | None = None) ->
     return button
 
 
-def reply_text(event: WebhookEvent, previous_priority: str | None, resolution: str | None) -> str:
-    """One thread reply per event, in the on-call's words; unknown types still get a line, never silence."""
-    kind = event.event_type.removeprefix("incident.")
-    agent = _name(event.agent)
-    snapshot = event.incident
-    # A note, a status update, a resolution are read in full (escaped, not clipped): `reply_parts` cuts a reply
-    # longer than a message into several.
-    names = tuple(p.name or p.id or "someone" for p in snapshot.assignees) if snapshot else ()
-    assignees = _people(names) if snapshot else "?"
-    if kind == "acknowledged":
-        return f":eyes: Acknowledged by {agent}"
-    if kind == "unacknowledged":
-        return ":warning: Unacknowledged: the acknowledgement timed out and the incident is open again"
-    if kind == "escalated":
-        return f":arrow_up: Escalated to {assignees}"
-    if kind == "reassigned":
-        return f":arrows_counterclockwise: Reassigned to {assignees} by {agent}"
-    if kind == "delegated":
-        policy = (
-            outside(snapshot.escalation_policy, NAME_CHARS)
-            if snapshot and snapshot.escalation_policy
-            else None
-        )
-        return f":arrows_counterclockwise: Delegated to {policy or assignees} by {agent}"
-    if kind == "annotated":
-        return f":memo: Note by {agent}: {escape(event.note or '')}".rstrip()
-    if kind == "priority_updated":
-        new = outside(snapshot.priority, NAME_CHARS) if snapshot and snapshot.priority else None
-        old = outside(previous_priority, NAME_CHARS) if previous_priority else None
-        return f":arrow_up_down: Priority {old or 'none'} → {new or 'none'} (by {agent})"
-    if kind == "responder.added":
-        message = f": {escape(event.responder_message)}" if event.responder_message else ""
-        return f":sos: {_name(event.responder)} added as a responder by {agent}{message}"
-    if kind == "responder.replied":
-        message = f": {escape(event.responder_message)}" if event.responder_message else ""
-        return f":speech_balloon: {_name(event.responder)} replied to the responder request{message}"
-    if kind == "status_update_published":
-        return f":loudspeaker: Status update by {agent}: {escape(event.status_update or '')}".rstrip()
-    if kind == "resolved":
-        reason = f" — {escape(resolution)}" if resolution else ""
-        return f":white_check_mark: Resolved by {agent}{reason}"
-    if kind == "reopened":
-        return f":repeat: Reopened by {agent}"
-    return f":information_source: {outside(event.event_type, NAME_CHARS)} (by {agent})"
-
-
-def reply_parts(text: str) -> list[str]:
-    """A reply as the messages it is posted in: one, or several when it is longer than a message can be (a long
-    note is read in full in the thread, the parts numbered)."""
-    parts = split(text, REPLY_PART_CHARS - 20)
-    if len(parts) == 1:
-        return parts
-    return [f"{part}\n_({n}/{len(parts)})_" for n, part in enumerate(parts, 1)]
-
-
 def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tuple[str, list[dict[str, Any]]]:
     lines = [clip(f"{entry.at:%H:%M} UTC — {entry.text}", TIMELINE_LINE_CHARS) for entry in timeline]
     facts = (
@@ -254,21 +192,63 @@ def render_postmortem(view: IncidentView, timeline: list[TimelineEntry]) -> tupl
                 "*Root cause*\n_…_\n*What went well / what did not*\n_…_\n*Actions*\n_…_",
             },
         },
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": "Schedule the post-mortem within 48 hours (FA runbook, P0 resolution step 5).",
-                }
-            ],
-        },
+        {"type": "section", "text": {"type": "mrkdwn", "text": postmortem_steps(view)}},
         {
             "type": "actions",
             "elements": [_button("Post-mortem scheduled", POSTMORTEM_ACTION, view.id, "primary")],
         },
     ]
     return text, blocks
+
+
+def nudge_blocks(text: str, incident_id: str) -> list[dict[str, Any]]:
+    """The SLA nudge: its words, and the two things the runbooks' escalation paths ask for now — acknowledge,
+    or escalate to the next level (handlers/incidents/escalate.py)."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, slack_limits.SECTION_TEXT)}},
+        {
+            "type": "actions",
+            "elements": [
+                _button("Acknowledge", ACK_ACTION, incident_id, "primary"),
+                _button("Escalate", ESCALATE_ACTION, incident_id),
+            ],
+        },
+    ]
+
+
+def postmortem_link_text(view: IncidentView, channel: str, where: str | None) -> str:
+    """The line in the other channels' threads: the draft is in `channel`'s thread (one draft per incident)."""
+    thread = f"the {channel} thread"
+    url = safe_url(where)
+    # Slack reads `&` as the start of an entity everywhere in the text, a link's URL included.
+    shown = f"<{url.replace('&', '&amp;')}|{thread}>" if url else thread
+    return f":memo: Post-mortem draft for {_ref(view)}: in {shown}."
+
+
+def postmortem_steps(view: IncidentView) -> str:
+    """What the incident's own service's runbook asks after an incident (catalog `postmortem`), quoted with its
+    runbook and section; a service without such a step, or an incident of no catalog service, says so and how to
+    give it one. Catalog text is escaped like any other: a copied catalog is not the bot's own wording."""
+    service = view.service
+    if service is None:
+        return (
+            f"*Next steps:* {outside(view.service_name, NAME_CHARS)} is not in the service catalog, so no runbook "
+            "says what follows an incident: agree on a review with the team."
+        )
+    runbook = service.postmortem_runbook()
+    title = escape(runbook.title) if runbook else f"{escape(service.display_name)}'s runbook"
+    if service.postmortem is None:
+        return (
+            f"*Next steps:* the {title} has no post-mortem step: agree on a review with the team, and give "
+            f"{escape(service.name)} a `postmortem` entry in the service catalog."
+        )
+    steps = "\n".join(
+        f"{n}. {clip(escape(step), 300)}" for n, step in enumerate(service.postmortem.steps[:10], 1)
+    )
+    return clip(
+        f"*Next steps, from the {title} ({escape(service.postmortem.section)}):*\n{steps}",
+        slack_limits.SECTION_TEXT,
+    )
 
 
 def digest_fallback(channel_incidents: list[IncidentView]) -> str:

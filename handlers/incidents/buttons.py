@@ -47,7 +47,7 @@ _CHANGE = {"acknowledge": "acknowledgement", "resolve": "resolution", "note": "n
 Say = Callable[[str], Awaitable[Any]]
 
 
-async def _email(bot: BotContext, user_id: str) -> str | None:
+async def email_of(bot: BotContext, user_id: str) -> str | None:
     try:
         info = await bot.slack.users_info(user=user_id)
     except SlackApiError:
@@ -59,7 +59,7 @@ def _client(bot: BotContext) -> PagerDutyClient | None:
     return bot.pagerduty
 
 
-async def _once(bot: BotContext, key: str, user_id: str) -> bool:
+async def click_once(bot: BotContext, key: str, user_id: str) -> bool:
     """The first click within CLICK_LOCK_SECONDS: in Redis, or — when Redis does not answer — in Postgres
     (bot/slack_replays.py's fallback table), so a double click reaches PagerDuty once either way."""
     try:
@@ -68,7 +68,7 @@ async def _once(bot: BotContext, key: str, user_id: str) -> bool:
         return await slack_replays.claim(bot, key, CLICK_LOCK_SECONDS) is not None
 
 
-async def _record(
+async def record(
     bot: BotContext,
     incident_id: str,
     actor: str,
@@ -105,10 +105,10 @@ async def _act(
             ":warning: PagerDuty is not configured: set PAGERDUTY_API_TOKEN (and PAGERDUTY_FROM_EMAIL)."
         )
         return
-    if not await _once(bot, f"incident:{incident_id}:click:{action}", user_id):
+    if not await click_once(bot, f"incident:{incident_id}:click:{action}", user_id):
         await say(f"Already asking PagerDuty to {action} this incident.")
         return
-    email = await _email(bot, user_id)
+    email = await email_of(bot, user_id)
     try:
         if action == "acknowledge":
             await client.acknowledge(incident_id, from_email=email)
@@ -118,7 +118,7 @@ async def _act(
             await client.add_note(incident_id, from_email=email, content=detail or "")
     except PagerDutyError as exc:
         if not exc.may_have_applied:
-            await _record(bot, incident_id, user_id, action, detail, ok=False)
+            await record(bot, incident_id, user_id, action, detail, ok=False)
             await say(f":x: {mrkdwn.escape(exc)}")  # PagerDuty's words are outside text
             return
         await say(
@@ -127,7 +127,7 @@ async def _act(
         )
         await say(await _read_back(bot, client, user_id, incident_id, action, detail))
         return
-    await _record(bot, incident_id, user_id, action, detail, ok=True)
+    await record(bot, incident_id, user_id, action, detail, ok=True)
     done = {"acknowledge": "acknowledged", "resolve": "resolved", "note": "noted"}[action]
     await say(f"PagerDuty {done} it; the thread updates when PagerDuty confirms.")
 
@@ -162,15 +162,15 @@ async def _read_back(
             if applied is not False:
                 break
     except PagerDutyError as exc:
-        await _record(bot, incident_id, user_id, action, detail, ok=False, outcome="unknown")
+        await record(bot, incident_id, user_id, action, detail, ok=False, outcome="unknown")
         return (
             f":warning: I could not read the incident back ({mrkdwn.escape(exc)}): your {change} may or may not have applied. "
             "Check the incident in PagerDuty before trying again."
         )
     if applied is None:
-        await _record(bot, incident_id, user_id, action, detail, ok=False, outcome="superseded")
+        await record(bot, incident_id, user_id, action, detail, ok=False, outcome="superseded")
         return f":information_source: PagerDuty shows {shown}: there is nothing left for your {change} to do."
-    await _record(bot, incident_id, user_id, action, detail, ok=applied)
+    await record(bot, incident_id, user_id, action, detail, ok=applied)
     if not applied:
         return f":x: PagerDuty shows {shown}: your {change} did not apply. Try again."
     return (

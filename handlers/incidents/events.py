@@ -125,7 +125,7 @@ async def apply_event(
         snapshot = event.incident
         newer = row is None or event.occurred_at >= row["snapshot_at"]
         if row is None:
-            service = bot.catalog.for_pagerduty(event.service_id, snapshot.service_name if snapshot else None)
+            service = bot.catalog.for_pagerduty(event.service_id, event.service_name)
             data = _snapshot_json(snapshot) if snapshot else {"id": event.incident_id}
             status = (snapshot.status if snapshot else None) or _STATUS_BY_EVENT.get(
                 event.event_type, "triggered"
@@ -190,6 +190,23 @@ async def apply_event(
             )
         elif event.event_type == "incident.reopened" and newer:
             await conn.execute("UPDATE incidents SET resolved_at = NULL WHERE id = %s", (event.incident_id,))
+        if newer and snapshot is None and event.event_type == "incident.conference_bridge.updated":
+            # The bridge event carries the bridge, not the incident: the root shows the new one from now on.
+            await conn.execute(
+                """UPDATE incidents SET snapshot = snapshot || %s, snapshot_at = %s WHERE id = %s""",
+                (
+                    Jsonb(
+                        _without_nul(
+                            {
+                                "conference_url": event.conference_url,
+                                "conference_number": event.conference_number,
+                            }
+                        )
+                    ),
+                    when,
+                    event.incident_id,
+                ),
+            )
         if newer and snapshot is None and event.event_type in _STATUS_BY_EVENT:
             await conn.execute(
                 "UPDATE incidents SET status = %s, snapshot_at = %s WHERE id = %s",

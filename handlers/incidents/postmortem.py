@@ -1,5 +1,7 @@
-"""The post-mortem draft posted in the thread when an incident resolves: its timeline from the stored events, and
-the runbook section to follow (FA P0 "Schedule post-mortem within 48 hours")."""
+"""The post-mortem draft posted when an incident resolves: its timeline from the stored events, and what the
+incident's own service's runbook asks next (catalog `postmortem`: Mira §1 "Document incidents in post-mortem
+template", Ivy "Post-Incident", FA P0 "Schedule post-mortem within 48 hours"). One draft per incident, in the
+alerts thread; the incidents thread links to it."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import logging
 from datetime import datetime
 
 from bot.context import BotContext
+from bot.replies import permalink
 from bot.slack_budget import ChannelBudget
-from handlers.incidents import blocks
+from handlers.incidents import blocks, lines
 from handlers.incidents.events import resolution_note
 from handlers.incidents.model import IncidentView, TimelineEntry
 from handlers.incidents.threads import Root, post_once
@@ -33,7 +36,7 @@ async def timeline(bot: BotContext, incident_id: str) -> list[TimelineEntry]:
         text = (
             "Triggered"
             if event.event_type == "incident.triggered"
-            else blocks.reply_text(
+            else lines.reply_text(
                 event, None, resolution if event.event_type == "incident.resolved" else None
             )
         )
@@ -47,18 +50,42 @@ def _plain(text: str) -> str:
 
 
 async def post_postmortem(
-    bot: BotContext, budget: ChannelBudget, view: IncidentView, root: Root, now: datetime
+    bot: BotContext, budget: ChannelBudget, view: IncidentView, roots: list[Root], now: datetime
 ) -> None:
+    """One draft per incident, in its first channel's thread (the alerts channel: `channels_for` lists it first),
+    and in every other channel's thread a line linking to it. Each is claimed once (threads.post_once over
+    bot/slack_once.py), so a redelivered resolve, a retry or a second replica neither posts a second draft nor a
+    second link; the link is found again from the draft's recorded `ts`."""
+    threads_ = [root for root in roots if root.ts is not None]
+    if not threads_:
+        return
+    home, others = threads_[0], threads_[1:]
     text, draft = blocks.render_postmortem(view, await timeline(bot, view.id))
-    await post_once(
+    posted = await post_once(
         bot,
         budget,
         f"postmortem:{view.id}",
         "postmortem",
         view.id,
-        root,
+        home,
         now,
         text,
         draft,
         fallback=blocks.fallback_text(view, "post-mortem draft"),
     )
+    if not others:
+        return
+    where = await permalink(bot.slack, posted.channel_id or home.channel_id, posted.ts)
+    line = blocks.postmortem_link_text(view, home.channel, where)
+    for root in others:
+        await post_once(
+            bot,
+            budget,
+            f"postmortem_link:{view.id}",
+            "postmortem_link",
+            view.id,
+            root,
+            now,
+            line,
+            fallback=line,
+        )

@@ -79,10 +79,10 @@ async def last_webhooks(bot: BotContext) -> dict[str, tuple[datetime, str]]:
     newest: dict[str, tuple[datetime, str]] = {}
     for service_id, received_at, event_type, body in rows:
         try:
-            snapshot = parse_webhook(bytes(body)).incident
+            service_name = parse_webhook(bytes(body)).service_name
         except MalformedWebhook:
-            snapshot = None
-        service = bot.catalog.for_pagerduty(service_id, snapshot.service_name if snapshot else None)
+            service_name = None
+        service = bot.catalog.for_pagerduty(service_id, service_name)
         if service is not None and (service.name not in newest or newest[service.name][0] < received_at):
             newest[service.name] = (received_at, event_type)
     return newest

@@ -10,7 +10,8 @@ its trigger) still leave the right root. Root edits are debounced: a burst of ev
 chat.update follows (`flush_roots`). During a storm a new incident joins the channel's digest (storm.py) instead.
 
 The rest of the capability: events.py (the incident's state), storm.py, timers.py (SLA nudges), postmortem.py,
-buttons.py (Acknowledge / Resolve / Note in PagerDuty), blocks.py (Block Kit), summary.py (what others may read).
+buttons.py (Acknowledge / Resolve / Note in PagerDuty), escalate.py, lines.py (the words of each reply),
+blocks.py (Block Kit), summary.py (what others may read).
 
 Runbooks: Mira §1 Responsibilities (watch #mira-copilot-alerts, respond within 15 minutes, resolve critical issues
 within 1 hour, post-mortem); Mira LLM outage "Post update in #incidents"; FA On-Call "Acknowledge within 5 minutes",
@@ -232,10 +233,10 @@ async def post_once(
     blocks_: list[dict[str, Any]] | None = None,
     *,
     fallback: str,
-) -> bool:
-    """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`). False when it
-    was posted already; RetryLater while another worker is posting it. `fallback` is posted instead if Slack
-    refuses the reply as invalid (bot/slack_once.py)."""
+) -> slack_once.Posted:
+    """A reply in the root's thread, posted once per `key` (an event id, or e.g. `nudge:PABC123`); the outcome
+    says where it is (its `ts`, posted now or before: what a later message links to). RetryLater while another
+    worker is posting it. `fallback` is posted instead if Slack refuses the reply as invalid (bot/slack_once.py)."""
     assert root.ts is not None and root.channel_id is not None
     outcome = await slack_once.post_once(
         bot,
@@ -250,7 +251,7 @@ async def post_once(
     )
     if outcome.status == "busy":
         raise RetryLater(f"reply {key} in {root.channel} is being posted")
-    return outcome.posted_now
+    return outcome
 
 
 class ReplyClaims:

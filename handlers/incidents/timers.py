@@ -24,7 +24,17 @@ from integrations.pagerduty_webhooks import WebhookEvent
 log = logging.getLogger(__name__)
 
 
+#: When the service's runbook sets no post-mortem deadline (catalog `postmortem.within_hours`), the reminder comes
+#: after this long: the bot's default, the same as FA's "Schedule post-mortem within 48 hours".
 POSTMORTEM_WITHIN = timedelta(hours=48)
+
+
+def postmortem_within(view: IncidentView) -> timedelta:
+    postmortem = view.service.postmortem if view.service else None
+    hours = postmortem.within_hours if postmortem else None
+    return timedelta(hours=hours) if hours else POSTMORTEM_WITHIN
+
+
 MENTIONS = 10  # a nudge mentions this many assignees, then counts the rest
 
 
@@ -66,7 +76,9 @@ async def schedule_timers(bot: BotContext, view: IncidentView, event: WebhookEve
         await cancel_timers(bot, view.id, ("ack_nudge",), now)
     if event.event_type == "incident.resolved":
         await cancel_timers(bot, view.id, ("ack_nudge", "resolve_reminder"), now)
-        await set_timer(bot, view.id, "postmortem_reminder", (view.resolved_at or now) + POSTMORTEM_WITHIN)
+        await set_timer(
+            bot, view.id, "postmortem_reminder", (view.resolved_at or now) + postmortem_within(view)
+        )
 
 
 async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> list[tuple[str, str]]:
@@ -123,6 +135,7 @@ async def _fire_timer(
             root,
             now,
             text,
+            blocks.nudge_blocks(text, incident_id) if kind == "ack_nudge" else None,
             fallback=blocks.fallback_text(view, "reminder"),
         )
     return True
@@ -194,8 +207,9 @@ async def timer_text(bot: BotContext, view: IncidentView, kind: str, now: dateti
             ).fetchone()
         if marked:
             return None
+        hours = int(postmortem_within(view).total_seconds() // 3600)
         return (
-            ":spiral_calendar_pad: Resolved 48 hours ago and no post-mortem is marked as scheduled. "
-            "Schedule it, then press *Post-mortem scheduled* on the draft above."
+            f":spiral_calendar_pad: Resolved {hours} hours ago and no post-mortem is marked as scheduled. "
+            "Schedule it, then press *Post-mortem scheduled* on the draft."
         )
     return None

@@ -6,6 +6,7 @@ Through the official ``pagerduty`` package's :class:`pagerduty.RestApiV2Client`,
 * Acknowledge / Resolve: ``PUT /incidents/{id}`` with ``{"incident": {"type": "incident_reference",
   "status": "acknowledged" | "resolved"}}`` (plus ``"resolution"``, which PagerDuty adds to the resolve log
   entry), answered ``200 {"incident": {...}}``.
+* Escalate: ``PUT /incidents/{id}`` with ``{"incident": {"type": "incident_reference", "escalation_level": N}}``.
 * Add note: ``POST /incidents/{id}/notes`` with ``{"note": {"content": ...}}``, answered ``200 {"note": {...}}``.
 * Read back: ``GET /incidents/{id}`` and ``GET /incidents/{id}/notes``, after a write that got no answer
   (``PagerDutyError.may_have_applied``), to tell the user what PagerDuty actually has.
@@ -109,6 +110,21 @@ class PagerDutyClient:
         if resolution:
             incident["resolution"] = resolution
         return await self._update(incident_id, {"incident": incident}, from_email)
+
+    async def escalate(
+        self, incident_id: str, *, from_email: str | None, escalation_level: int
+    ) -> dict[str, Any]:
+        """``PUT /incidents/{id}`` with ``escalation_level`` ("Escalate the incident to this level in the
+        escalation policy"); returns PagerDuty's incident object.  The incident object carries no level of its
+        own: the caller works out the next one (from ``GET /oncalls`` of the incident's policy)."""
+        if (
+            isinstance(escalation_level, bool)
+            or not isinstance(escalation_level, int)
+            or escalation_level < 1
+        ):
+            raise PagerDutyError(f"not an escalation level: {escalation_level!r}")
+        body = {"incident": {"type": "incident_reference", "escalation_level": escalation_level}}
+        return await self._update(incident_id, body, from_email)
 
     async def add_note(self, incident_id: str, *, from_email: str | None, content: str) -> dict[str, Any]:
         """``POST /incidents/{id}/notes``; returns PagerDuty's note object."""

@@ -90,10 +90,14 @@ async def test_the_rotation_posts_one_checklist_naming_outgoing_and_incoming_wit
         f"p{incident_root.response['ts'].replace('.', '')}"
     )
     assert (
-        f"1 open incident:\n• <{link}|#42 Edge function 503s> (Mira Co-Pilot, triggered, since Sun 22 Nov"
-        in text
+        f"1 open incident at Mon 23 Nov 09:00 UTC, from any week:\n• <{link}|#42 Edge function 503s> "
+        "(Mira Co-Pilot, triggered, since Sun 22 Nov" in text
     )
-    assert "Past week: 1 triggered, 0 of them resolved." in text
+    # Which week the count is about: the seven days before the rotation, named.
+    assert (
+        "Triggered in the week before this rotation (Mon 16 Nov 09:00 UTC – Mon 23 Nov 09:00 UTC): 1, "
+        "0 of them resolved since." in text
+    )
     assert ":large_green_circle: *Mira Co-Pilot* ok" in text
     assert ":red_circle: *FA AI System* down — `health` down (HTTP 503 (expected 200))" in text
     assert ":white_circle: *Ivy v2* not configured" in text
@@ -350,3 +354,36 @@ async def test_next_week_gets_its_own_checklist(
     first, second = checklists(bot.slack)
     assert second.text == "On-call handoff, week of 30 Nov 2026 · 0/5 done"
     assert "*Outgoing primary:* nobody  →  *Incoming primary:* nobody" in blocks_text(second.blocks)
+
+
+async def test_a_bystander_can_neither_tick_nor_untick_and_the_refusal_is_audited(
+    bot: BotUnderTest, database_url: str
+) -> None:
+    """Unticking is limited like ticking (issue 14): the people the handoff is between (outgoing, incoming,
+    secondary, escalation) and the service's owners; anyone else is refused, audited, and the message shows the
+    stored state again (their Slack ticked the box locally)."""
+    post = await _posted(bot)
+    at(bot, ROTATION + timedelta(minutes=20))
+    await tick(bot, post, 1, user=ALICE[3])
+    edits_before = len(edits(bot.slack, post))
+    await tick(bot, post, 1, checked=False, user="U0EVE0001")  # a bystander unticks Alice's tick
+    await tick(bot, post, 2, user="U0EVE0001")  # and ticks another item
+    assert await all_rows(database_url, "SELECT item, ticked_by FROM handoff_ticks") == [(1, ALICE[3])]
+    refusals = [c.text for c in bot.slack.calls_to("response_url")]
+    people = f"<@{ALICE[3]}>, <@{BOB[3]}>, <@{CAROL[3]}>, <@{DANA[3]}>"
+    assert refusals == [
+        f":lock: Only the people this handoff is between and the service's owners may untick it: {people}.",
+        f":lock: Only the people this handoff is between and the service's owners may tick it: {people}.",
+    ]
+    assert len(edits(bot.slack, post)) == edits_before + 2  # the local ticks undone on the bystander's screen
+    assert ticked(latest_blocks(bot.slack, post)) == [1]
+    audit = await all_rows(
+        database_url, "SELECT actor, action, outcome FROM audit_log WHERE actor = 'U0EVE0001' ORDER BY id"
+    )
+    assert audit == [
+        ("U0EVE0001", "handoff.untick.refused", "refused"),
+        ("U0EVE0001", "handoff.tick.refused", "refused"),
+    ]
+
+    await tick(bot, post, 1, checked=False, user=CAROL[3])  # the secondary may, as she may tick
+    assert await all_rows(database_url, "SELECT item FROM handoff_ticks") == []

@@ -73,6 +73,8 @@ async def test_the_button_triggers_through_the_events_api_and_reports_the_round_
 ) -> None:
     pagerduty.send_webhooks_to(f"{bot.server.url}/pagerduty/webhook", [WEBHOOK_SECRET])
     post = await _posted(bot)
+    item3 = ":warning: *Mira Co-Pilot*: no PagerDuty webhook received yet"
+    assert item3 in blocks_text(post.blocks)
     assert await _press(bot, post) == 200  # acked before any of the waiting
     await finishes(bot.settle(), within=30, what="the PagerDuty test")
 
@@ -93,7 +95,16 @@ async def test_the_button_triggers_through_the_events_api_and_reports_the_round_
     assert result.text.endswith(
         f"after the trigger (incident {incident['id']}). The test incident is resolved."
     )
-    assert f"by <@{BOB[3]}>: webhook back " in blocks_text(latest_blocks(bot.slack, post))
+    # Item 4 shows the test, and item 3 ("Verify all alerts are functioning") the webhook it brought back.
+    shown = blocks_text(latest_blocks(bot.slack, post))
+    assert f"by <@{BOB[3]}>: webhook back " in shown
+    assert item3 not in shown
+    assert (
+        ":incoming_envelope: *Mira Co-Pilot*: last PagerDuty webhook Mon 23 Nov 09:00 UTC (0 min before this check)"
+        in shown
+    )
+    assert "_Checked again after the PagerDuty test at Mon 23 Nov 09:00 UTC_" in shown
+    assert ":warning: *Ivy v2*: no PagerDuty webhook received yet" in shown  # the others as they were
 
     # The webhooks were stored (the loop) but not posted as an incident: a test is not an incident.
     stored = await all_rows(
