@@ -5,7 +5,6 @@ server."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import uuid
@@ -24,11 +23,8 @@ from starlette.responses import Response
 
 from bot.catalog import BUNDLED_CATALOG, Catalog, CatalogError, load_catalog
 from bot.catalog.next_steps import anchor
-from bot.commands import Command, OwnersCheck
-from bot.context import CommandContext
 from bot.settings import Settings
 from bot.signing import sign_pagerduty_webhook
-from handlers.capabilities import build_registry, capabilities
 from handlers.next_steps import next_step_blocks
 from integrations.flag_table import PostgresFlagTable
 from stand_ins.recording_slack import TEAM_ID, RecordingSlackServer
@@ -399,56 +395,31 @@ async def test_a_dangerous_step_clicked_is_still_guarded(bot: BotUnderTest, data
 # --- another capability's button: `/restart` through next_step.run ----------------------------------------------
 
 
-async def _restart_guard(request: str, ctx: CommandContext) -> OwnersCheck | None:
-    service = ctx.bot.catalog.find(request)
-    assert service is not None
-    return OwnersCheck(
-        service, f"restart {service.display_name}", "restart.refused", service.name, on_call_may=True
-    )
-
-
-async def _restart_run(request: str, ctx: CommandContext) -> None:
-    await ctx.reply.post(f"Restarting {request} (requested by <@{ctx.invocation.user_id}>)")
-
-
-RESTART = Command(
-    name="/restart",
-    description="Restart a service (test stand-in for the restart capability's command)",
-    usage_hint="SERVICE",
-    dangerous=True,
-    parse=lambda text, catalog: text.strip(),
-    acknowledge=lambda request, catalog: f"Restarting {request}…",
-    run=_restart_run,
-    guard=_restart_guard,
-)
-
-
 @pytest.fixture
 async def restart_bot(
     settings: Settings, catalog: Catalog, slack: RecordingSlackServer
 ) -> AsyncIterator[BotUnderTest]:
-    registry = build_registry()
-    registry.add(RESTART)
     admins = settings.model_copy(update={"bot_admins": [ADMIN]})
-    async with running_bot(
-        admins, catalog, slack, dataclasses.replace(capabilities(), registry=registry)
-    ) as bot:
+    async with running_bot(admins, catalog, slack) as bot:
         yield bot
 
 
 async def test_a_restart_button_of_another_capability_runs_behind_its_guard(
     restart_bot: BotUnderTest,
 ) -> None:
+    """The flag reply's "Restart ai-assistant" (plain `next_step.run`, value `/restart ai-assistant`) runs the
+    rollback capability's real `/restart`: refused for a stranger, a restart request for an admin."""
     bot = restart_bot
     await _click(bot, "next_step.run", "/restart ai-assistant", user=USER)
-    assert _answers(bot)[0] == "`/restart ai-assistant` — Restarting ai-assistant…"
+    assert _answers(bot)[0] == "`/restart ai-assistant` — Preparing the restart of AI Assistant…"
     assert len(_answers(bot)) == 2, "refused: the clicking user owns nothing"
+    assert "Only the owners" in _answers(bot)[1]
     assert bot.slack.calls_to("chat.postMessage") == []
 
     await _click(bot, "next_step.run", "/restart ai-assistant", user=ADMIN, message_ts="1700000000.000200")
     [post] = bot.slack.calls_to("chat.postMessage")
-    assert post.text == f"Restarting ai-assistant (requested by <@{ADMIN}>)"
     assert post.channel == CHANNEL
+    assert "Restart #1: AI Assistant" in blocks_text(post.blocks)
 
 
 async def test_an_allowed_click_applies_the_preset_and_announces_it_in_ivys_own_alerts_channel(
