@@ -101,6 +101,7 @@ _HOOK_SERVICE = {
     "assistant-restart": "ai-assistant",
     "assistant-config": "ai-assistant",
     "fa-rollback": "fa-ai-system",
+    "fa-restart": "fa-ai-system",
 }
 
 
