@@ -69,6 +69,7 @@ def rollback_env(world: FaultWorld, hooks: RecordingHookServer, fa_health: str) 
         service["owners"] = {"users": [REQUESTER, CONFIRMER], "groups": []}
         if service["name"] == "fa-ai-system":
             service["rollback_plans"] = [PLAN]
+            service.pop("next_steps", None)  # they name the bundled plans, which this catalog replaces
     catalog = world.write_catalog(yaml.safe_dump(data, sort_keys=False))
     return {
         "BOT_CATALOG": str(catalog),
