@@ -96,7 +96,7 @@ async def test_rollback_waits_and_signoff_reminders_move_with_the_clock(
 
         mark = typist.mark
         await typist.type("/rollback mira standard tour", "as U0CONSOLE")
-        await typist.type(f"press {typist.button('Confirm')}")
+        await typist.type(f"press {typist.button('Confirm')}", "submit")  # 12 steps: confirmed in a modal
         assert typist.said(mark, "waits for DBA", "chat.postMessage")
         assert not typist.said(mark, "Still waiting")
         await typist.type("clock +31m")

@@ -45,7 +45,7 @@ async def test_add_note_opens_a_modal_that_is_filled_and_submitted(
         assert "(Add a note submitted and closed)" in shown and typist.console.modals == []
         [note] = typist.console.pagerduty.calls_to("POST", "/incidents/PCON0001/notes")[notes:]
         assert note.body["note"]["content"] == "Restarted the ECS tasks"
-        assert typist.said(mark, "Restarted the ECS tasks", "chat.postMessage", "#mira-copilot-alerts")
+        assert typist.said(mark, "Restarted the ECS tasks", "chat.postMessage", "#fa-ai-system-alerts")
 
 
 async def test_resolve_with_a_note_resolves_the_incident(
@@ -60,7 +60,7 @@ async def test_resolve_with_a_note_resolves_the_incident(
         [put] = [c for c in typist.console.pagerduty.calls_to("PUT", "/incidents/PCON0001") if c.body]
         assert put.body["incident"]["status"] == "resolved"
         assert put.body["incident"]["resolution"] == "Rolled back to v1.9.0"
-        assert typist.said(mark, "Resolved by", "chat.postMessage", "#mira-copilot-alerts")
+        assert typist.said(mark, "Resolved by", "chat.postMessage", "#ivy-v2-alerts")
 
 
 async def test_pushed_and_updated_views_are_followed_and_closed(
