@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The shared reference material beside the repository (MIRA_SPECS_DIR to point elsewhere).
-SPECS = Path(os.environ.get("MIRA_SPECS_DIR", ROOT.parent / "shared" / "specs")) / "pagerduty"
+#: PagerDuty's published samples, vendored from ../shared/specs/pagerduty/ so a clean checkout has them
+#: (tests/test_incident_events.py checks the copy still matches the shared one when that is beside the repository);
+#: MIRA_SPECS_DIR points elsewhere.
+VENDORED_SPECS = Path(__file__).resolve().parent / "specs"
+SHARED_SPECS = ROOT.parent / "shared" / "specs"
+SPECS = Path(os.environ.get("MIRA_SPECS_DIR", VENDORED_SPECS)) / "pagerduty"
 
 
 def _load(name: str) -> Any:
     path = SPECS / name
-    assert path.is_file(), f"PagerDuty's samples are missing: {path} (set MIRA_SPECS_DIR to ../shared/specs)"
+    assert path.is_file(), f"PagerDuty's samples are missing: {path} (vendored in tests/specs/pagerduty; MIRA_SPECS_DIR overrides)"
     return json.loads(path.read_text(encoding="utf-8"))
 
 

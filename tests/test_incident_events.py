@@ -182,3 +182,17 @@ async def test_a_bridge_url_that_could_break_out_of_a_link_is_shown_as_text(bot:
         f":telephone_receiver: Conference bridge updated by {AGENT}: https://evil.example/x|&lt;!channel&gt; · "
         "US &lt;@U0BOSS&gt;: +1 555 &amp; 0100"
     )
+
+
+def test_the_vendored_samples_are_pagerdutys_shared_ones() -> None:
+    """tests/specs/pagerduty/ is a copy of ../shared/specs/pagerduty/ (so a clean checkout has the samples); when
+    the shared folder is beside the repository, every vendored file must still be byte for byte the same."""
+    shared = pd_samples.SHARED_SPECS / "pagerduty"
+    if not shared.is_dir():
+        pytest.skip("../shared/specs is not beside this checkout")
+    vendored = sorted((pd_samples.VENDORED_SPECS / "pagerduty").iterdir())
+    assert {path.name for path in vendored} >= {"event-types.json", "README.md"}
+    for path in vendored:
+        assert path.read_bytes() == (shared / path.name).read_bytes(), f"{path.name} differs from the shared copy"
+    samples = {p.name for p in shared.iterdir() if p.name.startswith(("data.", "envelope.", "event-types"))}
+    assert samples <= {path.name for path in vendored}, "a shared sample is missing from tests/specs/pagerduty"
