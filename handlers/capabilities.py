@@ -26,9 +26,8 @@ from handlers.latency import command as latency
 from handlers.next_steps import action as next_steps
 from handlers.oncall import command as oncall
 from handlers.rollback import command as rollback
-from handlers.rollback import restart
+from handlers.rollback import restart, runner_store
 from handlers.rollback import run as rollback_run
-from handlers.rollback import runner_store
 from handlers.rollback import store as rollback_store
 
 

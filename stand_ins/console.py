@@ -175,7 +175,7 @@ class Console(PagerDutyConsoleCommands, ModalConsoleCommands, DemoConsoleCommand
             self.clock.jump_to(target)
             if self.stand_ins is not None:
                 self._seed_demo_oncalls()
-                await self.stand_ins.move_clock(self.clock.offset)
+                await self.stand_ins.move_clock()
         local = self.clock().astimezone(zone)
         self.say(f"(the bot's clock is now {local:%a %d %b %H:%M} {local.tzname()})")
         await self.run_due()

@@ -45,7 +45,6 @@ EMOJI = {
     "satellite_antenna": "📡",
     "books": "📚",
     "incoming_envelope": "📨",
-    "memo": "📝",
     "spiral_calendar_pad": "🗓️",
 }
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -154,10 +154,10 @@ class DemoStandIns:
     events: EventFlow
     dsn: str
 
-    async def move_clock(self, shift: timedelta) -> None:
+    async def move_clock(self) -> None:
         """The console's clock moved: the services' clock follows, and the events of the skipped time are
         filled in."""
-        await set_demo_clock(self.dsn, shift)
+        await set_demo_clock(self.dsn, self.events.clock())
         await self.events.catch_up()
 
     async def stop(self) -> None:
@@ -170,7 +170,7 @@ async def start_demo(storage: Storage, clock: Callable[[], datetime] | None = No
     console's); the catalog environment names them."""
     clock = clock or (lambda: datetime.now(UTC))
     dsn = await install_demo_clock(str(storage.pool.conninfo))
-    await set_demo_clock(dsn, clock() - datetime.now(UTC))
+    await set_demo_clock(dsn, clock())
     await PostgresFlagTable(dsn).ensure_table()
     now = clock()
     await seed_demo_mira_events(dsn, now)

@@ -200,10 +200,12 @@ async def install_demo_clock(dsn: str) -> str:
     return make_conninfo(dsn, options=f"-c search_path={schema},pg_catalog")
 
 
-async def set_demo_clock(dsn: str, shift: timedelta) -> None:
-    """Move the demo services' clock to the console's (`shift` past real time)."""
+async def set_demo_clock(dsn: str, now: datetime) -> None:
+    """Move the demo services' clock to the console's `now`. The shift is measured against the database's own
+    `now()`, not this process's: one clock for the decision, whatever time the process believes it is (a
+    `faketime` run, a host whose clock differs from the database's)."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await conn.execute("UPDATE mira_demo_clock SET shift = %s", (shift,))
+        await conn.execute("UPDATE mira_demo_clock SET shift = %s::timestamptz - pg_catalog.now()", (now,))
 
 
 # --- events while the console runs ----------------------------------------------------------------------------

@@ -24,7 +24,9 @@ SPECS = Path(os.environ.get("MIRA_SPECS_DIR", VENDORED_SPECS)) / "pagerduty"
 
 def _load(name: str) -> Any:
     path = SPECS / name
-    assert path.is_file(), f"PagerDuty's samples are missing: {path} (vendored in tests/specs/pagerduty; MIRA_SPECS_DIR overrides)"
+    assert path.is_file(), (
+        f"PagerDuty's samples are missing: {path} (vendored in tests/specs/pagerduty; MIRA_SPECS_DIR overrides)"
+    )
     return json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -75,7 +75,9 @@ EXPECTED: dict[str, list[str]] = {
 def test_the_runbook_tour_plays_two_incidents_to_resolution(tmp_path: Path, service: str) -> None:
     script = ROOT / "docs" / f"console-{service}.txt"
     result = _run(
-        ["console", "--demo", "--script", str(script)], _clean_env(STATE_DIR=str(tmp_path / "state")), tmp_path
+        ["console", "--demo", "--script", str(script)],
+        _clean_env(STATE_DIR=str(tmp_path / "state")),
+        tmp_path,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout

@@ -193,6 +193,10 @@ def test_the_vendored_samples_are_pagerdutys_shared_ones() -> None:
     vendored = sorted((pd_samples.VENDORED_SPECS / "pagerduty").iterdir())
     assert {path.name for path in vendored} >= {"event-types.json", "README.md"}
     for path in vendored:
-        assert path.read_bytes() == (shared / path.name).read_bytes(), f"{path.name} differs from the shared copy"
+        assert path.read_bytes() == (shared / path.name).read_bytes(), (
+            f"{path.name} differs from the shared copy"
+        )
     samples = {p.name for p in shared.iterdir() if p.name.startswith(("data.", "envelope.", "event-types"))}
-    assert samples <= {path.name for path in vendored}, "a shared sample is missing from tests/specs/pagerduty"
+    assert samples <= {path.name for path in vendored}, (
+        "a shared sample is missing from tests/specs/pagerduty"
+    )

@@ -189,7 +189,9 @@ def _parse(words: list[str], catalog: Catalog) -> FlagRequest:
         reordered = _reordered(words, catalog)
         if reordered:
             raise UsageError(
-                "The subcommand comes first, then the flag.", suggestion=reordered, subcommand=reordered.split()[1]
+                "The subcommand comes first, then the flag.",
+                suggestion=reordered,
+                subcommand=reordered.split()[1],
             )
         raise UsageError(
             f"`{words[0]}` is not a /flag subcommand.", suggestion=did_you_mean(sub, list(SUBCOMMANDS))

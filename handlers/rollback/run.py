@@ -135,7 +135,9 @@ async def _flag_step(bot: BotContext, run: Run, step: Step) -> Outcome:
     try:
         planned = await flag_changes.plan(bot, run.service, {name: to_wire(v) for name, v in values.items()})
         items = [item for item in planned if not item.noop]
-        already = ", ".join(f"{item.flag.name} is already {item.before.display()}" for item in planned if item.noop)
+        already = ", ".join(
+            f"{item.flag.name} is already {item.before.display()}" for item in planned if item.noop
+        )
         if not items:  # nothing to change is recorded as nothing, as `/flag` does
             return Outcome("done", f"nothing to change: {already}")
         change = await flag_changes.record_change(

@@ -144,7 +144,10 @@ async def test_oncall_checklist_before_and_after_the_post(bot: BotUnderTest) -> 
         ("handoff now", ["I don't understand `/oncall handoff now`"]),
         (
             "help",
-            ["`/oncall [SERVICE | handoff | checklist]` — Who is on call now", "`/oncall handoff` — post this week"],
+            [
+                "`/oncall [SERVICE | handoff | checklist]` — Who is on call now",
+                "`/oncall handoff` — post this week",
+            ],
         ),
     ],
 )
