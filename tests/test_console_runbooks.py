@@ -26,7 +26,8 @@ EXPECTED: dict[str, list[str]] = {
         "(modal opened) Confirm rollback",
         "✋ Step 4/12 waits for DBA: Roll back the last database migration.",
         "watched 30 min: healthy",
-        "⏪ Rollback #1 of Mira Co-Pilot (plan `standard`) finished in 1 h 30 min: 12/12 steps done.",
+        "⏪ Rollback #1 of Mira Co-Pilot (plan `standard`) finished in 1 h 3",
+        ": 12/12 steps done.",
         "Mira Co-Pilot: ok (2 probes: 2 ok)",
     ],
     "ivy-v2": [
@@ -36,7 +37,7 @@ EXPECTED: dict[str, list[str]] = {
         "🟢 Ivy v2 latency (conversational) — last 5m: within its SLOs",
         "Ivy v2: down (2 probes: 2 down)",
         "◻️ 2/4 Switch to the v1 endpoint — pending",
-        "✅ Step 2/4 done in 0.0 s: @U0DANA signed off",
+        ": @U0DANA signed off",
         "⏪ Rollback #1 of Ivy v2 (plan `immediate`) finished",
         "Ivy v2: ok (2 probes: 2 ok)",
     ],
@@ -45,7 +46,7 @@ EXPECTED: dict[str, list[str]] = {
         "[3.1] Restart (SOP-001)",
         "Level-1 restart: one Confirm by an owner or the primary on-call.",
         "#ai-assistant-alerts · thread · Mira Bot\n    │ 🔄 @U0CONSOLE is restarting AI Assistant (restart #1",
-        "✅ Step 2/3 done in 1 min",
+        "✅ Step 2/3 done in 1 min",  # the 30-second wait, passed by `clock +1m`
         "🔄 Restart #1 of AI Assistant (plan `restart`) finished",
         "🔴 p95 BREACH",
         "Did you mean `/flag set ai-assistant:OPENAI_MODEL gpt-3.5-turbo`?",
