@@ -86,7 +86,11 @@ def shop_service(queries: list[dict[str, Any]] | None = None, **diagnostics: Any
         "aliases": ["shop"],
         "escalation": {"levels": [{"name": "Primary on-call", "after_minutes": 0}]},
         "runbooks": [
-            {"title": "Demo Shop Runbook", "file": "demo-shop.md", "url": "https://runbooks.example.com/demo-shop.md"}
+            {
+                "title": "Demo Shop Runbook",
+                "file": "demo-shop.md",
+                "url": "https://runbooks.example.com/demo-shop.md",
+            }
         ],
         "latency": {"dsn": "${SHOP_DATABASE_URL}", "table": "shop_events"},
         "next_steps": {"latency_breach": [{"title": "Restart the shop", "command": "/restart demo-shop"}]},
@@ -125,10 +129,12 @@ async def create_shop_tables(dsn: str) -> None:
 
 
 async def execute(dsn: str, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        async with conn.cursor() as cursor:
-            if isinstance(params, list):
-                await cursor.executemany(statement, params)
-                return []
-            await cursor.execute(statement, params)
-            return await cursor.fetchall() if cursor.description else []
+    async with (
+        await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn,
+        conn.cursor() as cursor,
+    ):
+        if isinstance(params, list):
+            await cursor.executemany(statement, params)
+            return []
+        await cursor.execute(statement, params)
+        return await cursor.fetchall() if cursor.description else []

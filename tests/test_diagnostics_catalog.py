@@ -91,7 +91,9 @@ def test_a_query_that_could_write_or_interpolate_is_refused_at_load_with_its_pat
 
 
 def test_a_set_variable_is_not_substituted_into_sql(tmp_path: Path) -> None:
-    message = _refusal(tmp_path, _probe("SELECT id FROM ${NOTES_TABLE} LIMIT 1"), env={"NOTES_TABLE": "notes"})
+    message = _refusal(
+        tmp_path, _probe("SELECT id FROM ${NOTES_TABLE} LIMIT 1"), env={"NOTES_TABLE": "notes"}
+    )
     assert f"{SQL_PATH}: sql may not contain `${{`" in message
 
 
@@ -138,7 +140,11 @@ def test_the_contract_query_loads_with_its_parameters_bound_as_declared(tmp_path
         ({"thresholds": [{"column": "confidence"}]}, "thresholds[0]", "a threshold needs `above` or `below`"),
         ({"next_step": "rollback"}, "next_step", "next_step is one of latency_breach, down, incident"),
         ({"columns": [{"name": "a"}, {"name": "a"}]}, "columns", "column names are unique within a query"),
-        ({"columns": [{"name": "a", "format": "{:.2f} {}"}]}, "columns[a].format", "format holds exactly one"),
+        (
+            {"columns": [{"name": "a", "format": "{:.2f} {}"}]},
+            "columns[a].format",
+            "format holds exactly one",
+        ),
         ({"name": "Low Confidence"}, "name", "expected a lowercase slug"),
         (
             {"params": {**LOW_CONFIDENCE["params"], "window": {"type": "interval", "default": "an hour"}}},

@@ -67,7 +67,9 @@ async def test_rows_crossing_a_threshold_are_marked_per_row(
     assert result.args == {"window": timedelta(hours=1), "limit": 20, "module": None}
     assert result.duration_ms > 0
 
-    wider = await run_diagnostic(bot.runtime.bot, shop, query, {"window": "4h", "module": "chat", "limit": "2"})
+    wider = await run_diagnostic(
+        bot.runtime.bot, shop, query, {"window": "4h", "module": "chat", "limit": "2"}
+    )
     assert [row[1] for row in wider.rows] == ["old one", "refund please"]
     assert wider.args == {"window": timedelta(hours=4), "limit": 2, "module": "chat"}
 
@@ -100,7 +102,10 @@ async def test_a_write_that_slipped_past_load_is_refused_by_the_read_only_transa
         assert result.error is not None and result.error.startswith(
             "refused: the query tried to write, and diagnostics only read (cannot execute "
         )
-        assert "in a read-only transaction) — fix services[demo-shop].diagnostics.queries[sneaky].sql" in result.error
+        assert (
+            "in a read-only transaction) — fix services[demo-shop].diagnostics.queries[sneaky].sql"
+            in result.error
+        )
     assert await execute(database_url, "SELECT count(*) FROM notes") == [(0,)]
 
 
@@ -146,7 +151,9 @@ async def test_a_declared_column_the_result_lacks_names_the_columns_entry(
 ) -> None:
     await create_shop_tables(database_url)
     query = _query(shop, "low-confidence")
-    renamed = query.model_copy(update={"sql": query.sql.replace("detected_intent,", "detected_intent AS intent,")})
+    renamed = query.model_copy(
+        update={"sql": query.sql.replace("detected_intent,", "detected_intent AS intent,")}
+    )
     result = await run_diagnostic(bot.runtime.bot, shop, renamed)
     assert result.error == (
         "column detected_intent is not in the result (created_at, user_message, intent, confidence) — "
