@@ -197,3 +197,15 @@ def test_check_catalog_reports_the_refusal(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert f"{SQL_PATH}: sql contains `DELETE`: a diagnostic only reads" in result.stderr
+
+
+def test_a_next_step_may_run_a_diagnostic_that_exists(tmp_path: Path) -> None:
+    """`/diag SERVICE NAME` is a step like `/latency` (read-only: the button only shows more evidence)."""
+    steps = {"down": [{"title": "Recent errors", "command": "/diag shop low-confidence"}]}
+    catalog = _load(tmp_path, LOW_CONFIDENCE, next_steps={**shop_service()["next_steps"], **steps})
+    assert catalog.find("shop").next_steps.down[0].command == "/diag shop low-confidence"
+    steps = {"down": [{"title": "Recent errors", "command": "/diag shop low-confidnce"}]}
+    message = _refusal(tmp_path, LOW_CONFIDENCE, next_steps={**shop_service()["next_steps"], **steps})
+    assert (
+        "next step `/diag shop low-confidnce` names unknown diagnostic low-confidnce of demo-shop" in message
+    )
