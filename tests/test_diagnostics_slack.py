@@ -13,6 +13,7 @@ import pytest
 
 from bot import slack_limits
 from bot.catalog import Catalog
+from handlers.diagnostics import post_diagnostic, run_diagnostic
 from handlers.diagnostics.blocks import BLOCK_ROWS, CELL_CHARS
 from tests.diag_fixtures import create_shop_tables, execute, shop_catalog
 from tests.harness import CHANNEL, BotUnderTest, blocks_text
@@ -216,3 +217,22 @@ async def test_help_lists_diag(bot: BotUnderTest) -> None:
         "`/diag [SERVICE [NAME [window] [limit] [key=value…]]]` — Run a runbook's read-only diagnostic query"
         in (response.json()["text"])
     )
+
+
+async def test_post_diagnostic_posts_where_it_is_told_with_the_csv_in_that_thread(
+    bot: BotUnderTest, database_url: str, catalog: Catalog
+) -> None:
+    """What a scheduled check calls: the answer in a given thread, the CSV of a large result beside it."""
+    await create_shop_tables(database_url)
+    await execute(database_url, "INSERT INTO notes (note) VALUES (%s)", [(f"n{n}",) for n in range(30)])
+    shop = catalog.find("shop")
+    assert shop is not None and shop.diagnostics is not None
+    query = shop.diagnostics.query("notes")
+    assert query is not None
+    result = await run_diagnostic(bot.runtime.bot, shop, query, {"limit": "30"})
+    ts = await post_diagnostic(bot.runtime.bot, "C0ALERTS1", "1700000000.000100", result)
+
+    [post] = await bot.slack.wait_for("chat.postMessage", timeout=15)
+    assert (post.channel, post.thread_ts, post.response["ts"]) == ("C0ALERTS1", "1700000000.000100", ts)
+    [share] = bot.slack.file_shares
+    assert (share.channel, share.thread_ts) == ("C0ALERTS1", "1700000000.000100")
