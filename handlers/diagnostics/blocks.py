@@ -20,7 +20,7 @@ stay aligned as Slack shows `&lt;` as one character, and backticks are replaced 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,8 +50,9 @@ def cell_text(value: object, column: ResultColumn | None = None) -> str:
             return column.format.format(value)
         except (ValueError, TypeError):
             pass  # a format that does not fit this value: show it plainly rather than fail the answer
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, datetime):  # one clock for every reader of the channel: UTC, marked Z
+        moment = value.astimezone(UTC) if value.tzinfo else value
+        return moment.strftime("%Y-%m-%d %H:%M:%S") + ("Z" if value.tzinfo else "")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
