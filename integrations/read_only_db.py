@@ -36,6 +36,7 @@ __all__ = [
     "QueryTimeout",
     "ReadOnlyQueryError",
     "ReadOnlyRows",
+    "ExtensionNotLoaded",
     "UndefinedObject",
     "WriteRefused",
     "fetch_read_only",
@@ -72,6 +73,11 @@ class UndefinedObject(ReadOnlyQueryError):
         self.kind = kind
 
 
+class ExtensionNotLoaded(ReadOnlyQueryError):
+    """The extension is created but its library is not preloaded (pg_stat_statements without
+    `shared_preload_libraries`): the query is right, the database's configuration is not."""
+
+
 class WriteRefused(ReadOnlyQueryError):
     """Postgres refused a write inside the READ ONLY transaction (SQLSTATE 25006 read_only_sql_transaction)."""
 
@@ -105,6 +111,8 @@ def _typed(exc: psycopg.Error, message: str) -> ReadOnlyQueryError:
         return UndefinedObject(message, kind="column")
     if isinstance(exc, errors.ReadOnlySqlTransaction):
         return WriteRefused(message)
+    if isinstance(exc, errors.ObjectNotInPrerequisiteState):
+        return ExtensionNotLoaded(message)
     return ReadOnlyQueryError(message)
 
 

@@ -121,7 +121,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ("/diag ai-assistant knowledge-documents", ["10 rows · ", "kd-0013", "kd-0004"], ["kd-0003"]),
     (
         "/diag ai-assistant slow-statements contains=ai_",
-        ["(needs the pg_stat_statements extension)", "contains ai_", "⚠️ ", "pg_stat_statements"],
+        ["(needs the pg_stat_statements extension)", "contains ai_", "⚠️ ", "CREATE EXTENSION pg_stat_statements"],
         ["Traceback"],
     ),
     ("/diag fa-ai-system", ["• `last-batch` — The last batch run against the acceptable ranges"], []),
@@ -137,7 +137,7 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     ("press 5.1", ["`/flag set BATCH_MAX_CONCURRENCY 150`", "BATCH_MAX_CONCURRENCY 100 → 150"], []),
     ("/diag fa-ai-system failed-fact-checks", ["10 rows · ", "NVDA    failed"], ["PFE", "GOOGL"]),
-    ("/diag fa-ai-system slow-statements", ["⚠️ ", "pg_stat_statements", "FA_DATABASE_URL"], []),
+    ("/diag fa-ai-system slow-statements", ["⚠️ ", "pg_stat_statements is not enabled", "FA_DATABASE_URL"], []),
     (
         "/diag fa-ai-system unused-indexes table=stock_summaries",
         ["table stock_summaries", "stock_summaries_ticker_idx"],

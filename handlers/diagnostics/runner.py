@@ -31,6 +31,12 @@ MAX_ROWS = 10_000
 #: Longest text filter value: a filter is a word or a name, never a document.
 MAX_FILTER_CHARS = 200
 #: Postgres' `relation "x" does not exist` / `column "x" does not exist` (or `column t.x …`): the name it lacks.
+#: Views an extension provides: missing, the database lacks the extension, not the catalog a fix.
+_EXTENSION_VIEWS = {"pg_stat_statements": "pg_stat_statements"}
+_ENABLE_STATEMENTS = (
+    "add pg_stat_statements to shared_preload_libraries, restart Postgres and run "
+    "CREATE EXTENSION pg_stat_statements (on Supabase: Database → Extensions)"
+)
 _MISSING_NAME = re.compile(r'(?:relation|column) "?([^"\s]+)"? does not exist')
 
 
@@ -115,8 +121,13 @@ def _failure_text(
     error: read_only_db.ReadOnlyQueryError, service: Service, query: DiagnosticQuery, db: str
 ) -> str:
     where = f"fix {catalog_path(service, query)} in BOT_CATALOG"
+    if isinstance(error, read_only_db.ExtensionNotLoaded):
+        return f"{error} in {db}: the query needs it loaded — {_ENABLE_STATEMENTS}"
     if isinstance(error, read_only_db.UndefinedObject):
         named = _MISSING_NAME.search(str(error))
+        if named and named.group(1) in _EXTENSION_VIEWS:
+            extension = _EXTENSION_VIEWS[named.group(1)]
+            return f"{extension} is not enabled in {db}: the query reads its view — {_ENABLE_STATEMENTS}"
         what = f"{error.kind} {named.group(1)} does not exist" if named else str(error)
         return f"{what} in {db} — {where}"
     if isinstance(error, read_only_db.WriteRefused):
