@@ -1,4 +1,5 @@
-"""A service: its owners, channels, runbook, probes, flags, objectives, plans and escalation path."""
+"""A service: its owners, channels, runbook, probes, flags, objectives, plans, escalation path and scheduled
+checks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bot.catalog.flags import Flag, FlagStore, Preset, Rollout
 from bot.catalog.next_steps import NextSteps, check_step_runbook
 from bot.catalog.operations import LatencySource, Objective, RollbackPlan
 from bot.catalog.probes import Probe
+from bot.catalog.reports import Report, check_reports
 
 # --- escalation and on-call ---------------------------------------------------------------------------------
 
@@ -69,6 +71,7 @@ class Service(_Model):
     pagerduty: PagerDutyRefs = Field(default_factory=PagerDutyRefs)
     next_steps: NextSteps = Field(default_factory=NextSteps)
     postmortem: PostMortem | None = None
+    reports: list[Report] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -108,6 +111,12 @@ class Service(_Model):
         for next_step in self.next_steps.all():
             if next_step.runbook is not None and (problem := check_step_runbook(self.runbooks, next_step)):
                 raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _reports_refer_to_what_exists(self) -> Service:
+        if problem := check_reports(self):
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
