@@ -73,12 +73,15 @@ class SloCheck(_Model):
 
 
 class DiagnosticCheck(_Model):
-    """A `/diag` query of the service, failing when a row crosses a threshold (the check's `thresholds`, else
-    the query's own), when it cannot run, or, unless `empty_ok`, when it returns no row (no batch run at all)."""
+    """A `/diag` query of the service, failing when a row crosses a critical threshold (the check's
+    `thresholds`, else the query's own), when it cannot run, or, unless `empty_ok`, when it returns no row (no
+    batch run at all). `args` are given as a user types them (`window: 24h`); `show` names columns shown beside
+    the thresholded ones (when the last batch started, so last week's batch is not read as this week's)."""
 
     kind: Literal["diagnostic"]
     query: str
     args: dict[str, str] = Field(default_factory=dict)
+    show: list[str] = Field(default_factory=list)
     thresholds: list[Threshold] | None = None
     empty_ok: bool = False
 
@@ -91,9 +94,11 @@ class Report(_Model):
     `grace_minutes` later (and says "(late)"), later than that it is skipped. `channel` is `alerts` or
     `incidents` (the service's, else the bot-wide one), a `#name`, a conversation ID, or a `${VAR}` (unset: the
     alerts channel). `action` is the runbook's "Action if Failed", offered under a failing report;
-    `on_failure_thread` names `/diag` queries posted in the message's thread when a check fails."""
+    `on_failure_thread` names `/diag` queries posted in the message's thread when a check fails. `enabled: false`
+    keeps a report validated but unscheduled (the bundled opt-in summaries)."""
 
     name: str
+    enabled: bool = True
     title: str = Field(min_length=1, max_length=150)
     runbook: RunbookSection
     cron: str
@@ -162,7 +167,7 @@ def check_reports(service: Service) -> str | None:
                     if o.metric == check.metric and (o.kind is None or o.kind == check.query_kind)
                 ]:
                     return f"{where}: no objective for {check.metric} to judge against; give `below`"
-            elif problem := _missing_query(service, check.query):
+            elif problem := _missing_query(service, check.query) or _unknown_columns(service, check):
                 return f"{where}: {problem}"
         for name in report.on_failure_thread:
             if problem := _missing_query(service, name):
@@ -179,4 +184,19 @@ def _missing_query(service: Service, name: str) -> str | None:
     if diagnostics.query(name) is None:
         known = ", ".join(query.name for query in diagnostics.queries) or "none"
         return f"names unknown diagnostic query {name} (the service has: {known})"
+    return None
+
+
+def _unknown_columns(service: Service, check: DiagnosticCheck) -> str | None:
+    assert service.diagnostics is not None
+    query = service.diagnostics.query(check.query)
+    assert query is not None
+    known = [column.name for column in query.columns]
+    named = [*check.show, *(t.column for t in check.thresholds or [])]
+    unknown = [name for name in named if known and name not in known]
+    if unknown:
+        return f"{check.query} has no column {unknown[0]} (its columns: {', '.join(known)})"
+    params = set(query.params)
+    if extra := [name for name in check.args if name not in params]:
+        return f"{check.query} takes no parameter {extra[0]} (it takes: {', '.join(sorted(params)) or 'none'})"
     return None

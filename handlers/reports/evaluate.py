@@ -172,8 +172,8 @@ async def diagnostic_line(bot: BotContext, service: Service, check: DiagnosticCh
     if len(result.rows) == 1:
         row = result.rows[0]
         figures = [
-            f"{t.column} {cell_text(service, check, t.column, _value(result, row, t.column))}"
-            for t in thresholds
+            f"{column} {cell_text(service, check, column, _value(result, row, column))}"
+            for column in [*(t.column for t in thresholds), *check.show]
         ]
         figure = ", ".join(dict.fromkeys(figures)) or f"1 row ({query.title})"
     else:

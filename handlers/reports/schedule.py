@@ -217,7 +217,7 @@ def jobs(bot: BotContext) -> list[Job]:
     """One job per report of every service, each slot claimed once by the scheduler."""
     found: list[Job] = []
     for service in bot.catalog.services:
-        for report in service.reports:
+        for report in (r for r in service.reports if r.enabled):
 
             async def run(slot: datetime, service: Service = service, report: Report = report) -> None:
                 await run_slot(bot, service, report, slot)
