@@ -9,49 +9,28 @@ Safety rules:
   bound parameters. Nothing a user or the catalog supplies is pasted into SQL text.
 * The query runs in a READ ONLY transaction with `SET LOCAL statement_timeout`, so the service's database
   cancels it server-side at the budget; an outer `asyncio.timeout` (budget + grace) covers a network that never
-  answers at all. Connecting has its own bound.
+  answers at all. Connecting has its own bound. That part is integrations/read_only_db.py, which /diag shares.
 * One statement, one scan: the overall percentiles and the per-bucket trend come from `GROUPING SETS`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import math
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
-from psycopg import errors, sql
+from psycopg import sql
 
-from integrations.postgres_errors import dsn_host, dsn_password, postgres_error_detail, scrub_credentials
+from integrations.read_only_db import QueryTimeout, ReadOnlyQueryError, fetch_read_only
 
 __all__ = ["Bucket", "LatencyStats", "MetricsQueryError", "QueryTimeout", "latency_stats"]
 
 APPLICATION_NAME = "mira-chatops /latency"
-#: Extra time past the server-side statement_timeout before we stop waiting ourselves.
-CLIENT_GRACE_S = 2.0
 
-
-class MetricsQueryError(Exception):
-    """The query could not answer; `str()` is one line for the user (no DSN, no password)."""
-
-
-class QueryTimeout(MetricsQueryError):
-    """The statement (`connecting` False) or the connection took longer than its budget. `by_server` says that
-    Postgres' own statement_timeout cancelled the query (the normal case) rather than our client-side guard."""
-
-    def __init__(self, timeout_s: float, *, connecting: bool = False, by_server: bool = False) -> None:
-        super().__init__(
-            f"cannot reach the database: no answer within {timeout_s:g} s"
-            if connecting
-            else f"the query timed out after {timeout_s:g} s"
-        )
-        self.timeout_s = timeout_s
-        self.connecting = connecting
-        self.by_server = by_server
+#: The error every failure of the query is (a missing table, a timeout, an unreachable database): the read-only
+#: runner's, under the name /latency always gave it.
+MetricsQueryError = ReadOnlyQueryError
 
 
 @dataclass(frozen=True)
@@ -153,16 +132,6 @@ def build_query(
     return query, params
 
 
-def _error_message(exc: psycopg.Error, *, host: str | None, timeout: float) -> str:
-    """One line a person can act on; server-side messages name tables/columns, never credentials."""
-    if isinstance(exc, errors.UndefinedTable | errors.UndefinedColumn | errors.InsufficientPrivilege):
-        return (exc.diag.message_primary or str(exc)).strip()
-    if isinstance(exc, psycopg.OperationalError):
-        return f"cannot reach the database: {postgres_error_detail(exc, host=host, timeout=timeout)}"
-    primary = exc.diag.message_primary if isinstance(exc, psycopg.DatabaseError) else None
-    return (primary or postgres_error_detail(exc, host=host, timeout=timeout)).strip()
-
-
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
@@ -196,48 +165,15 @@ async def latency_stats(
     )
     stride = window / buckets
     params |= {"window": window, "stride": stride.total_seconds(), "last": buckets - 1}
-    timeout_ms = max(1, math.ceil(statement_timeout * 1000))
-    secret, host = dsn_password(dsn), dsn_host(dsn)
-    conn: psycopg.AsyncConnection[Any] | None = None
-    try:
-        try:
-            async with asyncio.timeout(connect_timeout):
-                conn = await psycopg.AsyncConnection.connect(
-                    dsn,
-                    connect_timeout=max(2, math.ceil(connect_timeout)),
-                    application_name=APPLICATION_NAME,
-                )
-        except TimeoutError:
-            raise QueryTimeout(connect_timeout, connecting=True) from None
-        # Not autocommit and read-only: psycopg opens the transaction with BEGIN READ ONLY. It is never
-        # committed; closing the connection ends it.
-        await conn.set_read_only(True)
-        try:
-            async with asyncio.timeout(statement_timeout + CLIENT_GRACE_S):
-                await conn.execute(
-                    sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(timeout_ms))
-                )
-                cursor = await conn.execute(query, params)
-                rows = await cursor.fetchall()
-        except TimeoutError:
-            raise QueryTimeout(statement_timeout) from None
-    except errors.QueryCanceled:
-        raise QueryTimeout(statement_timeout, by_server=True) from None
-    except psycopg.ProgrammingError as exc:
-        if conn is None:  # a malformed conninfo; its message may quote the DSN
-            raise MetricsQueryError("invalid DSN") from None
-        raise MetricsQueryError(
-            scrub_credentials(_error_message(exc, host=host, timeout=connect_timeout), secret)
-        ) from None
-    except psycopg.Error as exc:
-        raise MetricsQueryError(
-            scrub_credentials(_error_message(exc, host=host, timeout=connect_timeout), secret)
-        ) from None
-    finally:
-        if conn is not None:
-            with suppress(Exception):
-                async with asyncio.timeout(1.0):
-                    await conn.close()
+    result = await fetch_read_only(
+        dsn,
+        query,
+        params,
+        statement_timeout=statement_timeout,
+        connect_timeout=connect_timeout,
+        application_name=APPLICATION_NAME,
+    )
+    rows = result.rows
     return _stats(rows, buckets=buckets, stride=stride, errors_recorded=success_column is not None)
 
 

@@ -21,6 +21,15 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from bot.catalog.base import _ENV_REF, CatalogError, Channels, Owners, RunbookRef, _Model, missing_env
+from bot.catalog.diagnostics import (
+    DiagnosticQuery,
+    Diagnostics,
+    QueryParam,
+    ResultColumn,
+    Threshold,
+    interval_text,
+    parse_interval,
+)
 from bot.catalog.flags import Flag, FlagStore, FlagValue, Preset, Rollout
 from bot.catalog.handoff import ChecklistItem, Evidence, Handoff, reminder_offset
 from bot.catalog.next_steps import (
@@ -42,6 +51,8 @@ __all__ = [
     "Channels",
     "ChecklistItem",
     "DeployHook",
+    "DiagnosticQuery",
+    "Diagnostics",
     "Escalation",
     "EscalationLevel",
     "Evidence",
@@ -58,9 +69,11 @@ __all__ = [
     "PagerDutyRefs",
     "PostMortem",
     "PostgresProbe",
+    "QueryParam",
     "Preset",
     "Probe",
     "RedisProbe",
+    "ResultColumn",
     "RollbackPlan",
     "RollbackStep",
     "Rollout",
@@ -68,8 +81,11 @@ __all__ = [
     "RunbookSection",
     "Service",
     "TcpProbe",
+    "Threshold",
+    "interval_text",
     "load_catalog",
     "missing_env",
+    "parse_interval",
     "reminder_offset",
     "runbook_of",
     "section_url",
@@ -100,7 +116,13 @@ class Catalog(_Model):
     def _next_steps_exist(self) -> Catalog:
         """Every next step's command names presets, plans and flags that exist (a step may name any service)."""
         for service in self.services:
-            for step in service.next_steps.all():
+            inline = [
+                step
+                for query in (service.diagnostics.queries if service.diagnostics else [])
+                if isinstance(query.next_step, list)
+                for step in query.next_step
+            ]
+            for step in [*service.next_steps.all(), *inline]:
                 if step.command is not None and (
                     problem := check_step_command(service, step.command, self.find)
                 ):
@@ -158,7 +180,8 @@ def _substitute(value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, list):
         return [_substitute(item, env) for item in value]
     if isinstance(value, dict):
-        return {key: _substitute(item, env) for key, item in value.items()}
+        # A diagnostic's `sql` is never substituted: `${…}` there is refused at load, not pasted into SQL.
+        return {key: item if key == "sql" else _substitute(item, env) for key, item in value.items()}
     return value
 
 
@@ -205,8 +228,29 @@ def load_catalog(path: Path | None = None, env: Mapping[str, str] | None = None)
     if not isinstance(raw, dict):
         raise CatalogError(f"{path}: (top level): expected a mapping with a `services` list")
     try:
-        return Catalog.model_validate(_substitute(raw, env))
+        catalog = Catalog.model_validate(_substitute(raw, env))
     except ValidationError as exc:
         error = exc.errors()[0]
         message = str(error["msg"]).removeprefix("Value error, ")
         raise CatalogError(f"{path}: {_location(tuple(error['loc']), raw)}: {message}") from None
+    return _name_dsn_variables(catalog, raw)
+
+
+def _name_dsn_variables(catalog: Catalog, raw: dict[str, Any]) -> Catalog:
+    """Each diagnostics' `dsn_variable`: the `${NAME}` its database came from (its own dsn, else latency's), so an
+    answer can say "table x does not exist in MIRA_DATABASE_URL's database" without ever showing the DSN."""
+    services = []
+    for service, raw_service in zip(catalog.services, raw.get("services") or [], strict=False):
+        diagnostics = service.diagnostics
+        if diagnostics is not None and diagnostics.dsn_variable is None and isinstance(raw_service, dict):
+            own = raw_service.get("diagnostics") or {}
+            latency = raw_service.get("latency") or {}
+            template = (own.get("dsn") if isinstance(own, dict) else None) or (
+                latency.get("dsn") if isinstance(latency, dict) else None
+            )
+            names = _ENV_REF.findall(template) if isinstance(template, str) else []
+            if names:
+                diagnostics = diagnostics.model_copy(update={"dsn_variable": names[0]})
+                service = service.model_copy(update={"diagnostics": diagnostics})
+        services.append(service)
+    return catalog.model_copy(update={"services": services})

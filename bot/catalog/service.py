@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from pydantic import Field, field_validator, model_validator
 
 from bot.catalog.base import _SLUG, Channels, Owners, RunbookRef, _Model
+from bot.catalog.diagnostics import Diagnostics
 from bot.catalog.flags import Flag, FlagStore, Preset, Rollout
-from bot.catalog.next_steps import NextSteps, check_step_runbook
+from bot.catalog.next_steps import NextStep, NextSteps, check_step_runbook, runbook_of
 from bot.catalog.operations import LatencySource, Objective, RollbackPlan
 from bot.catalog.probes import Probe
 from bot.catalog.reports import Report, check_reports
@@ -71,6 +72,7 @@ class Service(_Model):
     pagerduty: PagerDutyRefs = Field(default_factory=PagerDutyRefs)
     next_steps: NextSteps = Field(default_factory=NextSteps)
     postmortem: PostMortem | None = None
+    diagnostics: Diagnostics | None = None
     reports: list[Report] = Field(default_factory=list)
 
     @field_validator("name")
@@ -125,6 +127,44 @@ class Service(_Model):
         if wanted and wanted not in {ref.file for ref in self.runbooks}:
             raise ValueError(f"postmortem names runbook {wanted}, which is not among the service's runbooks")
         return self
+
+    @model_validator(mode="after")
+    def _diagnostics_consistent(self) -> Service:
+        """A diagnostic has a database to read, names a runbook the service has, and a next step that exists."""
+        if self.diagnostics is None:
+            return self
+        if self.diagnostics.dsn is None and self.latency is None:
+            raise ValueError("diagnostics.dsn is unset and the service has no latency.dsn to default to")
+        for query in self.diagnostics.queries:
+            where = f"diagnostics.queries[{query.name}]"
+            if self.runbooks and runbook_of(self.runbooks, query.runbook) is None:
+                raise ValueError(
+                    f"{where}.runbook names runbook {query.runbook.file}, which the service lacks"
+                )
+            if isinstance(query.next_step, str) and not getattr(self.next_steps, query.next_step):
+                raise ValueError(
+                    f"{where}.next_step names next_steps.{query.next_step}, which the service leaves empty"
+                )
+            for step in query.next_step if isinstance(query.next_step, list) else []:
+                if step.runbook is not None and (problem := check_step_runbook(self.runbooks, step)):
+                    raise ValueError(f"{where}.next_step: {problem}")
+        return self
+
+    @property
+    def diagnostics_dsn(self) -> str | None:
+        """The database the diagnostics read: `diagnostics.dsn`, else the latency source's."""
+        if self.diagnostics is not None and self.diagnostics.dsn is not None:
+            return self.diagnostics.dsn
+        return self.latency.dsn if self.latency is not None else None
+
+    def diagnostic_steps(self, query_name: str) -> list[NextStep]:
+        """The next steps a crossed threshold of the query offers: its inline list, or the named next_steps list."""
+        query = self.diagnostics.query(query_name) if self.diagnostics else None
+        if query is None or query.next_step is None:
+            return []
+        if isinstance(query.next_step, str):
+            return list(getattr(self.next_steps, query.next_step))
+        return list(query.next_step)
 
     def postmortem_runbook(self) -> RunbookRef | None:
         """The runbook the post-mortem steps come from: the one `postmortem.runbook` names, else the first."""
