@@ -76,10 +76,12 @@ class DiagnosticCheck(_Model):
     """A `/diag` query of the service, failing when a row crosses a critical threshold (the check's
     `thresholds`, else the query's own), when it cannot run, or, unless `empty_ok`, when it returns no row (no
     batch run at all). `args` are given as a user types them (`window: 24h`); `show` names columns shown beside
-    the thresholded ones (when the last batch started, so last week's batch is not read as this week's)."""
+    the thresholded ones (when the last batch started, so last week's batch is not read as this week's); `label`
+    names the line (default: the query's title)."""
 
     kind: Literal["diagnostic"]
     query: str
+    label: str | None = Field(default=None, min_length=1, max_length=80)
     args: dict[str, str] = Field(default_factory=dict)
     show: list[str] = Field(default_factory=list)
     thresholds: list[Threshold] | None = None
@@ -198,5 +200,7 @@ def _unknown_columns(service: Service, check: DiagnosticCheck) -> str | None:
         return f"{check.query} has no column {unknown[0]} (its columns: {', '.join(known)})"
     params = set(query.params)
     if extra := [name for name in check.args if name not in params]:
-        return f"{check.query} takes no parameter {extra[0]} (it takes: {', '.join(sorted(params)) or 'none'})"
+        return (
+            f"{check.query} takes no parameter {extra[0]} (it takes: {', '.join(sorted(params)) or 'none'})"
+        )
     return None

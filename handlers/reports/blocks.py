@@ -59,7 +59,11 @@ def _runbook_context(run: ReportRun) -> str:
     section = run.report.runbook
     url = section_url(run.service.runbooks, section)
     runbook = runbook_of(run.service.runbooks, section)
-    name = f"<{url}|{section.section}>" if url else f"`{runbook.file if runbook else 'runbook'}` § {section.section}"
+    name = (
+        f"<{url}|{section.section}>"
+        if url
+        else f"`{runbook.file if runbook else 'runbook'}` § {section.section}"
+    )
     parts = [f"Runbook: {name}", f"`{run.report.name}` due {_local(run, run.slot)}"]
     if run.late:
         parts.append(f"run {_local(run, run.ran_at)}")
@@ -80,9 +84,7 @@ def render_report(run: ReportRun) -> tuple[str, list[dict[str, Any]]]:
     for number, line in enumerate(run.lines, start=1):
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _line(line)}})
         if not line.passed and line.steps:
-            blocks.extend(
-                next_step_blocks(run.service, list(line.steps), key=f"{run.report.name}.{number}")
-            )
+            blocks.extend(next_step_blocks(run.service, list(line.steps), key=f"{run.report.name}.{number}"))
     if run.report.action is not None:
         action = run.report.action
         blocks.append(

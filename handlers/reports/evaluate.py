@@ -55,7 +55,9 @@ async def evaluate(bot: BotContext, service: Service, report: Report) -> tuple[C
                 "a scheduled check could not be evaluated",
                 extra={"service": service.name, "report": report.name, "check": check.kind},
             )
-            return CheckLine(label_of(service, check), False, f"could not be evaluated ({type(exc).__name__})")
+            return CheckLine(
+                label_of(service, check), False, f"could not be evaluated ({type(exc).__name__})"
+            )
 
     return tuple(await asyncio.gather(*(one(check) for check in report.checks)))
 
@@ -67,7 +69,7 @@ def label_of(service: Service, check: HealthCheck | SloCheck | DiagnosticCheck) 
         kind = f" {check.query_kind}" if check.query_kind else ""
         return f"{METRIC_LABELS[check.metric]}{kind} ({check.window})"
     query = service.diagnostics.query(check.query) if service.diagnostics else None
-    return query.title if query is not None else check.query
+    return check.label or (query.title if query is not None else check.query)
 
 
 # --- health ---------------------------------------------------------------------------------------------------

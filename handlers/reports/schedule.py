@@ -4,7 +4,8 @@ Exactly once, twice over. The scheduler's `job_runs` claim makes one replica run
 message itself is claimed in `report_posts` (handlers/reports/store.py) and posted through bot/slack_once.py's
 `post_once`, so a replica taking the slot over after the job's lease expired, or a bot restarted mid-run, finds
 the message (by its row, or by its metadata when Slack's answer was lost) instead of posting it again. The checks
-are evaluated only by the caller that posts. The thread's diagnostics are claimed one by one the same way.
+are evaluated only by the caller that posts. The thread's diagnostics are claimed one by one the same way (posted with `diagnostic_blocks` through
+`post_once` rather than `post_diagnostic`, which posts without a claim or metadata).
 
 Downtime: a slot missed while the bot was down is run when it starts, up to the report's `grace_minutes` after
 the slot, and says "(late)". Later than that it is skipped — logged once, by the one replica that claims the slot
@@ -25,7 +26,7 @@ from bot.catalog.base import _ENV_REF
 from bot.catalog.reports import Report
 from bot.context import BotContext
 from bot.scheduler import Job
-from handlers.diagnostics import diagnostic_blocks, run_diagnostic
+from handlers.diagnostics import DiagnosticResult, diagnostic_blocks, needs_csv, run_diagnostic, upload_csv
 from handlers.reports import blocks, store
 from handlers.reports.evaluate import evaluate
 from handlers.reports.model import ReportRun
@@ -75,15 +76,21 @@ class ReportClaims:
     """The claim on one slot's message: its `report_posts` row. The checks are evaluated in `content`, by the
     one caller that posts, and what failed is stored before the post so a later finder knows it too."""
 
-    def __init__(self, bot: BotContext, service: Service, report: Report, slot: datetime, channel: str) -> None:
+    def __init__(
+        self, bot: BotContext, service: Service, report: Report, slot: datetime, channel: str
+    ) -> None:
         self.bot, self.service, self.report, self.channel = bot, service, report, channel
         self.slot = ReportSlot(service.name, report.name, slot)
         self.pool = bot.storage.pool
         self.run: ReportRun | None = None
 
     async def claim(self, now: datetime) -> slack_once.ClaimState:
-        ours, row = await store.claim(self.pool, self.slot, channel=self.channel, owner=self.bot.replica, now=now)
-        return slack_once.ClaimState(ours=ours, ts=row.ts, channel_id=row.channel_id, attempted_at=row.claimed_at)
+        ours, row = await store.claim(
+            self.pool, self.slot, channel=self.channel, owner=self.bot.replica, now=now
+        )
+        return slack_once.ClaimState(
+            ours=ours, ts=row.ts, channel_id=row.channel_id, attempted_at=row.claimed_at
+        )
 
     async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
         assert attempted_at is not None
@@ -154,8 +161,12 @@ async def run_slot(bot: BotContext, service: Service, report: Report, slot: date
     if now - slot > report.grace:
         log.warning(
             "scheduled check skipped: the bot was not running within its grace after the slot",
-            extra={"service": service.name, "report": report.name, "slot": slot.isoformat(),
-                   "grace_minutes": report.grace_minutes},
+            extra={
+                "service": service.name,
+                "report": report.name,
+                "slot": slot.isoformat(),
+                "grace_minutes": report.grace_minutes,
+            },
         )
         return SlotOutcome("skipped")
     channel = channel_of(bot, service, report)
@@ -193,8 +204,11 @@ async def post_thread_diagnostic(
     query = service.diagnostics.query(name)
     assert query is not None  # the catalog checks it at load
 
+    results: list[DiagnosticResult] = []
+
     async def content() -> dict[str, Any]:
         result = await run_diagnostic(bot, service, query)
+        results.append(result)
         text, result_blocks = diagnostic_blocks(result)
         return {"text": text, "blocks": result_blocks}
 
@@ -210,6 +224,9 @@ async def post_thread_diagnostic(
         thread_ts=thread_ts,
         stale=STALE_CLAIM,
     )
+    if outcome.posted_now and results and needs_csv(results[0]):
+        # The whole result as a file beside it; a crash right here loses the file, never repeats the message.
+        await upload_csv(bot, channel_id, thread_ts, results[0])
     return outcome.posted_now
 
 

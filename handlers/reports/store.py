@@ -66,7 +66,9 @@ async def row(pool: AsyncConnectionPool, slot: ReportSlot) -> PostRow | None:
     return PostRow(claimed_at, channel_id, ts, tuple(failed) if failed is not None else None)
 
 
-async def take(pool: AsyncConnectionPool, slot: ReportSlot, *, owner: str, now: datetime, was: datetime) -> bool:
+async def take(
+    pool: AsyncConnectionPool, slot: ReportSlot, *, owner: str, now: datetime, was: datetime
+) -> bool:
     """Take over an unposted claim whose attempt began at `was`; True for the one caller that did."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
