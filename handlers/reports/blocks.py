@@ -34,7 +34,7 @@ def late_note(run: ReportRun) -> str:
 
 
 def _line(line: CheckLine) -> str:
-    limit = f" (expected {mrkdwn.outside(line.limit, 200)})" if line.limit else ""
+    limit = f" (limit: {mrkdwn.outside(line.limit, 200)})" if line.limit else ""
     figure = mrkdwn.outside(line.figure, FIGURE_CHARS)
     return f"{PASS if line.passed else FAIL} *{mrkdwn.escape(line.label)}* — {figure}{limit}"
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from bot.catalog import Objective, Service, missing_env
+from bot.catalog import Objective, Service, Threshold, missing_env
 from bot.catalog.reports import DiagnosticCheck, HealthCheck, Report, SloCheck
 from bot.context import BotContext
 from handlers.diagnostics import DiagnosticResult, run_diagnostic
@@ -86,10 +86,11 @@ async def health_line(bot: BotContext, service: Service, check: HealthCheck) -> 
             f"{p.name}{'' if p.latency_ms is None else f' {p.latency_ms:.0f} ms'}" for p in probes
         )
         return CheckLine(label, True, f"{len(probes)}/{len(probes)} probes ok ({shown})", short="health ok")
+    # "not configured" fails too: nothing was checked, and the line says which variable to set.
     figure = "; ".join(f"{p.name} {p.status.value}: {p.detail}" for p in bad)
     failing = {p.name for p in bad if p.status is not Status.NOT_CONFIGURED}
     steps = tuple(service.next_steps.for_down(failing)) if failing else ()
-    return CheckLine(label, False, figure, limit=f"{len(probes)}/{len(probes)} probes ok", steps=steps)
+    return CheckLine(label, False, figure, limit="every probe ok", steps=steps)
 
 
 # --- SLOs -----------------------------------------------------------------------------------------------------
@@ -149,9 +150,21 @@ def cell_text(service: Service, check: DiagnosticCheck, column: str, value: Any)
             return spec.format(value)
         except (TypeError, ValueError):
             pass
+    if isinstance(value, datetime):
+        return f"{value.astimezone(UTC):%a %d %b %H:%M} UTC"
     if isinstance(value, float | Decimal):
         return f"{value:g}" if isinstance(value, float) else f"{value.normalize():f}"
     return "NULL" if value is None else str(value)
+
+
+def expected_text(threshold: Threshold) -> str:
+    """What a threshold asks, the way the runbook's ranges read: `success_pct ≥ 95`, `cost_per_stock ≤ 0.4`."""
+    parts = []
+    if threshold.below is not None:
+        parts.append(f"{threshold.column} ≥ {threshold.below:g}")
+    if threshold.above is not None:
+        parts.append(f"{threshold.column} ≤ {threshold.above:g}")
+    return " and ".join(parts)
 
 
 async def diagnostic_line(bot: BotContext, service: Service, check: DiagnosticCheck) -> CheckLine:
@@ -165,7 +178,7 @@ async def diagnostic_line(bot: BotContext, service: Service, check: DiagnosticCh
     result: DiagnosticResult = await run_diagnostic(
         bot, service, query, check.args or None, thresholds=check.thresholds
     )
-    limit = " and ".join(f"not {t.label}" for t in thresholds)
+    limit = ", ".join(expected_text(t) for t in thresholds)
     if result.error is not None:
         return CheckLine(label, False, f"cannot run: {result.error}", limit=limit)
     if not result.rows:
