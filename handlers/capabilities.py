@@ -68,7 +68,10 @@ def scheduled_sweeps(bot: BotContext) -> list[Sweep]:
     async def pagerduty_tests(now: datetime) -> int:
         return await handoff_pd_test.sweep(bot, now)
 
-    return [("handoff.pagerduty_tests", pagerduty_tests)]
+    async def unfinished_reports(now: datetime) -> int:
+        return await reports.finish_unfinished(bot, now)
+
+    return [("handoff.pagerduty_tests", pagerduty_tests), ("reports.unfinished", unfinished_reports)]
 
 
 async def _deliver(bot: BotContext, body: bytes, now: datetime) -> None:

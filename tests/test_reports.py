@@ -247,7 +247,9 @@ async def test_a_weekly_batch_miss_opens_the_thread_with_the_failed_fact_checks(
     assert line.startswith(
         ":x: *Last batch run* — success_pct 90.0, cost_per_stock 0.450, duration_hours 4.50, started_at "
     )
-    assert line.endswith(" UTC, total 1000 (limit: success_pct ≥ 95, cost_per_stock ≤ 0.4, duration_hours ≤ 4)")
+    assert line.endswith(
+        " UTC, total 1000 (limit: success_pct ≥ 95, cost_per_stock ≤ 0.4, duration_hours ≤ 4)"
+    )
     # The last-batch query's own next steps (FA Common Issues) under the failing line.
     assert ("Raise batch concurrency to 150", "/flag set BATCH_MAX_CONCURRENCY 150") in buttons(post.blocks)
     assert "diagnostics in the thread" in blocks_text(post.blocks)
@@ -365,3 +367,36 @@ async def test_a_replica_that_died_mid_run_is_taken_over_after_the_lease_and_pos
     )
     assert MORNING_JOB not in await run_at(bot, MORNING + timedelta(minutes=30))
     assert len(reports(bot.slack)) == 1
+
+
+async def test_a_report_slack_stored_but_answered_5xx_is_found_by_its_metadata_not_posted_again(
+    bot: BotUnderTest, fa_db: str, database_url: str
+) -> None:
+    await seed(fa_db)
+    bot.slack.fail_after_accept("chat.postMessage", status=500)
+    await run_at(bot, MORNING + timedelta(seconds=5))  # the job fails (logged); the claim stays, uncertain
+    assert len(bot.slack.messages(FA_ALERTS)) == 1
+    assert await one_row(database_url, "SELECT ts FROM report_posts") == (None,)
+
+    await run_at(bot, MORNING + timedelta(minutes=10))  # the sweep looks it up once it is stale
+    [stored] = bot.slack.messages(FA_ALERTS)
+    assert await one_row(database_url, "SELECT ts FROM report_posts") == (stored.ts,)
+    await run_at(bot, MORNING + timedelta(minutes=20))
+    assert len(bot.slack.messages(FA_ALERTS)) == 1
+
+
+async def test_a_report_slack_never_stored_is_posted_late_by_the_sweep_once(
+    bot: BotUnderTest, replica: BotUnderTest, fa_db: str
+) -> None:
+    await seed(fa_db)
+    bot.slack.fail_next("chat.postMessage", status=503)
+    await run_at(bot, MORNING + timedelta(seconds=5))
+    assert bot.slack.messages(FA_ALERTS) == []
+
+    for runtime in (bot, replica):
+        at(runtime, MORNING + timedelta(minutes=10))
+    await asyncio.gather(bot.runtime.scheduler.run_due(), replica.runtime.scheduler.run_due())
+    [stored] = bot.slack.messages(FA_ALERTS)
+    assert str(stored.text).startswith(":white_check_mark: *FA morning health check* (late: due Tue 24 Nov")
+    await run_at(bot, MORNING + timedelta(minutes=20))
+    assert len(bot.slack.messages(FA_ALERTS)) == 1

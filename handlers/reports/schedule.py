@@ -5,7 +5,9 @@ message itself is claimed in `report_posts` (handlers/reports/store.py) and post
 `post_once`, so a replica taking the slot over after the job's lease expired, or a bot restarted mid-run, finds
 the message (by its row, or by its metadata when Slack's answer was lost) instead of posting it again. The checks
 are evaluated only by the caller that posts. The thread's diagnostics are claimed one by one the same way (posted with `diagnostic_blocks` through
-`post_once` rather than `post_diagnostic`, which posts without a claim or metadata).
+`post_once` rather than `post_diagnostic`, which posts without a claim or metadata). A run that stopped half-way
+(Slack answered 5xx, the poster crashed) is finished by a sweep (`finish_unfinished`), since the scheduler never
+runs a finished slot again: looked up by its metadata, else posted, once.
 
 Downtime: a slot missed while the bot was down is run when it starts, up to the report's `grace_minutes` after
 the slot, and says "(late)". Later than that it is skipped — logged once, by the one replica that claims the slot
@@ -228,6 +230,32 @@ async def post_thread_diagnostic(
         # The whole result as a file beside it; a crash right here loses the file, never repeats the message.
         await upload_csv(bot, channel_id, thread_ts, results[0])
     return outcome.posted_now
+
+
+#: The longest grace a report may have (bot/catalog/reports.py): how far back the sweep looks.
+LONGEST_GRACE = timedelta(hours=24)
+
+
+async def finish_unfinished(bot: BotContext, now: datetime) -> int:
+    """A sweep (every tick, every replica): finish the slots whose run stopped half-way — a message whose post
+    got no answer (a 5xx, a timeout, a crash after Slack stored it: looked up by its metadata, else posted) or a
+    failing report whose thread lacks a diagnostic. The scheduler does not run a finished slot again, so
+    without this a post Slack never stored would be lost. Within the report's grace only; each step is claimed,
+    so every replica may run it. The number of slots it finished."""
+    finished = 0
+    candidates = await store.unfinished(
+        bot.storage.pool, since=now - LONGEST_GRACE, stale_before=now - STALE_CLAIM
+    )
+    for slot, posted, replied in candidates:
+        service = bot.catalog.find(slot.service)
+        report = next((r for r in service.reports if r.name == slot.report), None) if service else None
+        if service is None or report is None or not report.enabled or now - slot.slot > report.grace:
+            continue
+        if posted and set(report.on_failure_thread) <= set(replied):
+            continue
+        outcome = await run_slot(bot, service, report, slot.slot)
+        finished += outcome.status in ("posted", "found") or bool(outcome.replies)
+    return finished
 
 
 def jobs(bot: BotContext) -> list[Job]:

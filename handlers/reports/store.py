@@ -175,3 +175,28 @@ async def reply_posted(pool: AsyncConnectionPool, slot: ReportSlot, query: str, 
                WHERE service = %s AND report = %s AND slot = %s AND query = %s""",
             (ts, *slot.key, query),
         )
+
+
+async def unfinished(
+    pool: AsyncConnectionPool, *, since: datetime, stale_before: datetime
+) -> list[tuple[ReportSlot, bool, list[str]]]:
+    """Slots since `since` whose work may be unfinished: (slot, posted, thread diagnostics posted). Unposted
+    ones only when their attempt began before `stale_before` (a live poster is left alone); posted ones only
+    when a check failed (their thread may lack a diagnostic)."""
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """SELECT p.service, p.report, p.slot, p.ts IS NOT NULL,
+                          COALESCE(array_agg(r.query) FILTER (WHERE r.ts IS NOT NULL), '{}')
+                   FROM report_posts p
+                   LEFT JOIN report_replies r USING (service, report, slot)
+                   WHERE p.slot >= %s
+                     AND ((p.ts IS NULL AND p.claimed_at < %s) OR (p.ts IS NOT NULL AND p.failed <> '{}'))
+                   GROUP BY p.service, p.report, p.slot, p.ts""",
+                (since, stale_before),
+            )
+        ).fetchall()
+    return [
+        (ReportSlot(service, report, slot), posted, list(done))
+        for service, report, slot, posted, done in rows
+    ]
