@@ -16,7 +16,7 @@ from bot.catalog import BUNDLED_CATALOG, CatalogError, load_catalog
 from bot.catalog.reports import DiagnosticCheck, HealthCheck, SloCheck
 from bot.settings import Settings
 from stand_ins.recording_slack import RecordingSlackServer
-from tests.harness import BotUnderTest, answer, fake_service, running_bot
+from tests.harness import answer, fake_service, running_bot
 from tests.oncall.world import at
 
 MORNING = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday

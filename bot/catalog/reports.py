@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bot.catalog.base import _ENV_REF, _SLUG, _Model
-from bot.catalog.diagnostics import Threshold
+from bot.catalog.base import _ENV_REF, _SLUG, RunbookRef, _Model
+from bot.catalog.diagnostics import Diagnostics, Threshold
 from bot.catalog.next_steps import NextStep, RunbookSection
+from bot.catalog.operations import LatencySource, Objective
+from bot.catalog.probes import Probe
 from bot.cron import CronSchedule
-
-if TYPE_CHECKING:
-    from bot.catalog.service import Service
 
 Metric = Literal["p50", "p95", "p99", "error_rate"]
 _WINDOW = re.compile(r"^(\d+)(m|h|d)$")
@@ -142,45 +141,56 @@ class Report(_Model):
         return timedelta(minutes=self.grace_minutes)
 
 
-def check_reports(service: Service) -> str | None:
-    """What a service's reports name that the service lacks: a probe, a latency source or objective, a `/diag`
-    query; None when everything exists."""
-    names = [report.name for report in service.reports]
+def check_reports(
+    reports: list[Report],
+    *,
+    probes: list[Probe],
+    latency: LatencySource | None,
+    objectives: list[Objective],
+    diagnostics: Diagnostics | None,
+    runbooks: list[RunbookRef],
+) -> str | None:
+    """What a service's reports name that the service (its parts given) lacks: a probe, a latency source or
+    objective, a `/diag` query, a column or parameter of it, a runbook; None when everything exists."""
+    names = [report.name for report in reports]
     if len(set(names)) != len(names):
         return "report names must be unique within a service"
-    probes = {probe.name for probe in service.probes}
-    for report in service.reports:
+    probe_names = {probe.name for probe in probes}
+    for report in reports:
         where = f"report {report.name}"
         for check in report.checks:
             if isinstance(check, HealthCheck):
-                if not service.probes:
+                if not probes:
                     return f"{where}: a health check needs the service's probes, and it has none"
-                unknown = [name for name in check.probes if name not in probes]
+                unknown = [name for name in check.probes if name not in probe_names]
                 if unknown:
                     return f"{where}: health check names unknown probe {unknown[0]}"
             elif isinstance(check, SloCheck):
-                if service.latency is None:
-                    return f"{where}: an slo check needs the service's `latency` source"
-                if check.metric == "error_rate" and not service.latency.success_column:
-                    return f"{where}: error_rate needs `latency.success_column`"
-                if check.below is None and not [
-                    o
-                    for o in service.objectives
-                    if o.metric == check.metric and (o.kind is None or o.kind == check.query_kind)
-                ]:
-                    return f"{where}: no objective for {check.metric} to judge against; give `below`"
-            elif problem := _missing_query(service, check.query) or _unknown_columns(service, check):
+                if problem := _slo_problem(check, latency, objectives):
+                    return f"{where}: {problem}"
+            elif problem := _missing_query(diagnostics, check.query) or _unknown_columns(diagnostics, check):
                 return f"{where}: {problem}"
         for name in report.on_failure_thread:
-            if problem := _missing_query(service, name):
+            if problem := _missing_query(diagnostics, name):
                 return f"{where}: on_failure_thread: {problem}"
-        if report.runbook.file and report.runbook.file not in {ref.file for ref in service.runbooks}:
+        if report.runbook.file and report.runbook.file not in {ref.file for ref in runbooks}:
             return f"{where} names runbook {report.runbook.file}, which the service lacks"
     return None
 
 
-def _missing_query(service: Service, name: str) -> str | None:
-    diagnostics = service.diagnostics
+def _slo_problem(check: SloCheck, latency: LatencySource | None, objectives: list[Objective]) -> str | None:
+    if latency is None:
+        return "an slo check needs the service's `latency` source"
+    if check.metric == "error_rate" and not latency.success_column:
+        return "error_rate needs `latency.success_column`"
+    if check.below is None and not [
+        o for o in objectives if o.metric == check.metric and (o.kind is None or o.kind == check.query_kind)
+    ]:
+        return f"no objective for {check.metric} to judge against; give `below`"
+    return None
+
+
+def _missing_query(diagnostics: Diagnostics | None, name: str) -> str | None:
     if diagnostics is None:
         return f"names diagnostic query {name}, but the service has no `diagnostics`"
     if diagnostics.query(name) is None:
@@ -189,9 +199,8 @@ def _missing_query(service: Service, name: str) -> str | None:
     return None
 
 
-def _unknown_columns(service: Service, check: DiagnosticCheck) -> str | None:
-    assert service.diagnostics is not None
-    query = service.diagnostics.query(check.query)
+def _unknown_columns(diagnostics: Diagnostics | None, check: DiagnosticCheck) -> str | None:
+    query = diagnostics.query(check.query) if diagnostics else None
     assert query is not None
     known = [column.name for column in query.columns]
     named = [*check.show, *(t.column for t in check.thresholds or [])]

@@ -117,7 +117,14 @@ class Service(_Model):
 
     @model_validator(mode="after")
     def _reports_refer_to_what_exists(self) -> Service:
-        if problem := check_reports(self):
+        if problem := check_reports(
+            self.reports,
+            probes=self.probes,
+            latency=self.latency,
+            objectives=self.objectives,
+            diagnostics=self.diagnostics,
+            runbooks=self.runbooks,
+        ):
             raise ValueError(problem)
         return self
 
