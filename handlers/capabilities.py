@@ -14,6 +14,7 @@ from bot.capabilities import Capabilities, EventDelivery, RollbackRuns
 from bot.commands import CommandRegistry
 from bot.context import BotContext
 from bot.scheduler import Job, Sweep
+from handlers.diagnostics import command as diagnostics
 from handlers.flags import command as flags
 from handlers.handoff import checklist as handoff
 from handlers.handoff import pagerduty_test as handoff_pd_test
@@ -40,6 +41,7 @@ def build_registry() -> CommandRegistry:
     registry.add(rollback.COMMAND)
     registry.add(restart.COMMAND)
     registry.add(oncall.COMMAND)
+    registry.add(diagnostics.COMMAND)
     registry.add(registry.help_command())
     for action in (
         health.RERUN,

@@ -137,9 +137,9 @@ def test_settings(manifest: dict[str, Any]) -> None:
 # --- slash commands against the registry ----------------------------------------------------------------------
 
 
-def test_exactly_the_seven_commands(manifest_commands: dict[str, dict[str, Any]]) -> None:
+def test_exactly_the_eight_commands(manifest_commands: dict[str, dict[str, Any]]) -> None:
     assert sorted(manifest_commands) == sorted(
-        ["/health", "/flag", "/latency", "/rollback", "/restart", "/oncall", "/help"]
+        ["/health", "/flag", "/latency", "/rollback", "/restart", "/oncall", "/diag", "/help"]
     )
 
 

@@ -39,9 +39,9 @@ def parse_interval(text: str) -> timedelta | None:
 
 
 def interval_text(value: timedelta) -> str:
-    """A timedelta the way a user writes it: 1h, 90m, 7d."""
+    """A timedelta the way a user writes it: 1h, 90m, 7d (days, not weeks, as the runbooks count them)."""
     seconds = int(value.total_seconds())
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"

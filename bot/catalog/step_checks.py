@@ -9,7 +9,7 @@ from collections.abc import Callable
 from bot.catalog.service import Service
 
 #: The commands a step may run. A step is a shortcut for typing: the command still parses, guards and confirms.
-STEP_COMMANDS = ("/flag", "/rollback", "/restart", "/health", "/latency", "/oncall")
+STEP_COMMANDS = ("/flag", "/rollback", "/restart", "/health", "/latency", "/oncall", "/diag")
 
 
 def check_step_command(service: Service, command: str, find: Callable[[str], Service | None]) -> str | None:
@@ -42,6 +42,13 @@ def check_step_command(service: Service, command: str, find: Callable[[str], Ser
             return f"next step `{command}` names no known service"
         if name == "/rollback" and len(args) > 1 and args[1] not in {p.name for p in other.rollback_plans}:
             return f"next step `{command}` names unknown rollback plan {args[1]} of {other.name}"
+        return None
+    if name == "/diag" and args:
+        other = target(args[0])
+        if other is None:
+            return f"next step `{command}` names unknown service {args[0]}"
+        if len(args) > 1 and (other.diagnostics is None or other.diagnostics.query(args[1]) is None):
+            return f"next step `{command}` names unknown diagnostic {args[1]} of {other.name}"
         return None
     if args and name in ("/health", "/latency") and target(args[0]) is None:
         return f"next step `{command}` names unknown service {args[0]}"

@@ -20,7 +20,7 @@ stay aligned as Slack shows `&lt;` as one character, and backticks are replaced 
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,8 +50,9 @@ def cell_text(value: object, column: ResultColumn | None = None) -> str:
             return column.format.format(value)
         except (ValueError, TypeError):
             pass  # a format that does not fit this value: show it plainly rather than fail the answer
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, datetime):  # one clock for every reader of the channel: UTC, marked Z
+        moment = value.astimezone(UTC) if value.tzinfo else value
+        return moment.strftime("%Y-%m-%d %H:%M:%S") + ("Z" if value.tzinfo else "")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -150,12 +151,14 @@ def _rows_text(count: int) -> str:
     return f"{count} row" + ("" if count == 1 else "s")
 
 
-def header_blocks(result: DiagnosticResult) -> list[dict[str, Any]]:
+def header_blocks(result: DiagnosticResult, requested_by: str | None = None) -> list[dict[str, Any]]:
     service, query = result.service, result.query
     title = f"*{query.title}* · {service.display_name} (`/diag {service.name} {query.name}`)"
     facts = [] if result.error else [_rows_text(len(result.rows)), f"{result.duration_ms:.0f} ms"]
     facts += [text] if (text := _args_text(result)) else []
     facts.append(f"runbook: {_runbook(result)}")
+    if requested_by:
+        facts.append(f"asked by <@{requested_by}>")
     return [
         {
             "type": "section",
@@ -184,9 +187,12 @@ def fallback_text(result: DiagnosticResult) -> str:
     return f"{head}: {_rows_text(len(result.rows))}" + (f", {crossed} past a threshold" if crossed else "")
 
 
-def diagnostic_blocks(result: DiagnosticResult) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and blocks for the answer; a large result shows its first rows (the CSV has all)."""
-    blocks = header_blocks(result)
+def diagnostic_blocks(
+    result: DiagnosticResult, *, requested_by: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and blocks for the answer; a large result shows its first rows (the CSV has all).
+    `requested_by` is the Slack user who asked (a scheduled check asks nobody)."""
+    blocks = header_blocks(result, requested_by)
     if result.error:
         text = f"⚠️ {mrkdwn.outside(result.error, slack_limits.SECTION_TEXT - 10)}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text}})

@@ -9,6 +9,7 @@ do: the variable to set, the catalog entry to fix (a missing table or column), t
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -29,6 +30,8 @@ APPLICATION_NAME = "mira-chatops /diag"
 MAX_ROWS = 10_000
 #: Longest text filter value: a filter is a word or a name, never a document.
 MAX_FILTER_CHARS = 200
+#: Postgres' `relation "x" does not exist` / `column "x" does not exist` (or `column t.x …`): the name it lacks.
+_MISSING_NAME = re.compile(r'(?:relation|column) "?([^"\s]+)"? does not exist')
 
 
 class ArgumentError(ValueError):
@@ -113,7 +116,9 @@ def _failure_text(
 ) -> str:
     where = f"fix {catalog_path(service, query)} in BOT_CATALOG"
     if isinstance(error, read_only_db.UndefinedObject):
-        return f"{error} in {db} — {where}"
+        named = _MISSING_NAME.search(str(error))
+        what = f"{error.kind} {named.group(1)} does not exist" if named else str(error)
+        return f"{what} in {db} — {where}"
     if isinstance(error, read_only_db.WriteRefused):
         return f"refused: the query tried to write, and diagnostics only read ({error}) — {where}"
     if isinstance(error, read_only_db.QueryTimeout) and not error.connecting:
