@@ -31,6 +31,7 @@ from bot.settings import Settings
 from bot.storage import Storage
 from integrations.flag_table import PostgresFlagTable
 from stand_ins.demo_data import seed_demo_mira_events
+from stand_ins.demo_diagnostics import seed_diagnostics
 from stand_ins.demo_events import EventFlow, install_demo_clock, seed_service_events, set_demo_clock
 from stand_ins.recording_supabase import DEFAULT_TOKEN, RecordingSupabaseServer
 
@@ -175,6 +176,7 @@ async def start_demo(storage: Storage, clock: Callable[[], datetime] | None = No
     now = clock()
     await seed_demo_mira_events(dsn, now)
     await seed_service_events(dsn, now)
+    await seed_diagnostics(dsn)  # the tables /diag reads, after the latency tables it adds columns to
     events = EventFlow(dsn, clock, since=now)
     world = DemoWorld(events)
     server = await start_server(demo_app(world))
