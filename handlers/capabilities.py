@@ -26,6 +26,7 @@ from handlers.incidents.model import RetryLater
 from handlers.latency import command as latency
 from handlers.next_steps import action as next_steps
 from handlers.oncall import command as oncall
+from handlers.reports import schedule as reports
 from handlers.rollback import command as rollback
 from handlers.rollback import restart, runner_store
 from handlers.rollback import run as rollback_run
@@ -60,7 +61,7 @@ def build_registry() -> CommandRegistry:
 
 def scheduled_jobs(bot: BotContext) -> list[Job]:
     """Every timed job of every capability; the scheduler runs each slot once across replicas."""
-    return [health.retention_job(bot), *handoff.jobs(bot)]
+    return [health.retention_job(bot), *handoff.jobs(bot), *reports.jobs(bot)]
 
 
 def scheduled_sweeps(bot: BotContext) -> list[Sweep]:
@@ -69,7 +70,10 @@ def scheduled_sweeps(bot: BotContext) -> list[Sweep]:
     async def pagerduty_tests(now: datetime) -> int:
         return await handoff_pd_test.sweep(bot, now)
 
-    return [("handoff.pagerduty_tests", pagerduty_tests)]
+    async def unfinished_reports(now: datetime) -> int:
+        return await reports.finish_unfinished(bot, now)
+
+    return [("handoff.pagerduty_tests", pagerduty_tests), ("reports.unfinished", unfinished_reports)]
 
 
 async def _deliver(bot: BotContext, body: bytes, now: datetime) -> None:

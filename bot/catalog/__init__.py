@@ -203,11 +203,11 @@ def _location(loc: tuple[Any, ...], data: Any) -> str:
             node = node[item] if isinstance(node, list) and item < len(node) else None
         else:
             if (
-                item in ("http", "postgres", "redis", "tcp")
+                item in ("http", "postgres", "redis", "tcp", "health", "slo", "diagnostic")
                 and isinstance(node, dict)
                 and node.get("kind") == item
             ):
-                continue  # the discriminator tag pydantic adds is not a path in the file
+                continue  # the discriminator tag pydantic adds (probes, report checks) is not a path in the file
             parts.append(f".{item}" if parts else str(item))
             node = node.get(item) if isinstance(node, dict) else None
     return "".join(parts) or "(top level)"

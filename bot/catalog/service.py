@@ -1,4 +1,5 @@
-"""A service: its owners, channels, runbook, probes, flags, objectives, plans and escalation path."""
+"""A service: its owners, channels, runbook, probes, flags, objectives, plans, escalation path and scheduled
+checks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bot.catalog.flags import Flag, FlagStore, Preset, Rollout
 from bot.catalog.next_steps import NextStep, NextSteps, check_step_runbook, runbook_of
 from bot.catalog.operations import LatencySource, Objective, RollbackPlan
 from bot.catalog.probes import Probe
+from bot.catalog.reports import Report, check_reports
 
 # --- escalation and on-call ---------------------------------------------------------------------------------
 
@@ -71,6 +73,7 @@ class Service(_Model):
     next_steps: NextSteps = Field(default_factory=NextSteps)
     postmortem: PostMortem | None = None
     diagnostics: Diagnostics | None = None
+    reports: list[Report] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -110,6 +113,19 @@ class Service(_Model):
         for next_step in self.next_steps.all():
             if next_step.runbook is not None and (problem := check_step_runbook(self.runbooks, next_step)):
                 raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _reports_refer_to_what_exists(self) -> Service:
+        if problem := check_reports(
+            self.reports,
+            probes=self.probes,
+            latency=self.latency,
+            objectives=self.objectives,
+            diagnostics=self.diagnostics,
+            runbooks=self.runbooks,
+        ):
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
