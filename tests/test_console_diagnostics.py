@@ -4,7 +4,9 @@ seeded database (stand_ins/demo_diagnostics.py), as the runbook tours are (tests
 
 Each script line is one step; the test checks, step by step and in order, what that step put in Slack: the rows,
 the thresholds crossed with their next-step buttons, a pressed button doing what the runbook says, the large
-result going to a CSV in the thread, the answer when pg_stat_statements is not there. No durations or times are
+result going to a CSV in the thread, the answer when pg_stat_statements is not there, and the two FA checks the
+scheduler posts when the clock passes their slots (whatever the weekday the test starts on: Sunday 06:00 first, then
+the 09:00 after it). No durations or times are
 matched: the seed is relative to the demo database's `now()`, so the rows are the same whenever it runs.
 """
 
@@ -121,7 +123,12 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ("/diag ai-assistant knowledge-documents", ["10 rows · ", "kd-0013", "kd-0004"], ["kd-0003"]),
     (
         "/diag ai-assistant slow-statements contains=ai_",
-        ["(needs the pg_stat_statements extension)", "contains ai_", "⚠️ ", "CREATE EXTENSION pg_stat_statements"],
+        [
+            "(needs the pg_stat_statements extension)",
+            "contains ai_",
+            "⚠️ ",
+            "CREATE EXTENSION pg_stat_statements",
+        ],
         ["Traceback"],
     ),
     ("/diag fa-ai-system", ["• `last-batch` — The last batch run against the acceptable ranges"], []),
@@ -137,13 +144,48 @@ STEPS: list[tuple[str, list[str], list[str]]] = [
     ),
     ("press 5.1", ["`/flag set BATCH_MAX_CONCURRENCY 150`", "BATCH_MAX_CONCURRENCY 100 → 150"], []),
     ("/diag fa-ai-system failed-fact-checks", ["10 rows · ", "NVDA    failed"], ["PFE", "GOOGL"]),
-    ("/diag fa-ai-system slow-statements", ["⚠️ ", "pg_stat_statements is not enabled", "FA_DATABASE_URL"], []),
+    (
+        "/diag fa-ai-system slow-statements",
+        ["⚠️ ", "pg_stat_statements is not enabled", "FA_DATABASE_URL"],
+        [],
+    ),
     (
         "/diag fa-ai-system unused-indexes table=stock_summaries",
         ["table stock_summaries", "stock_summaries_ticker_idx"],
         ["mira_events"],
     ),
     ("/diag fa-ai-system last-bach", ["Did you mean `/diag fa-ai-system last-batch`?"], []),
+    (
+        "clock sunday 06:00",
+        [
+            "#fa-ai-system-alerts · Mira Bot",
+            "FA weekly batch verification — ❌ 1 of 1 checks failed (FA AI System)",
+            "❌ Last batch run — success_pct 93.0, cost_per_stock 0.372, duration_hours 3.60, hours_ago ",
+            "Raise batch concurrency to 150",
+            "§ Weekly Batch Processing (Sunday 2 AM)",
+            "#fa-ai-system-alerts · thread · Mira Bot",
+            "Summaries rejected by the fact check",
+            "NVDA",
+        ],
+        ["FA morning health check", "#mira-copilot-alerts · Mira Bot"],
+    ),
+    ("break fa", ["health checks now answer 503"], []),
+    (
+        "clock 09:00",
+        [
+            "#fa-ai-system-alerts · Mira Bot",
+            "FA morning health check — ❌",
+            "❌ Health — health down: HTTP 503",
+            "Roll back (blue-green)",
+            "Error rate (24h)",
+            "P95 latency (24h)",
+            "❌ Yesterday's batch — success_pct 93.0",
+            "Action if failed: See Incident Response",
+            "§ Morning Health Check (Daily 9 AM)",
+        ],
+        ["FA weekly batch verification", "#mira-copilot-alerts · Mira Bot"],
+    ),
+    ("mend fa", ["healthy again"], []),
 ]
 
 

@@ -84,6 +84,7 @@ def test_fa_last_batch_has_the_columns_and_ranges_the_checks_read() -> None:
         "success_pct",
         "cost_per_stock",
         "duration_hours",
+        "hours_ago",
     ]
     assert {(t.column, t.above, t.below) for t in last_batch.thresholds} == {
         ("success_pct", None, 95),
@@ -196,7 +197,7 @@ async def test_the_seed_crosses_the_runbooks_thresholds(bot: BotUnderTest, demo_
     assert count.rows[0][0] == 13 and count.crossed == []
     assert len((await _run(bot, catalog, "ai-assistant", "knowledge-documents")).rows) == 10
     batch = await _run(bot, catalog, "fa-ai-system", "last-batch")
-    assert batch.rows[0][2:] == (1000, 930, 70, 93.0, 0.372, 3.6)
+    assert batch.rows[0][2:8] == (1000, 930, 70, 93.0, 0.372, 3.6)
     assert crossed(batch) == {("success_pct", "critical")}
     facts = await _run(bot, catalog, "fa-ai-system", "failed-fact-checks")
     assert len(facts.rows) == 10 and {row[1] for row in facts.rows} == {"failed"}

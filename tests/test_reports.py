@@ -95,6 +95,7 @@ async def seed(
     latency_ms: float = 900.0,
     batch: tuple[int, int, float, float] | None = (1000, 1000, 385.0, 3.5),
     failed_checks: list[tuple[str, str]] | None = None,
+    batch_started_hours_ago: float = 8.0,
 ) -> None:
     """FA's last day in the database's own time (its now(), as the runbook's queries read it): `events` queries
     with `errors` failed, the last batch (`total`, `succeeded`, `cost`, `hours`), rejected summaries."""
@@ -108,9 +109,17 @@ async def seed(
             total, succeeded, cost, hours = batch
             await conn.execute(
                 """INSERT INTO batch_runs (started_at, finished_at, total_stocks, successful, failed, total_cost)
-                   VALUES (now() - interval '8 hours', now() - interval '8 hours' + %s * interval '1 hour',
+                   VALUES (now() - %s * interval '1 hour', now() - %s * interval '1 hour' + %s * interval '1 hour',
                            %s, %s, %s, %s)""",
-                (hours, total, succeeded, total - succeeded, cost),
+                (
+                    batch_started_hours_ago,
+                    batch_started_hours_ago,
+                    hours,
+                    total,
+                    succeeded,
+                    total - succeeded,
+                    cost,
+                ),
             )
         for ticker, details in failed_checks or []:
             await conn.execute(
@@ -245,10 +254,10 @@ async def test_a_weekly_batch_miss_opens_the_thread_with_the_failed_fact_checks(
     assert post.text.startswith(":x: FA weekly batch verification: 1 of 1 checks failed (Last batch run)")
     [line] = lines(post.blocks)
     assert line.startswith(
-        ":x: *Last batch run* — success_pct 90.0, cost_per_stock 0.450, duration_hours 4.50, started_at "
+        ":x: *Last batch run* — success_pct 90.0, cost_per_stock 0.450, duration_hours 4.50, hours_ago 8.0, started_at "
     )
     assert line.endswith(
-        " UTC, total 1000 (limit: success_pct ≥ 95, cost_per_stock ≤ 0.4, duration_hours ≤ 4)"
+        " UTC, total 1000 (limit: success_pct ≥ 95, cost_per_stock ≤ 0.4, duration_hours ≤ 4, hours_ago ≤ 24)"
     )
     # The last-batch query's own next steps (FA Common Issues) under the failing line.
     assert ("Raise batch concurrency to 150", "/flag set BATCH_MAX_CONCURRENCY 150") in buttons(post.blocks)
@@ -282,6 +291,18 @@ async def test_a_weekly_batch_within_the_ranges_is_one_line_and_no_thread(
     assert post.text.startswith(":white_check_mark: *FA weekly batch verification*: all 1 checks passed · ")
     assert "success_pct 99.0, cost_per_stock 0.385, duration_hours 3.50" in post.text
     assert thread(bot.slack, post) == []
+
+
+async def test_last_weeks_run_fails_the_weekly_check(bot: BotUnderTest, fa_db: str) -> None:
+    """Figures within the ranges, but from a run that started a week ago: this Sunday's batch did not start."""
+    await seed(fa_db, batch=(1000, 990, 385.0, 3.5), batch_started_hours_ago=7 * 24 + 4)
+    await run_at(bot, SUNDAY + timedelta(seconds=5))
+    [post] = reports(bot.slack)
+    [line] = lines(post.blocks)
+    assert line.startswith(
+        ":x: *Last batch run* — success_pct 99.0, cost_per_stock 0.385, duration_hours 3.50, hours_ago 172.0, "
+    ), line
+    assert line.endswith("hours_ago ≤ 24)"), line
 
 
 async def test_no_batch_at_all_fails_the_weekly_check(bot: BotUnderTest, fa_db: str) -> None:

@@ -57,7 +57,14 @@ def test_the_bundled_fa_reports_are_the_runbooks_daily_and_weekly_checks() -> No
     assert (weekly.name, weekly.cron, weekly.enabled) == ("weekly-batch", "0 6 * * 0", True)
     assert weekly.runbook.section == "Weekly Batch Processing (Sunday 2 AM)"
     [last_batch] = weekly.checks
-    assert isinstance(last_batch, DiagnosticCheck) and last_batch.thresholds is None  # the query's own ranges
+    # The runbook's Acceptable Ranges (the query's own thresholds), and the run must be this week's.
+    assert isinstance(last_batch, DiagnosticCheck) and last_batch.thresholds is not None
+    assert [(t.column, t.above, t.below) for t in last_batch.thresholds] == [
+        ("success_pct", None, 95),
+        ("cost_per_stock", 0.40, None),
+        ("duration_hours", 4, None),
+        ("hours_ago", 24, None),
+    ]
     assert weekly.on_failure_thread == ["failed-fact-checks"]
 
 

@@ -264,8 +264,22 @@ def jobs(bot: BotContext) -> list[Job]:
     for service in bot.catalog.services:
         for report in (r for r in service.reports if r.enabled):
 
-            async def run(slot: datetime, service: Service = service, report: Report = report) -> None:
-                await run_slot(bot, service, report, slot)
+            async def run(
+                slot: datetime, service_name: str = service.name, report_name: str = report.name
+            ) -> None:
+                # Read the catalog when the slot runs, not when the job was built: a reloaded catalog (the
+                # console's demo environment, an operator's edit) is the one whose DSNs and channels apply.
+                current = bot.catalog.find(service_name)
+                wanted = (
+                    next((r for r in current.reports if r.name == report_name), None) if current else None
+                )
+                if current is None or wanted is None or not wanted.enabled:
+                    log.warning(
+                        "scheduled check no longer in the catalog",
+                        extra={"service": service_name, "report": report_name},
+                    )
+                    return
+                await run_slot(bot, current, wanted, slot)
 
             found.append(
                 Job(
