@@ -63,8 +63,10 @@ class Runtime:
         self.delivery.start()
         self.rollbacks.start()
         if self.listener is None:
+            conninfo = self.bot.storage.pool.conninfo
+            assert isinstance(conninfo, str)  # open_storage gives the pool the URL itself
             self.listener = WakeListener(
-                self.bot.storage.pool.conninfo,
+                conninfo,
                 {self.delivery.name: self.delivery, self.rollbacks.name: self.rollbacks},
             )
         self.listener.start()
