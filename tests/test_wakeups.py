@@ -110,3 +110,23 @@ async def test_a_notify_for_another_worker_or_another_schema_wakes_nobody_here(
         await listener.stop()
         await marker.stop()
     assert worker.passes == 3
+
+
+async def test_a_wake_up_that_arrives_during_a_pass_runs_the_next_pass_at_once() -> None:
+    """A webhook stored while the delivery pass runs (after its claim) wakes the worker mid-pass: that wake-up
+    must not be lost with the pass, or the event waits a whole poll (issue 16: webhook → Slack p99)."""
+
+    class WokenMidPass(CountingWorker):
+        async def run_pass(self) -> bool:
+            if self.passes == 1:
+                self.wake()  # the webhook arrives while this (second) pass runs
+            return await super().run_pass()
+
+    worker = WokenMidPass()
+    worker.start()
+    try:
+        await worker.wait_for_passes(1)
+        worker.wake()
+        await worker.wait_for_passes(3)  # the second pass, then the one its mid-pass wake-up asked for
+    finally:
+        await worker.stop()
