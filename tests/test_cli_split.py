@@ -45,7 +45,9 @@ def _counted(metrics: httpx.Response, sample: str) -> float:
 def test_help_shows_the_web_only_and_worker_modes() -> None:
     overview = subprocess.run([*MIRA_BOT, "--help"], capture_output=True, text=True, check=True).stdout
     assert "worker" in overview.split("positional arguments:")[1].split("options:")[0]
-    assert "the background workers (PagerDuty delivery, scheduler, rollback steps)" in " ".join(overview.split())
+    assert "the background workers (PagerDuty delivery, scheduler, rollback steps)" in " ".join(
+        overview.split()
+    )
     serve = subprocess.run([*MIRA_BOT, "serve", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--web-only" in serve
     assert "run in `mira-bot worker` processes" in " ".join(serve.split())

@@ -84,7 +84,9 @@ async def test_sigterm_to_a_split_web_and_worker_finishes_their_work_and_the_nex
             assert await web.webhook(event.body) == 202
         await world.slack.wait_held(1, timeout=30)
         assert (await web.command(world.slack, "/health", "mira-copilot")).status_code == 200
-        await asyncio.wait_for(probe_arrived.wait(), timeout=30)  # the command's work is in flight, on the web
+        await asyncio.wait_for(
+            probe_arrived.wait(), timeout=30
+        )  # the command's work is in flight, on the web
 
         assert await worker.terminate(within=30) == 0
         stopping = asyncio.create_task(web.terminate(within=30))
