@@ -74,7 +74,7 @@ async def worker(settings: Settings) -> int:
     SIGINT/SIGTERM, with no Slack or PagerDuty route: only /healthz, /readyz and /metrics on HOST:PORT, so the
     same probes and scrape config serve every process. SIGTERM stops them as `serve` does: a delivery pass in
     flight is cut and its claims lapse to the next worker, a rollback step gets its grace, then its lease is
-    handed on, and post-ack work drains."""
+    handed on."""
     from bot.runtime import start_runtime
     from bot.server import build_probe_app
 

@@ -99,8 +99,9 @@ class WakeListener:
         self.conninfo = conninfo
         self.workers = dict(workers)
         self._task: asyncio.Task[None] | None = None
-        #: Set once the listener is listening (tests and start-up logs wait for it).
+        #: Set while the listener is listening; `backend_pid` is its connection's server process then.
         self.listening = asyncio.Event()
+        self.backend_pid: int | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -124,7 +125,10 @@ class WakeListener:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                    self.conninfo,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT,
+                    application_name="mira-bot wake-up listener",
                 )
             except (psycopg.Error, OSError) as exc:
                 if not failing:
@@ -156,6 +160,7 @@ class WakeListener:
         cursor = await conn.execute("SELECT current_schema()")
         row = await cursor.fetchone()
         prefix = f"{row[0] if row else ''} "
+        self.backend_pid = conn.info.backend_pid
         self.listening.set()
         log.info("listening for wake-ups", extra={"workers": sorted(self.workers)})
         self._wake_all()  # whatever was stored while nobody listened

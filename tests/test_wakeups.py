@@ -130,3 +130,27 @@ async def test_a_wake_up_that_arrives_during_a_pass_runs_the_next_pass_at_once()
         await worker.wait_for_passes(3)  # the second pass, then the one its mid-pass wake-up asked for
     finally:
         await worker.stop()
+
+
+async def test_a_listener_whose_connection_is_cut_reconnects_and_wakes_every_worker(
+    storage: Storage, worker: CountingWorker, database_url: str
+) -> None:
+    """Postgres restarting (or a proxy cutting idle connections) ends the LISTEN: the listener connects again,
+    wakes every worker once for what was stored meanwhile, and goes on waking them."""
+    listener = WakeListener(database_url, {worker.name: worker})
+    listener.start()
+    try:
+        async with asyncio.timeout(30):
+            await listener.listening.wait()
+        await worker.wait_for_passes(2)
+        cut = listener.backend_pid
+        async with storage.autocommit() as conn:
+            await conn.execute("SELECT pg_terminate_backend(%s)", (cut,))
+        await worker.wait_for_passes(3)  # the reconnect's wake-up
+        async with asyncio.timeout(30):
+            await listener.listening.wait()
+        assert listener.backend_pid != cut
+        WakeNotifier(storage, worker.name)()
+        await worker.wait_for_passes(4)
+    finally:
+        await listener.stop()
