@@ -5,6 +5,11 @@
 #              -e DATABASE_URL=postgresql://… -e REDIS_URL=redis://… mira-bot
 # Needs BuildKit (the default builder since Docker 23) for the RUN --mount below.
 # SIGTERM stops it gracefully (post-ack work drains, embedded servers stop), with or without --init/tini.
+# The default command, `serve`, runs everything in one container. To scale the two sides apart, run the same
+# image as `mira-bot serve --web-only` (behind the load balancer, Slack's and PagerDuty's URLs) and as
+# `mira-bot worker` (delivery, scheduler, rollback steps; no Slack route), with the same environment:
+#   docker run … mira-bot serve --web-only        docker run … mira-bot worker
+# Both answer the HEALTHCHECK below on PORT; a worker serves only /healthz, /readyz and /metrics.
 
 # --- builder: the project and every dependency as wheels in /wheels ---------------------------------------------
 FROM python:3.11-slim AS builder

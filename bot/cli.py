@@ -1,5 +1,9 @@
 """`mira-bot`: serve Slack, or chat with the bot locally.
 
+`serve` runs everything in one process. For scale, `serve --web-only` runs the HTTP side alone and `worker` the
+background workers alone, as many of each as needed, coordinated only through Postgres and Redis
+(docs/RELIABILITY.md, "Web and worker processes apart").
+
 With no subcommand the bot picks for you: the server when SLACK_BOT_TOKEN is set, the console otherwise, so the
 README's one command works on a fresh clone and in production alike. The console is the demo (local stand-ins for
 the four services) unless a setting points it at a real service (`*_BASE_URL`, `*_DATABASE_URL`, `SUPABASE_*`,
@@ -16,6 +20,7 @@ import gc
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.capabilities import CapabilitiesMissing
 from bot.catalog import CatalogError, load_catalog
@@ -24,21 +29,21 @@ from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 from bot.storage import StorageUnavailable
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
 log = logging.getLogger("mira-bot")
 
 
-async def serve(settings: Settings) -> int:
-    """Run the HTTP server (and Socket Mode when SLACK_APP_TOKEN is set) until SIGINT/SIGTERM."""
+async def serve(settings: Settings, *, web_only: bool = False) -> int:
+    """Run the HTTP server (and Socket Mode when SLACK_APP_TOKEN is set) until SIGINT/SIGTERM: with every
+    background worker in this process, or none (`web_only`: they run in `mira-bot worker` processes)."""
     from bot.runtime import start_runtime
-    from bot.server import BotServer, uvicorn_config
 
-    runtime = await start_runtime(settings)
-    runtime.start_background()
-    # What start-up loaded (libraries, the catalog, the registry) lives as long as the process: freeze it out of
-    # the cyclic GC. Otherwise every full collection walks those ~100,000 objects, about 50 ms on the benchmark
-    # machine, stalling every request in flight (docs/PERFORMANCE.md, "ack").
-    gc.collect()
-    gc.freeze()
+    runtime = await start_runtime(settings, web_only=web_only)
+    if not web_only:
+        runtime.start_background()
+    _freeze_startup_objects()
     socket_mode = None
     if settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -46,14 +51,17 @@ async def serve(settings: Settings) -> int:
         socket_mode = AsyncSocketModeHandler(runtime.bolt, settings.slack_app_token.get_secret_value())
         await socket_mode.connect_async()
         log.info("Socket Mode connected")
-    config = uvicorn_config(runtime.http_app, settings.host, settings.port)
-    server = BotServer(config)
     log.info(
         "serving",
-        extra={"host": settings.host, "port": settings.port, "socket_mode": socket_mode is not None},
+        extra={
+            "host": settings.host,
+            "port": settings.port,
+            "socket_mode": socket_mode is not None,
+            "role": "web" if web_only else "all-in-one",
+        },
     )
     try:
-        await server.serve()
+        await _serve_http(runtime.http_app, settings)
     finally:
         if socket_mode is not None:
             await socket_mode.close_async()
@@ -61,10 +69,59 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
+async def worker(settings: Settings) -> int:
+    """Run the background workers (PagerDuty delivery, the scheduler and its sweeps, rollback steps) until
+    SIGINT/SIGTERM, with no Slack or PagerDuty route: only /healthz, /readyz and /metrics on HOST:PORT, so the
+    same probes and scrape config serve every process. SIGTERM stops them as `serve` does: a delivery pass in
+    flight is cut and its claims lapse to the next worker, a rollback step gets its grace, then its lease is
+    handed on."""
+    from bot.runtime import start_runtime
+    from bot.server import build_probe_app
+
+    runtime = await start_runtime(settings)
+    runtime.start_background()
+    _freeze_startup_objects()
+    log.info("working", extra={"host": settings.host, "port": settings.port, "role": "worker"})
+    try:
+        await _serve_http(build_probe_app(runtime.bot.storage), settings)
+    finally:
+        await runtime.close()
+    return 0
+
+
+def _freeze_startup_objects() -> None:
+    """What start-up loaded (libraries, the catalog, the registry) lives as long as the process: freeze it out of
+    the cyclic GC. Otherwise every full collection walks those ~100,000 objects, about 50 ms on the benchmark
+    machine, stalling every request in flight (docs/PERFORMANCE.md, "ack")."""
+    gc.collect()
+    gc.freeze()
+
+
+async def _serve_http(app: ASGIApp, settings: Settings) -> None:
+    """uvicorn on HOST:PORT until SIGINT/SIGTERM, which it turns into a graceful stop (bot/server.py)."""
+    from bot.server import BotServer, uvicorn_config
+
+    await BotServer(uvicorn_config(app, settings.host, settings.port)).serve()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mira-bot", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="serve Slack over HTTP (and Socket Mode when SLACK_APP_TOKEN is set)")
+    serve_parser = sub.add_parser(
+        "serve",
+        help="serve Slack over HTTP (and Socket Mode when SLACK_APP_TOKEN is set), with the background workers",
+    )
+    serve_parser.add_argument(
+        "--web-only",
+        action="store_true",
+        help="only the HTTP side (Slack requests, PagerDuty webhooks stored, /healthz /readyz /metrics); "
+        "delivery, the scheduler and rollback steps run in `mira-bot worker` processes",
+    )
+    sub.add_parser(
+        "worker",
+        help="the background workers (PagerDuty delivery, scheduler, rollback steps) for `serve --web-only`; "
+        "serves only /healthz /readyz /metrics on HOST:PORT",
+    )
     console = sub.add_parser("console", help="chat with the bot in this terminal; no Slack workspace needed")
     console.add_argument("--script", type=Path, help="run the lines of FILE and print the transcript")
     demo = console.add_mutually_exclusive_group()
@@ -102,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if command == "serve":
             settings.require_slack()
-            return asyncio.run(serve(settings))
+            return asyncio.run(serve(settings, web_only=bool(getattr(args, "web_only", False))))
+        if command == "worker":
+            settings.require_slack()
+            return asyncio.run(worker(settings))
         try:
             # The one import of stand_ins/ from bot/ (tests/test_architecture.py allows exactly this): the console
             # lives with the recording servers, which a production install does not ship.

@@ -3,7 +3,12 @@
 `serve`, the console and the tests all start the bot through `start_runtime`, so they exercise the same wiring.
 The capabilities (commands, jobs and worker hooks) are passed in or discovered from the installed entry point
 (bot/capabilities.py); the platform never imports them. The scheduler and the workers are built here but started
-by `serve` and the console; tests drive them with an injected clock.
+by `serve`, `worker` and the console; tests drive them with an injected clock.
+
+A runtime is built the same way for every role; the role decides what is started. `serve` starts everything
+(`start_background`). `serve --web-only` (`web_only=True`) starts no worker: its webhook route wakes the workers
+of other processes through Postgres NOTIFY (bot/wakeups.py) instead of the in-process event. `worker` starts the
+background workers and their LISTEN (and serves only the probes, bot/server.py::build_probe_app).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from bot.server import build_http_app
 from bot.settings import Settings
 from bot.slack_budget import ChannelBudget
 from bot.storage import open_storage
+from bot.wakeups import WakeListener, WakeNotifier
 from integrations.pagerduty import PagerDutyClient
 from integrations.slack import build_slack_client, close_slack_client
 
@@ -45,17 +51,33 @@ class Runtime:
     scheduler: Scheduler
     delivery: DeliveryWorker
     rollbacks: RollbackWorker
+    #: Wakes the workers of other processes after a webhook is stored (None: this process's own worker is woken).
+    notifier: WakeNotifier | None = None
+    listener: WakeListener | None = None
 
     def start_background(self) -> None:
-        """The scheduler, the PagerDuty delivery worker and the rollback worker: started by `serve` and the
-        console, driven by hand (with an injected clock) in tests."""
+        """The scheduler, the PagerDuty delivery worker and the rollback worker, and the LISTEN that wakes them
+        when a web process stored work: started by `serve` (all in one), `worker` and the console, driven by
+        hand (with an injected clock) in tests. Never by `serve --web-only`."""
         self.scheduler.start()
         self.delivery.start()
         self.rollbacks.start()
+        if self.listener is None:
+            conninfo = self.bot.storage.pool.conninfo
+            assert isinstance(conninfo, str)  # open_storage gives the pool the URL itself
+            self.listener = WakeListener(
+                conninfo,
+                {self.delivery.name: self.delivery, self.rollbacks.name: self.rollbacks},
+            )
+        self.listener.start()
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Let post-ack work finish (graceful shutdown), then release clients and storage. Undelivered events
-        stay in the outbox for the next start."""
+        stay in the outbox for the next start; a rollback step in flight gets its grace, then its lease is
+        handed on (bot/rollback_worker.py). Each worker stops whether or not it was started, so every role
+        closes the same way."""
+        if self.listener is not None:
+            await self.listener.stop()
         await self.scheduler.stop()
         await self.delivery.stop()
         await self.rollbacks.stop()
@@ -68,6 +90,8 @@ class Runtime:
             log.warning(
                 "post-ack work still running at shutdown", extra={"active": self.bot.background.active}
             )
+        if self.notifier is not None:
+            await self.notifier.close()
         await self.bot.http.aclose()
         await close_slack_client(self.bot.slack)
         await close_slack_client(self.bot.slack_unretried)
@@ -77,8 +101,14 @@ class Runtime:
 
 
 async def start_runtime(
-    settings: Settings, catalog: Catalog | None = None, capabilities: Capabilities | None = None
+    settings: Settings,
+    catalog: Catalog | None = None,
+    capabilities: Capabilities | None = None,
+    *,
+    web_only: bool = False,
 ) -> Runtime:
+    """`web_only`: this process runs no worker (`serve --web-only`), so a stored webhook wakes the workers of
+    other processes (NOTIFY) rather than this one's."""
     settings.require_slack()
     assert settings.slack_bot_token is not None
     if capabilities is None:
@@ -127,12 +157,14 @@ async def start_runtime(
     for name, sweep in capabilities.sweeps(bot):
         scheduler.add_sweep(name, sweep)
     delivery = DeliveryWorker(bot, capabilities.delivery, clock=lambda: bot.clock())
+    notifier = WakeNotifier(storage, delivery.name) if web_only else None
     return Runtime(
         bot=bot,
         registry=registry,
         bolt=bolt,
-        http_app=build_http_app(bolt, bot, delivery.wake),
+        http_app=build_http_app(bolt, bot, notifier or delivery.wake),
         scheduler=scheduler,
         delivery=delivery,
         rollbacks=RollbackWorker(bot, capabilities.rollbacks),
+        notifier=notifier,
     )

@@ -34,6 +34,7 @@ from bot import slack_replays
 from bot.context import BotContext
 from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, WebhookStore, ingest
 from bot.signing import verify_slack_request
+from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -177,27 +178,44 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
     async def pagerduty_webhook(request: Request) -> Response:
         return await ingest(request, bot, webhooks, on_webhook_stored)
 
+    app = Starlette(
+        routes=[
+            Route("/slack/events", counted("/slack/events", slack_events), methods=["POST"]),
+            Route("/pagerduty/webhook", counted("/pagerduty/webhook", pagerduty_webhook), methods=["POST"]),
+            *_probe_routes(storage),
+        ]
+    )
+    return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT, "/pagerduty/webhook": PAGERDUTY_BODY_LIMIT})
+
+
+def _probe_routes(storage: Storage) -> list[Route]:
+    """/healthz, /readyz and /metrics: the same in every process, so one liveness probe, readiness probe and
+    scrape config serve `serve`, `serve --web-only` and `worker` alike."""
+
     async def healthz(request: Request) -> Response:
+        REQUESTS.labels("/healthz", "200").inc()
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
         checks = await storage.ready()
         ready = all(value == "ok" for value in checks.values())
+        REQUESTS.labels("/readyz", "200" if ready else "503").inc()
         return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    app = Starlette(
-        routes=[
-            Route("/slack/events", counted("/slack/events", slack_events), methods=["POST"]),
-            Route("/pagerduty/webhook", counted("/pagerduty/webhook", pagerduty_webhook), methods=["POST"]),
-            Route("/healthz", counted("/healthz", healthz), methods=["GET"]),
-            Route("/readyz", counted("/readyz", readyz), methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ]
-    )
-    return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT, "/pagerduty/webhook": PAGERDUTY_BODY_LIMIT})
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def build_probe_app(storage: Storage) -> ASGIApp:
+    """The HTTP side of `mira-bot worker`: only the probes and the metrics, no Slack or PagerDuty route (a
+    request for one is a 404, so a load balancer pointed at a worker by mistake fails loudly)."""
+    return Starlette(routes=_probe_routes(storage))
 
 
 class BotServer(uvicorn.Server):

@@ -58,6 +58,9 @@ class Worker:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             self._idle.clear()
+            # Cleared before the pass, not after it: a wake-up that arrives while the pass runs (a webhook
+            # stored after this pass claimed its batch) must run the next pass at once, not wait out the poll.
+            self._wake.clear()
             try:
                 again = await self.run_pass()
             except Exception:
@@ -67,7 +70,6 @@ class Worker:
                 self._idle.set()
             if again:
                 continue
-            self._wake.clear()
             wake = asyncio.ensure_future(self._wake.wait())
             stopping = asyncio.ensure_future(self._stopping.wait())
             try:

@@ -10,7 +10,8 @@ breaks something, and asserts on what reached Slack and PagerDuty and on the dat
 Extension points, for cases that need features built elsewhere:
 - `FaultWorld.start_bot(name, **settings)` takes any setting as an environment override (e.g. a catalog file
   with `BOT_CATALOG`, `BOT_ADMINS`, `SCHEDULER_TICK_SECONDS`), so a rollback or handoff case starts replicas
-  configured for it;
+  configured for it; `args=WEB_ONLY` / `args=WORKER` start the two halves of the split (`serve --web-only`,
+  `worker`) instead of an all-in-one `serve`;
 - `FaultWorld.write_catalog(text)` writes a catalog (owners, rollback plans, a handoff schedule) for
   `BOT_CATALOG`;
 - `FaultWorld.sql` reads any table (rollback runs, handoff posts) to assert "once";
@@ -77,10 +78,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def mira_bot_command() -> list[str]:
+#: The commands a process can run: all in one (the default), the HTTP side alone, the background workers alone.
+SERVE = ("serve",)
+WEB_ONLY = ("serve", "--web-only")
+WORKER = ("worker",)
+
+
+def mira_bot_command(args: tuple[str, ...] = SERVE) -> list[str]:
     """The installed console script (what the Dockerfile runs), else the same entry point through -m."""
     script = Path(sys.executable).with_name("mira-bot")
-    return [str(script), "serve"] if script.exists() else [sys.executable, "-m", "bot.cli", "serve"]
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "bot.cli", *args]
 
 
 def signed_webhook(body: bytes, webhook_id: str | None = None) -> dict[str, str]:
@@ -95,12 +102,14 @@ def signed_webhook(body: bytes, webhook_id: str | None = None) -> dict[str, str]
 
 @dataclass
 class BotProcess:
-    """One `mira-bot serve` process: start, SIGKILL, SIGTERM, restart; signed requests to it."""
+    """One `mira-bot serve` process (or `serve --web-only`, or `worker`, by `args`): start, SIGKILL, SIGTERM,
+    restart; signed requests to it. A worker answers only /healthz, /readyz and /metrics."""
 
     name: str
     env: dict[str, str]
     log_path: Path
     cwd: Path
+    args: tuple[str, ...] = SERVE
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
     http: httpx.AsyncClient = field(init=False)
@@ -133,7 +142,7 @@ class BotProcess:
         log_file = self.log_path.open("ab")
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *mira_bot_command(),
+                *mira_bot_command(self.args),
                 env=self.env,
                 cwd=self.cwd,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -266,12 +275,15 @@ class FaultWorld:
         env.update({key.upper(): str(value) for key, value in overrides.items()})
         return env
 
-    async def start_bot(self, name: str = "bot", **settings: str | float | int) -> BotProcess:
-        """Start a `mira-bot serve` replica named `name` with these settings on top of the world's."""
+    async def start_bot(
+        self, name: str = "bot", *, args: tuple[str, ...] = SERVE, **settings: str | float | int
+    ) -> BotProcess:
+        """Start a `mira-bot serve` replica named `name` with these settings on top of the world's; `args`
+        WEB_ONLY or WORKER starts one half of the split instead."""
         env = self.settings_env(**settings)
         env.setdefault("PORT", str(free_port()))
         env.setdefault("STATE_DIR", str(self.tmp / f"state-{name}"))
-        bot = BotProcess(name=name, env=env, log_path=self.tmp / f"{name}.log", cwd=self.tmp)
+        bot = BotProcess(name=name, env=env, log_path=self.tmp / f"{name}.log", cwd=self.tmp, args=args)
         self.bots.append(bot)
         await bot.start()
         return bot

@@ -1,7 +1,9 @@
 """Two replicas behind one Postgres and one Redis: webhooks and clicks spread across both, effects once.
 
-The `replicas` fixture starts two `mira-bot serve` processes on the same database and Redis; `both` sends one
-request to each at the same moment (a redelivery or a Slack retry landing on the other replica, a double click
+The `replicas` fixture starts two `mira-bot serve` processes on the same database and Redis — or, split, two
+`mira-bot serve --web-only` processes taking the requests and two `mira-bot worker` processes doing the delivery,
+coordinated only through Postgres and Redis as an operator scaling them apart would run them; every test here
+runs both ways, unchanged. `both` sends one request to each (web) replica at the same moment (a redelivery or a Slack retry landing on the other replica, a double click
 served by two processes). Cases for other once-only effects — one rollback run per confirmation, one weekly
 handoff post — start from the same fixture: confirm through `both(...)` and count the runs or posts with
 `world.sql`.
@@ -15,15 +17,25 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import SECRETS, BotProcess, FaultWorld, until
+from tests.faults.harness import SECRETS, WEB_ONLY, WORKER, BotProcess, FaultWorld, until
 from tests.faults.incident_stream import ALICE, CHANNELS, check_slack, incident_stream, roots_by_incident
 
 ACK_ACTION = "incident_ack"
 
 
-@pytest.fixture
-async def replicas(world: FaultWorld) -> tuple[BotProcess, BotProcess]:
-    first, second = await asyncio.gather(world.start_bot("replica-a"), world.start_bot("replica-b"))
+@pytest.fixture(params=["all-in-one", "web-and-workers"])
+async def replicas(request: pytest.FixtureRequest, world: FaultWorld) -> tuple[BotProcess, BotProcess]:
+    """The two processes requests go to: all-in-one replicas, or the web halves of a split deployment (whose
+    two workers are started beside them and receive no request at all)."""
+    if request.param == "all-in-one":
+        first, second = await asyncio.gather(world.start_bot("replica-a"), world.start_bot("replica-b"))
+        return first, second
+    first, second, *_workers = await asyncio.gather(
+        world.start_bot("web-a", args=WEB_ONLY),
+        world.start_bot("web-b", args=WEB_ONLY),
+        world.start_bot("worker-a", args=WORKER),
+        world.start_bot("worker-b", args=WORKER),
+    )
     return first, second
 
 
