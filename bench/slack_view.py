@@ -10,7 +10,9 @@ channel:
   digest from the first version that named two incidents (a digest opened for one incident and grown later is
   still a digest; one that only ever named one is taken for a root).
 * A *reply* (a message posted with `thread_ts`, and its later edits) belongs to the incidents its parent named:
-  all of it is their segment.
+  all of it is their segment — except a reply that carries the incident's trigger token (its title): that one
+  restates the thread (the post-mortem draft's timeline lists every event) instead of delivering an event, and
+  counts neither as representing an event nor as posting it again.
 * An event is *represented* in a channel from the first accepted call that put its token in a segment of its
   own incident there (its root, its digest line, or a reply in its root's or its digest's thread).
 * An incident's latest state is *visible* in a channel from the first accepted call that shows it resolved (the
@@ -123,9 +125,9 @@ class SlackView:
         top: bool = False,
         reply: str | None = None,
     ) -> None:
-        for number_text, step_text in TOKEN.findall(text):
-            number, step = int(number_text), int(step_text)
-            if number not in owners:
+        tokens = {(int(n), int(k)) for n, k in TOKEN.findall(text)}
+        for number, step in tokens:
+            if number not in owners or (not top and (number, 0) in tokens):
                 continue
             self.represented.setdefault((number, step, channel), call.at)
             if reply is not None:
