@@ -63,7 +63,12 @@ def split_missing() -> str | None:
     for args, what in ((("worker", "--help"), "mira-bot worker"), (("serve", "--help"), "--web-only")):
         try:
             done = subprocess.run(
-                mira_bot_command(args), capture_output=True, text=True, timeout=60, cwd=str(ROOT)
+                mira_bot_command(args),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=str(ROOT),
+                env=child_environment({}),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return f"needs {what} ({exc})"

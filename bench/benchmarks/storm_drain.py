@@ -22,8 +22,10 @@ is missing from the table, and the target MISSED).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -105,6 +107,7 @@ async def drain_round(
         stored, failed = await asyncio.to_thread(stored_and_failed, ctx.bot_database_url(schema), prefix)
     finally:
         await bot.stop()
+    write_calls(ctx, label)
     rejected = sum(1 for _, _, status in sent.values() if not 200 <= status < 300)
     waits: list[float] = []
     for n in numbers:
@@ -135,6 +138,16 @@ async def drain_round(
         "updates": sum(1 for c in ctx.slack.calls if c.method == "chat.update" and c.status == 200),
         "stopped_after_s": time.monotonic() - first,
     }
+
+
+def write_calls(ctx: Context, label: str) -> Path:
+    """Every Slack call of the round, one JSON object a line, beside the logs: what the figures were read from."""
+    path = ctx.run_dir / f"slack-calls-{label}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for call in ctx.slack.calls:
+            record = {"at": call.at, "method": call.method, "status": call.status, "body": call.body}
+            out.write(json.dumps({**record, "response": call.response}, default=str) + "\n")
+    return path
 
 
 def drain_label(round_: dict[str, Any]) -> str:
