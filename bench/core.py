@@ -113,7 +113,7 @@ SMOKE = Profile(
     delivery_deadline_s=5.0,
     webhook_incidents=5,
     split_incidents=2,
-    split_deadline_s=5.0,
+    split_deadline_s=3.0,
 )
 
 
