@@ -1,6 +1,6 @@
 """`python -m bench all` (or `python -m bench ack storm …`): run the benchmarks, print the table, write the JSON.
 
-    python -m bench all                 the full profile, the figures docs/PERFORMANCE.md reports (~15 minutes)
+    python -m bench all                 the full profile, the figures docs/PERFORMANCE.md reports (~40 minutes)
     python -m bench all --smoke         every benchmark with small numbers, a few seconds each (CI runs this)
     python -m bench latency --rounds 3  one benchmark, fewer rounds
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment, report
-from bench.benchmarks import ack, health, ingest, latency, memory, storm
+from bench.benchmarks import ack, delivery, health, ingest, latency, memory, split, storm, webhook_to_slack
 from bench.core import FULL, SMOKE, BenchResult, Context
 from stand_ins.recording_slack import RecordingSlackServer
 
@@ -33,6 +33,9 @@ BENCHMARKS = {
     "health": health.run,
     "latency": latency.run,
     "memory": memory.run,
+    "delivery": delivery.run,
+    "webhook_to_slack": webhook_to_slack.run,
+    "split": split.run,
 }
 DEFAULT_OUT = environment.ROOT / "bench" / "results" / "latest.json"
 

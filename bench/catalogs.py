@@ -82,3 +82,32 @@ def write_catalog(data: dict[str, Any], path: Path) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     load_catalog(path, env={})  # raises CatalogError naming the problem
     return path
+
+
+def spread_catalog(services: int) -> dict[str, Any]:
+    """`services` services (`spread_services`), each with its own two channels and PagerDuty service: load spread
+    over 2 × `services` channels, so that Slack's per-channel rate is not what bounds delivery."""
+    return {
+        "services": [
+            _service(
+                name=f"{SERVICE}-{n:02d}",
+                display_name=f"{DISPLAY_NAME} {n:02d}",
+                aliases=[f"bench{n:02d}"],
+                channels={"alerts": f"{ALERTS_CHANNEL}-{n:02d}", "incidents": f"{INCIDENTS_CHANNEL}-{n:02d}"},
+                pagerduty={"service_ids": [f"PBENCH{n:02d}"]},
+            )
+            for n in range(1, services + 1)
+        ]
+    }
+
+
+def spread_services(services: int) -> list[tuple[str, str, tuple[str, str]]]:
+    """(PagerDuty service id, display name, its channels) of `spread_catalog(services)`'s services."""
+    return [
+        (
+            f"PBENCH{n:02d}",
+            f"{DISPLAY_NAME} {n:02d}",
+            (f"{ALERTS_CHANNEL}-{n:02d}", f"{INCIDENTS_CHANNEL}-{n:02d}"),
+        )
+        for n in range(1, services + 1)
+    ]

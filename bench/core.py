@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.catalogs import write_catalog
 from bench.environment import Storage, with_search_path
-from bench.processes import BotProcess
+from bench.processes import WEB_ONLY, WORKER, BotProcess, SplitBot
 from bench.stats import Summary
 from stand_ins.recording_slack import RecordingSlackServer
 
@@ -49,6 +49,15 @@ class Profile:
     drain_timeout_s: (
         float  # how long to wait for the delivery worker to empty the outbox after a webhook load
     )
+    drain_incidents: int  # the storm of lifecycles (5 events each): incidents
+    drain_rate: float  # its webhooks per second
+    drain_deadline_s: float  # when it stops, drained or not (from the first webhook)
+    delivery_incidents: int  # delivery ÷ ingest: incidents (5 events each)
+    delivery_services: int  # …spread over this many services (two channels each)
+    delivery_deadline_s: float
+    webhook_incidents: int  # webhook → Slack latency: incidents sent one at a time
+    split_incidents: int  # split vs all in one: the storm each topology drains
+    split_deadline_s: float
 
 
 FULL = Profile(
@@ -68,6 +77,15 @@ FULL = Profile(
     events_rows=10_000_000,
     single_rounds=9,
     drain_timeout_s=300.0,
+    drain_incidents=400,
+    drain_rate=100.0,
+    drain_deadline_s=660.0,
+    delivery_incidents=400,
+    delivery_services=20,
+    delivery_deadline_s=300.0,
+    webhook_incidents=200,
+    split_incidents=100,
+    split_deadline_s=300.0,
 )
 
 SMOKE = Profile(
@@ -87,6 +105,15 @@ SMOKE = Profile(
     events_rows=20_000,
     single_rounds=2,
     drain_timeout_s=3.0,
+    drain_incidents=3,
+    drain_rate=100.0,
+    drain_deadline_s=6.0,
+    delivery_incidents=4,
+    delivery_services=2,
+    delivery_deadline_s=5.0,
+    webhook_incidents=5,
+    split_incidents=2,
+    split_deadline_s=3.0,
 )
 
 
@@ -122,10 +149,12 @@ class BenchResult:
     params: dict[str, Any]
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped: str | None = None  # why it measured nothing (e.g. the product lacks what it compares)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "ran": True,
+            "skipped": self.skipped,
             "seconds": round(self.seconds, 1),
             "params": self.params,
             "rows": [row.as_json() for row in self.rows],
@@ -148,9 +177,15 @@ class Context:
         return self.run_dir / "logs"
 
     async def start_bot(
-        self, label: str, catalog: dict[str, Any], settings: dict[str, str] | None = None
-    ) -> tuple[BotProcess, str]:
-        """`mira-bot serve` on a fresh schema and an empty bench Redis database; (the bot, its schema)."""
+        self,
+        label: str,
+        catalog: dict[str, Any],
+        settings: dict[str, str] | None = None,
+        *,
+        split: bool = False,
+    ) -> tuple[BotProcess | SplitBot, str]:
+        """`mira-bot serve` on a fresh schema and an empty bench Redis database; (the bot, its schema). `split`:
+        `mira-bot serve --web-only` and `mira-bot worker` on that schema instead, the web one answering."""
         schema = await asyncio.to_thread(self.storage.new_schema, label)
         await asyncio.to_thread(self.storage.flush_redis)
         path = write_catalog(catalog, self.run_dir / f"catalog-{label}-{schema[-8:]}.yaml")
@@ -167,10 +202,20 @@ class Context:
             **(settings or {}),
         }
         name = f"bot-{label}-{schema[-8:]}"
-        profile_to = self.run_dir / f"{name}.speedscope.json" if self.py_spy else None
-        bot = BotProcess(name, env, self.log_dir, profile_to)
+        if split:
+            web = BotProcess(f"{name}-web", env, self.log_dir, self._profile_to(f"{name}-web"), WEB_ONLY)
+            worker = BotProcess(
+                f"{name}-worker", env, self.log_dir, self._profile_to(f"{name}-worker"), WORKER
+            )
+            pair = SplitBot(web, worker)
+            await pair.start()
+            return pair, schema
+        bot = BotProcess(name, env, self.log_dir, self._profile_to(name))
         await bot.start()
         return bot, schema
+
+    def _profile_to(self, name: str) -> Path | None:
+        return self.run_dir / f"{name}.speedscope.json" if self.py_spy else None
 
     def bot_database_url(self, schema: str) -> str:
         return with_search_path(self.storage.database_url, schema)

@@ -4,7 +4,7 @@ Postgres and Redis are the real servers the tests use: BENCH_DATABASE_URL / BENC
 local ones on 127.0.0.1:5432 and :6379 when they answer, else the embedded servers (bot/embedded.py) with their
 data under bench/.state, so the 10-million-row events table survives between runs there too. The bench keeps out
 of the test suite's way: its own database (`mira_bench`, or a schema of the server's default database when it may
-not create one), a fresh schema for each bot it starts, and Redis database 11 (the tests use 15 or their own).
+not create one), a fresh schema for each bot it starts, and Redis database 11 (the tests use 15 or their own; BENCH_REDIS_DB picks another).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bot.embedded import EmbeddedServers
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / "bench" / ".state"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-BENCH_REDIS_DB = 11
+BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "11"))  # another number when two benches share a server
 BENCH_DATABASE = "mira_bench"
 
 

@@ -10,11 +10,16 @@ verification. The client is aiohttp over keep-alive connections, `concurrency` r
 each worker sends its next request when the previous one is answered), or paced at `rate` per second (open loop,
 for the storm: PagerDuty does not wait for us). Before the timed requests, `warmup` untimed ones open the
 connections, so connection set-up is not counted in either the bot's or the baseline's figures.
+
+`pagerduty_lifecycle` sends incidents' whole lifecycles (bench/lifecycle.py), a request waiting for the same
+incident's previous event to be answered; `slack_posts` times direct chat.postMessage round trips to the recording
+Slack server, one at a time: the floor under the bot's webhook → Slack latency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -26,6 +31,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from bench.lifecycle import LifecycleRequest, lifecycle_requests
 from bot.signing import sign_pagerduty_webhook, sign_slack_request
 from stand_ins import pagerduty_payloads as pd
 
@@ -129,31 +135,58 @@ async def _send(session: aiohttp.ClientSession, url: str, request: Request) -> t
     return status, (time.perf_counter() - started) * 1000.0, sent
 
 
+class _Chains:
+    """Request i waits until request after[i] has been answered (an incident's events in order)."""
+
+    def __init__(self, after: list[int] | None, count: int) -> None:
+        self.after = after
+        self.done = [asyncio.Event() for _ in range(count)] if after else []
+
+    async def send(self, session: aiohttp.ClientSession, url: str, request: Request, index: int) -> Any:
+        if self.after and self.after[index] >= 0:
+            await self.done[self.after[index]].wait()
+        result = await _send(session, url, request)
+        if self.after:
+            self.done[index].set()
+        return result
+
+
 async def closed_loop(
-    session: aiohttp.ClientSession, url: str, requests: list[Request], concurrency: int
+    session: aiohttp.ClientSession,
+    url: str,
+    requests: list[Request],
+    concurrency: int,
+    after: list[int] | None = None,
 ) -> list[tuple[int, float, float]]:
     results: list[tuple[int, float, float] | None] = [None] * len(requests)
     next_index = 0
+    chains = _Chains(after, len(requests))
 
     async def worker() -> None:
         nonlocal next_index
         while next_index < len(requests):
             index = next_index
             next_index += 1
-            results[index] = await _send(session, url, requests[index])
+            results[index] = await chains.send(session, url, requests[index], index)
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(requests)))))
     return [r for r in results if r is not None]
 
 
 async def open_loop(
-    session: aiohttp.ClientSession, url: str, requests: list[Request], rate: float
+    session: aiohttp.ClientSession,
+    url: str,
+    requests: list[Request],
+    rate: float,
+    after: list[int] | None = None,
 ) -> list[tuple[int, float, float]]:
     start = time.monotonic()
+    chains = _Chains(after, len(requests))
 
     async def one(index: int) -> tuple[int, float, float]:
         await asyncio.sleep(max(0.0, start + index / rate - time.monotonic()))
-        return await _send(session, url, requests[index])
+        result: tuple[int, float, float] = await chains.send(session, url, requests[index], index)
+        return result
 
     return list(await asyncio.gather(*(one(i) for i in range(len(requests)))))
 
@@ -163,12 +196,22 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
     concurrency = int(spec.get("concurrency", 50))
     keys: list[tuple[str, int]] = []
     distinct = 0
+    after: list[int] | None = None
+    lifecycle: list[LifecycleRequest] = []
+    if kind == "slack_posts":
+        return await slack_posts(spec)
     if kind == "slack_commands":
         warmup = slack_command_requests(spec, int(spec.get("warmup", 0)), spec.get("warmup_text", "help"))
         timed = slack_command_requests(spec, int(spec["requests"]), spec.get("text", ""))
     elif kind == "pagerduty_webhooks":
         warmup = []
         timed, keys, distinct = pagerduty_webhook_requests(spec)
+    elif kind == "pagerduty_lifecycle":
+        warmup = []
+        lifecycle = lifecycle_requests(spec)
+        timed = [(r.body, functools.partial(dict, r.headers)) for r in lifecycle]
+        after = [r.after for r in lifecycle]
+        distinct = len(lifecycle)
     else:
         raise SystemExit(f"unknown load kind {kind!r}")
     connector = aiohttp.TCPConnector(limit=max(concurrency, 1), limit_per_host=0)
@@ -178,9 +221,9 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
             await closed_loop(session, spec["url"], warmup, concurrency)
         started = time.monotonic()
         if spec.get("rate"):
-            results = await open_loop(session, spec["url"], timed, float(spec["rate"]))
+            results = await open_loop(session, spec["url"], timed, float(spec["rate"]), after)
         else:
-            results = await closed_loop(session, spec["url"], timed, concurrency)
+            results = await closed_loop(session, spec["url"], timed, concurrency, after)
         elapsed = time.monotonic() - started
     statuses = Counter(str(status) for status, _, _ in results)
     ok = [latency for status, latency, _ in results if 200 <= status < 300]
@@ -194,7 +237,30 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
         "started_at": started,
         "sent": [[key[0], key[1], round(sent, 6)] for key, (_, _, sent) in zip(keys, results, strict=False)],
         "distinct_events": distinct,
+        # per lifecycle event: number, step, event id, monotonic send time, monotonic answer time, status
+        "events": [
+            [r.number, r.step, r.event_id, round(sent, 6), round(sent + latency / 1000.0, 6), status]
+            for r, (status, latency, sent) in zip(lifecycle, results, strict=False)
+        ],
     }
+
+
+async def slack_posts(spec: dict[str, Any]) -> dict[str, Any]:
+    """`requests` chat.postMessage calls to `api_url`, one at a time on one kept-alive connection, as the bot's
+    Slack client makes them (bearer token, JSON body); their round trips in ms."""
+    url = spec["api_url"].rstrip("/") + "/chat.postMessage"
+    headers = {"Authorization": f"Bearer {spec['token']}", "Content-Type": "application/json; charset=utf-8"}
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for index in range(int(spec.get("warmup", 3)) + int(spec["requests"])):
+            body = json.dumps({"channel": spec["channel"], "text": f"floor {index}"})
+            started = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+            if index >= int(spec.get("warmup", 3)):
+                latencies.append((time.perf_counter() - started) * 1000.0)
+    return {"kind": "slack_posts", "latencies_ms": [round(v, 3) for v in latencies]}
 
 
 def main() -> int:

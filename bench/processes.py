@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,13 +43,38 @@ def child_environment(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def mira_bot_command() -> list[str]:
-    """`mira-bot serve` from the same environment as this interpreter (the project's .venv)."""
+#: What a bot process runs: everything in one (the default), the HTTP side alone, the background work alone.
+SERVE = ("serve",)
+WEB_ONLY = ("serve", "--web-only")
+WORKER = ("worker",)
+
+
+def mira_bot_command(args: tuple[str, ...] = SERVE) -> list[str]:
+    """`mira-bot serve` (or `args`) from the same environment as this interpreter (the project's .venv)."""
     script = Path(sys.executable).parent / "mira-bot"
     if script.exists():
-        return [str(script), "serve"]
+        return [str(script), *args]
     found = shutil.which("mira-bot")
-    return [found, "serve"] if found else [sys.executable, "-m", "bot.cli", "serve"]
+    return [found, *args] if found else [sys.executable, "-m", "bot.cli", *args]
+
+
+def split_missing() -> str | None:
+    """Why this checkout cannot run the split (`serve --web-only` and `worker`), or None when it can."""
+    for args, what in ((("worker", "--help"), "mira-bot worker"), (("serve", "--help"), "--web-only")):
+        try:
+            done = subprocess.run(
+                mira_bot_command(args),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=str(ROOT),
+                env=child_environment({}),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"needs {what} ({exc})"
+        if done.returncode != 0 or (what == "--web-only" and what not in done.stdout):
+            return f"needs {what}: this checkout's CLI does not have it"
+    return None
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -145,15 +171,21 @@ class Profiler(Child):
 
 
 class BotProcess(Child):
-    """`mira-bot serve` on a free loopback port, configured like production through its environment. With
-    `profile_to`, py-spy records it from start to stop (a speedscope JSON file to open at speedscope.app)."""
+    """`mira-bot serve` (or `args`: `serve --web-only`, `worker`, which answers /readyz too) on a free loopback
+    port, configured like production through its environment. With `profile_to`, py-spy records it from start to
+    stop (a speedscope JSON file to open at speedscope.app)."""
 
     def __init__(
-        self, name: str, settings: dict[str, str], log_dir: Path, profile_to: Path | None = None
+        self,
+        name: str,
+        settings: dict[str, str],
+        log_dir: Path,
+        profile_to: Path | None = None,
+        args: tuple[str, ...] = SERVE,
     ) -> None:
         self.port = free_port()
         env = child_environment({"HOST": "127.0.0.1", "PORT": str(self.port), **settings})
-        super().__init__(name, mira_bot_command(), env, log_dir)
+        super().__init__(name, mira_bot_command(args), env, log_dir)
         self.profile_to = profile_to
         self.profiler: Profiler | None = None
 
@@ -177,6 +209,32 @@ class BotProcess(Child):
 
     def rss(self) -> tuple[float, float]:
         return rss_mb(self.pid)
+
+
+class SplitBot:
+    """`mira-bot serve --web-only` and `mira-bot worker` on one database and Redis: requests go to the web one."""
+
+    def __init__(self, web: BotProcess, worker: BotProcess) -> None:
+        self.web = web
+        self.worker = worker
+
+    @property
+    def url(self) -> str:
+        return self.web.url
+
+    async def start(self) -> SplitBot:
+        await self.web.start()  # first: it migrates the schema the worker then reads
+        await self.worker.start()
+        return self
+
+    async def stop(self, grace: float = 15.0) -> int | None:
+        worker = await self.worker.stop(grace)
+        web = await self.web.stop(grace)
+        return web if web else worker
+
+    def rss(self) -> tuple[float, float]:
+        web, worker = self.web.rss(), self.worker.rss()
+        return web[0] + worker[0], web[1] + worker[1]
 
 
 class ModuleServer(Child):

@@ -33,10 +33,16 @@ def _verdict(row: Row) -> str:
     return "" if row.met is None else ("met" if row.met else "MISSED")
 
 
+def _skipped(result: BenchResult) -> list[str]:
+    return [result.name, f"skipped: {result.skipped}", "", "", "", ""]
+
+
 def table(results: list[BenchResult]) -> str:
     header = ["benchmark", "figure", "bot  median [min–max]", "baseline  median [min–max]", "target", ""]
     lines: list[list[str]] = []
     for result in results:
+        if result.skipped:
+            lines.append(_skipped(result))
         for row in result.rows:
             baseline = _cell(row.baseline)
             if baseline and row.baseline_label:
@@ -67,6 +73,8 @@ def markdown_table(results: list[BenchResult]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for result in results:
+        if result.skipped:
+            out.append("| " + " | ".join(_skipped(result)) + " |")
         for row in result.rows:
             baseline = _cell(row.baseline)
             if baseline and row.baseline_label:

@@ -11,6 +11,9 @@ incident is represented in both channels, the worst single incident's wait, and 
 The baseline is a bound, not a second server: posting one message per incident per channel at Slack's 1 message
 per second, the last incident appears `incidents` seconds after the first (both channels in parallel). Nothing
 that posts each incident on its own can beat it, so it is the fair yardstick for what grouping buys.
+
+Then one storm of whole lifecycles (bench/benchmarks/storm_drain.py: the issue's 2,000 events at 100/s): how soon
+each incident's latest state is shown, and when the whole backlog has drained.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 import time
 from typing import Any
 
+from bench.benchmarks import storm_drain
 from bench.catalogs import (
     ALERTS_CHANNEL,
     DISPLAY_NAME,
@@ -139,6 +143,17 @@ async def run(ctx: Context) -> BenchResult:
             f"  storm round {index + 1}: all represented after {rounds[-1]['all_represented_s']:.1f} s, "
             f"{rounds[-1]['slack_429']} of {rounds[-1]['slack_calls']} Slack calls 429"
         )
+    drain = await storm_drain.drain_round(
+        ctx,
+        f"{NAME}-drain",
+        ctx.start_bot,
+        incidents=profile.drain_incidents,
+        deadline_s=profile.drain_deadline_s,
+        number_start=100_000,
+    )
+    ctx.log(
+        f"  storm drain: {storm_drain.drain_label(drain)}, {drain['slack_429']} of {drain['slack_calls']} 429"
+    )
     ctx.slack.reset()
     naive = profile.storm_incidents / SLACK_RATE
     represented = Summary.of([r["all_represented_s"] for r in rounds])
@@ -164,6 +179,7 @@ async def run(ctx: Context) -> BenchResult:
             target=f"≤ {100 * MAX_429_SHARE:g} %",
             met=share.high <= 100 * MAX_429_SHARE,
         ),
+        *storm_drain.drain_rows(NAME, drain),
     ]
     return BenchResult(
         NAME,
@@ -175,6 +191,14 @@ async def run(ctx: Context) -> BenchResult:
             "storm_threshold": profile.storm_threshold,
             "slack_limit": "chat.postMessage 1/s/channel, 429 with Retry-After: 1",
             "naive_bound_s": naive,
+            "drain_storm": {
+                "incidents": profile.drain_incidents,
+                "events": profile.drain_incidents * len(storm_drain.STEPS),
+                "webhooks_per_s": profile.drain_rate,
+                "stopped_after_s": profile.drain_deadline_s,
+                "naive_bound_s": profile.drain_incidents * len(storm_drain.STEPS) / SLACK_RATE,
+                "coalescing_bound_s": profile.drain_incidents / SLACK_RATE,
+            },
         },
-        details={"rounds": rounds},
+        details={"rounds": rounds, "drain": drain},
     )
