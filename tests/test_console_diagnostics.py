@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_cli import ROOT, _clean_env, _run
+from tests.console_tours import play_tour
+from tests.test_cli import ROOT
 
 SCRIPT = ROOT / "docs" / "console-diagnostics.txt"
 PROMPT = "U0CONSOLE in #ops> "
@@ -204,15 +205,7 @@ def test_the_script_is_the_steps_checked() -> None:
 
 
 def test_the_diagnostics_tour_runs_every_bundled_query(tmp_path: Path) -> None:
-    result = _run(
-        ["console", "--demo", "--script", str(SCRIPT)],
-        _clean_env(STATE_DIR=str(tmp_path / "state")),
-        tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "Traceback" not in out + result.stderr
-    assert "(there is no button" not in out, "a press in the script missed its button"
+    out = play_tour(SCRIPT, tmp_path)
     steps = _steps(out)
     assert [command for command, _ in steps] == [command for command, _, _ in STEPS]
     for (command, output), (_, shown, absent) in zip(steps, STEPS, strict=True):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import ROOT, _clean_env, _run
+from tests.console_tours import play_tour
+from tests.test_cli import ROOT
 
 # What each tour must show, in order: the investigation, the mitigation, the plan done, the recovery.
 EXPECTED: dict[str, list[str]] = {
@@ -75,15 +76,7 @@ EXPECTED: dict[str, list[str]] = {
 @pytest.mark.parametrize("service", sorted(EXPECTED))
 def test_the_runbook_tour_plays_two_incidents_to_resolution(tmp_path: Path, service: str) -> None:
     script = ROOT / "docs" / f"console-{service}.txt"
-    result = _run(
-        ["console", "--demo", "--script", str(script)],
-        _clean_env(STATE_DIR=str(tmp_path / "state")),
-        tmp_path,
-    )
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
-    assert "Traceback" not in out + result.stderr
-    assert "(there is no button" not in out, "a press in the script missed its button"
+    out = play_tour(script, tmp_path)
     position = 0
     for expected in EXPECTED[service]:
         found = out.find(expected, position)
