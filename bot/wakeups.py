@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 from prometheus_client import Counter
+from psycopg import sql
 
 from bot.storage import Storage
 from bot.worker import Worker
@@ -156,7 +157,7 @@ class WakeListener:
             await asyncio.sleep(pause)
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        await conn.execute(f"LISTEN {CHANNEL}")
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
         cursor = await conn.execute("SELECT current_schema()")
         row = await cursor.fetchone()
         prefix = f"{row[0] if row else ''} "
