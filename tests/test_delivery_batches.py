@@ -5,6 +5,7 @@ two workers draining one outbox. Real route, real Postgres and Redis, the record
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -237,3 +238,85 @@ async def test_two_workers_and_a_redelivered_stream_post_every_event_once_in_ord
     await two.settle()
     assert await _pending(database_url) == 0
     check_slack(one.slack, events, in_order=True)
+
+
+def _ack(incident_id: str, number: int, at: datetime) -> dict[str, Any]:
+    inc = pd.incident(id=incident_id, number=number, status="acknowledged", created_at=T0)
+    alice = ("PUSER01", "Alice Example", "alice@example.com")
+    return pd.event("incident.acknowledged", inc, occurred_at=at, event_id=f"{incident_id}-ack", agent=alice)
+
+
+async def _drain(bot: BotUnderTest, now: datetime) -> None:
+    for _ in range(20):
+        if await bot.runtime.delivery.run_once(now) == 0:
+            break
+    await bot.settle()
+
+
+async def test_root_edits_stay_within_the_workspace_allowance_and_end_at_the_latest_state(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> None:
+    allowance = 3
+    tight = settings.model_copy(update={"slack_updates_per_minute": allowance})
+    async with running_bot(tight, catalog, slack) as bot:
+        ids = [f"PEDIT{n}" for n in range(6)]
+        for n, incident_id in enumerate(ids):
+            assert await send(bot, _trigger(incident_id, 200 + n, T0 + timedelta(seconds=n))) == 202
+        await _drain(bot, T0 + timedelta(minutes=1))
+        for n, incident_id in enumerate(ids):
+            assert await send(bot, _ack(incident_id, 200 + n, T0 + timedelta(minutes=2, seconds=n))) == 202
+        await _drain(bot, T0 + timedelta(minutes=3))
+        minutes = 0
+        while True:
+            before = len(slack.calls_to("chat.update"))
+            await bot.runtime.delivery.run_once(T0 + timedelta(minutes=4 + minutes))
+            edits = len(slack.calls_to("chat.update")) - before
+            assert edits <= allowance
+            if edits == 0:
+                break
+            minutes += 1
+            # The allowance is per minute, counted in Redis for every replica: the next minute starts afresh.
+            await bot.runtime.bot.storage.redis.delete("slack:budget:workspace:update")
+        assert minutes >= len(ids) * 2 // allowance  # 12 edits (6 incidents, 2 channels) took several minutes
+        for channel in (ALERTS, INCIDENTS):
+            for message in slack.messages(slack.channel_id(channel)):
+                if message.thread_ts is None:
+                    assert (message.text or "").startswith("Acknowledged:"), message.text
+
+
+async def test_digest_lines_show_each_incidents_state_and_the_storm_is_promoted_after_it_passes(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> None:
+    stormy = settings.model_copy(update={"storm_threshold": 3})
+    async with running_bot(stormy, catalog, slack) as bot:
+        ids = [f"PDIG{n:02d}" for n in range(24)]
+        for n, incident_id in enumerate(ids):
+            assert await send(bot, _trigger(incident_id, 300 + n, T0 + timedelta(seconds=n))) == 202
+        await _drain(bot, T0 + timedelta(seconds=20))
+        [digest] = [
+            c for c in slack.calls_to("chat.postMessage", channel=ALERTS) if "storm" in (c.text or "")
+        ]
+        listed = json.dumps(digest.blocks)
+        in_digest = [n for n in range(len(ids)) if f"#{300 + n}" in listed]
+        assert len(in_digest) >= 3 and "_triggered_" in listed
+        acked = in_digest[-1]
+        assert await send(bot, _ack(ids[acked], 300 + acked, T0 + timedelta(seconds=25))) == 202
+        await _drain(bot, T0 + timedelta(seconds=30))
+        await _drain(bot, T0 + timedelta(seconds=35))  # the digest's debounced edit
+        channel_id = slack.channel_id(ALERTS)
+        [shown] = [m for m in slack.messages(channel_id) if m.ts == digest.response["ts"]]
+        line = next(ln for ln in json.dumps(shown.blocks).split("\\n") if f"#{300 + acked}" in ln)
+        assert "_acknowledged_" in line, line
+
+        # The storm passes: every incident still listed only in the digest gets its own root.
+        later = T0 + timedelta(minutes=5)
+        for step in range(30):
+            await bot.runtime.delivery.run_once(later + timedelta(seconds=step))
+        await bot.settle()
+        for channel in (ALERTS, INCIDENTS):
+            roots_ = {
+                (m.metadata or {}).get("event_payload", {}).get("incident_id")
+                for m in slack.messages(slack.channel_id(channel))
+                if m.thread_ts is None and (m.metadata or {}).get("event_type") == "mira_incident_root"
+            }
+            assert set(ids) <= roots_, f"{channel}: not promoted: {set(ids) - roots_}"

@@ -45,6 +45,7 @@ class Batch:
 
     incidents: dict[str, Folded]
     roots: dict[tuple[str, str], Root] = field(default_factory=dict)
+    digests_marked: set[int] = field(default_factory=set)
 
 
 async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
@@ -105,9 +106,11 @@ async def deliver(
             await mark_root_dirty(bot, view.id, now)
             folded.marked_dirty = True
         roots.append(root)
+        if root.in_digest and (changed or root.ts is None) and root.in_digest not in batch.digests_marked:
+            # Listed in a storm digest: its line shows the incident's state, so the digest is edited (debounced).
+            await mark_digest_dirty(bot, root.in_digest, now)
+            batch.digests_marked.add(root.in_digest)
         if triggered or root.ts is None:
-            if root.in_digest:
-                await mark_digest_dirty(bot, root.in_digest, now)
             continue
         previous_priority = (
             await priority_before(bot, event) if event.event_type == "incident.priority_updated" else None
