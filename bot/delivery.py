@@ -118,29 +118,35 @@ class DeliveryWorker(Worker):
             columns = [c.name for c in cursor.description or []]
             return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
 
-    async def _behind_others(self, by_incident: dict[str, list[dict[str, Any]]]) -> set[str]:
-        """The incidents of this claim with an earlier pending event this worker does not hold (another worker
-        claimed it, or claims it right now): their events are given back, so only the worker holding an
-        incident's earliest events delivers it, and a thread never shows a later event first."""
+    async def _not_mine(self, by_incident: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Cut each incident's claimed events to those before its earliest pending event this worker does not
+        hold (another worker claimed it, or claims it right now: concurrent claims can split an incident's
+        events between workers), and return the rest to give back. So an incident is delivered only by the
+        worker holding its earliest events, and a thread never shows a later event first."""
         if not by_incident:
-            return set()
-        firsts = [group[0] for group in by_incident.values()]
+            return []
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
-                """SELECT c.incident_id FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[])
-                       AS c(incident_id, occurred_at, id)
-                   WHERE EXISTS (
-                       SELECT 1 FROM pd_webhooks e
-                       WHERE e.incident_id = c.incident_id AND e.status = 'pending' AND e.id <> ALL(%s)
-                         AND (e.occurred_at, e.id) < (c.occurred_at, c.id))""",
-                (
-                    [row["incident_id"] for row in firsts],
-                    [row["occurred_at"] for row in firsts],
-                    [row["id"] for row in firsts],
-                    [row["id"] for group in by_incident.values() for row in group],
-                ),
+                """SELECT DISTINCT ON (incident_id) incident_id, occurred_at, id FROM pd_webhooks
+                   WHERE incident_id = ANY(%s) AND status = 'pending' AND id <> ALL(%s)
+                   ORDER BY incident_id, occurred_at, id""",
+                (list(by_incident), [row["id"] for group in by_incident.values() for row in group]),
             )
-            return {str(row[0]) for row in await cursor.fetchall()}
+            gaps = {str(incident): (at, id_) for incident, at, id_ in await cursor.fetchall()}
+        given_back: list[dict[str, Any]] = []
+        for incident_id, gap in gaps.items():
+            group = by_incident[incident_id]
+            keep = [
+                r
+                for r in group
+                if gap[0] is None or (r["occurred_at"] is not None and (r["occurred_at"], r["id"]) < gap)
+            ]
+            given_back += [row for row in group if row not in keep]
+            if keep:
+                by_incident[incident_id] = keep
+            else:
+                del by_incident[incident_id]
+        return given_back
 
     async def _delivered(self, rows: list[dict[str, Any]], now: datetime) -> None:
         """Mark the pass's delivered events in one statement."""
@@ -268,9 +274,9 @@ class DeliveryWorker(Worker):
             key=lambda r: (r["rank"], r["occurred_at"] is None, r["occurred_at"] or now, r["id"]),
         ):
             by_incident[row["incident_id"]].append(row)
-        behind = await self._behind_others(by_incident)
-        for incident_id in behind:
-            await self._release(by_incident.pop(incident_id))
+        given_back = await self._not_mine(by_incident)
+        if given_back:
+            await self._release(given_back)
         locks = await asyncio.gather(*(self._incident_lock(incident_id) for incident_id in by_incident))
         held = [incident_id for incident_id, locked in zip(by_incident, locks, strict=True) if locked]
         mine = {
