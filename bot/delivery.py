@@ -38,7 +38,11 @@ from integrations.slack import SlackInvalidPayload, slack_error, slack_error_cod
 
 log = logging.getLogger(__name__)
 
-BATCH = 100
+#: A claim takes the next BATCH_INCIDENTS incidents (the urgent first) with up to PER_INCIDENT of each one's
+#: events: an incident's waiting events travel together, so they are folded together and can share one thread
+#: reply (a claim of the oldest events across incidents would hold one event of each and coalesce nothing).
+BATCH_INCIDENTS = 50
+PER_INCIDENT = 20
 MAX_ATTEMPTS = 10
 CONCURRENT_INCIDENTS = 8
 
@@ -78,18 +82,20 @@ class DeliveryWorker(Worker):
         self._pass = asyncio.Lock()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
-        """Claim due events for one lease, the urgent first (`EventDelivery.urgent_event_types`: a new incident, a
-        change of state) and the rest after, each incident's events in order. An event ranks with the most urgent
-        event of its incident that follows it (a note queued before a resolve goes with the resolve), so the
-        ranks of an incident never fall along its events and a batch cut by LIMIT never holds a later event
-        without the earlier ones. An event waits while an earlier event of its incident is backing off after a
+        """Claim due events for one lease: whole incidents (their first PER_INCIDENT waiting events, in order),
+        the urgent incidents first (`EventDelivery.urgent_event_types`: a new incident, a change of state) and
+        the rest after. An event ranks with the most urgent event of its incident that follows it (a note queued
+        before a resolve goes with the resolve), so an incident ranks by its most urgent waiting event and its
+        claimed events are always its earliest. An event waits while an earlier event of its incident is backing off after a
         failure, so a thread never shows a later event before an earlier one."""
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """WITH eligible AS (
-                       SELECT id, occurred_at,
+                       SELECT id, incident_id, occurred_at,
                               min(CASE WHEN event_type = ANY(%(urgent)s) THEN 0 ELSE 1 END) OVER (
-                                  PARTITION BY incident_id ORDER BY occurred_at DESC NULLS FIRST, id DESC) AS rank
+                                  PARTITION BY incident_id ORDER BY occurred_at DESC NULLS FIRST, id DESC) AS rank,
+                              row_number() OVER (
+                                  PARTITION BY incident_id ORDER BY occurred_at NULLS LAST, id) AS nth
                        FROM pd_webhooks p
                        WHERE status = 'pending' AND next_attempt_at <= %(now)s
                          AND (claimed_until IS NULL OR claimed_until < %(now)s)
@@ -98,8 +104,12 @@ class DeliveryWorker(Worker):
                              WHERE e.incident_id = p.incident_id AND e.status = 'pending'
                                AND e.next_attempt_at > %(now)s
                                AND (e.occurred_at, e.id) < (p.occurred_at, p.id))),
+                   incidents AS (
+                       SELECT incident_id FROM eligible WHERE nth = 1
+                       ORDER BY rank, occurred_at NULLS LAST, id LIMIT %(incidents)s),
                    chosen AS (
-                       SELECT id, rank FROM eligible ORDER BY rank, occurred_at NULLS LAST, id LIMIT %(batch)s),
+                       SELECT e.id, e.rank FROM eligible e JOIN incidents USING (incident_id)
+                       WHERE e.nth <= %(per_incident)s),
                    locked AS (
                        SELECT p.id, c.rank FROM pd_webhooks p JOIN chosen c ON c.id = p.id
                        FOR UPDATE OF p SKIP LOCKED)
@@ -110,7 +120,8 @@ class DeliveryWorker(Worker):
                 {
                     "urgent": list(self.hooks.urgent_event_types),
                     "now": now,
-                    "batch": BATCH,
+                    "incidents": BATCH_INCIDENTS,
+                    "per_incident": PER_INCIDENT,
                     "replica": self.bot.replica,
                     "until": now + self.lease,
                 },

@@ -98,6 +98,7 @@ def fold_event(
     snapshot = event.incident
     newer = row is None or event.occurred_at >= row["snapshot_at"]
     when = event.occurred_at
+    new: dict[str, Any]
     if row is None:
         data = snapshot_json(snapshot) if snapshot else {"id": event.incident_id}
         status = (snapshot.status if snapshot else None) or STATUS_BY_EVENT.get(event.event_type, "triggered")

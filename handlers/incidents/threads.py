@@ -32,7 +32,7 @@ from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
 from handlers.incidents.events import view_of
-from handlers.incidents.model import IncidentView, RetryLater
+from handlers.incidents.model import IncidentView, InGroup, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -271,13 +271,15 @@ class ReplyClaims:
                 return slack_once.ClaimState(ours=True)
             existing = await (
                 await conn.execute(
-                    "SELECT ts, claimed_at FROM incident_replies WHERE event_id = %s AND channel = %s",
+                    "SELECT ts, claimed_at, part_of FROM incident_replies WHERE event_id = %s AND channel = %s",
                     (self.key, self.channel),
                 )
             ).fetchone()
         if existing is None:
             raise RetryLater(f"reply {self.key} in {self.channel} was given up just now")
-        ts, claimed_at = existing
+        ts, claimed_at, part_of = existing
+        if part_of is not None:  # a line of a timeline reply: looked up and posted as that, never on its own
+            raise InGroup(part_of)
         return slack_once.ClaimState(ts=ts, attempted_at=claimed_at)
 
     async def take(self, now: datetime, attempted_at: datetime | None) -> bool:

@@ -74,7 +74,9 @@ async def schedule_timers(
     """Set and cancel the timers of a batch's incidents (`timer_plan` of each): two statements for the batch. A
     timer set once is never set again (a cancelled one stays cancelled)."""
     sets = [(incident, kind, due) for incident, (due_list, _) in plans.items() for kind, due in due_list]
-    cancels = list(dict.fromkeys((incident, kind) for incident, (_, kinds) in plans.items() for kind in kinds))
+    cancels = list(
+        dict.fromkeys((incident, kind) for incident, (_, kinds) in plans.items() for kind in kinds)
+    )
     async with bot.storage.pool.connection() as conn:
         if sets:
             await conn.execute(
