@@ -1,9 +1,13 @@
 """The delivery worker: drains stored PagerDuty events (the outbox) into Slack, on every replica at once.
 
 Each pass claims a batch of pending events with `FOR UPDATE SKIP LOCKED` and a lease (`claimed_until`), so replicas
-share the work and an event whose worker died is picked up again when its lease ends. Events of one incident are
-handled in `occurred_at` order under a short Redis lock on the incident, so two replicas never interleave one
-thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
+share the work and an event whose worker died is picked up again when its lease ends. A batch is whole incidents,
+the urgent first (a new incident, a change of state: `EventDelivery.urgent_event_types`), their events in order;
+the capability folds the whole batch at once (`EventDelivery.fold`: its state in a few statements, not a dozen per
+event), the events are delivered, and the delivered ones are marked in one statement at the end of the pass.
+Events of one incident are handled in `occurred_at` order under a short Redis lock on the incident, by the one
+worker holding its earliest pending events (`_not_mine`), so two replicas never interleave one thread; without
+Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
 backoff (429s have already been waited out within the channel's budget; a 5xx or a timeout is not resent blindly,
 the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
 behind it; after MAX_ATTEMPTS it is marked failed and logged. A payload Slack refuses as invalid is answered with a

@@ -3,10 +3,10 @@
 The delivery worker claims up to a hundred events per pass (bot/delivery.py). Folding each in its own transaction
 (an advisory lock, a read, up to six UPDATEs, a read back) made the state, not Slack, the bound: a dozen statements
 per event. Here the rules of the fold are plain Python over the incident's row (`fold_event`), applied to every
-event of the batch in `occurred_at` order, and the batch is read and written back in one transaction of four
+event of the batch in `occurred_at` order, and the batch is read and written back in one transaction of three
 statements whatever its size: the incidents' advisory locks (in one fixed order, so two workers folding
 overlapping batches never deadlock), one SELECT, one INSERT … ON CONFLICT DO UPDATE from arrays (as ingest writes
-its batches, bot/pagerduty_ingest.py). A single event (`apply_event`) is a batch of one: one set of rules.
+its batches, bot/pagerduty_ingest.py). An event delivered on its own is a batch of one: one set of rules.
 
 The fold is idempotent: the newest snapshot wins by `occurred_at`, the timestamps are first-seen / latest-seen,
 so an event folded twice (a worker killed before it marked the event delivered, the event redelivered to another
