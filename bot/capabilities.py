@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.commands import CommandRegistry
 from bot.scheduler import Job, Sweep
@@ -45,13 +45,18 @@ def _no_sweeps(bot: BotContext) -> list[Sweep]:
 class EventDelivery:
     """What the delivery worker (bot/delivery.py) does with the outbox of stored PagerDuty events.
 
-    `deliver(bot, body, now)` handles one event (raising makes it pending again, with a backoff; an exception in
-    `retry_quietly` is an expected wait, not logged as a failure); `periodic` run after every batch (debounced
-    edits, digests, timers)."""
+    `fold(bot, bodies, now)` takes in a whole claimed batch at once (the state changes of every event, in a few
+    statements) and returns what the deliveries of the pass share; `deliver(bot, body, now, folded)` handles one
+    event of it (raising makes it pending again, with a backoff; an exception in `retry_quietly` is an expected
+    wait, not logged as a failure); `periodic` run after every batch (debounced edits, digests, timers).
+    `urgent_event_types` are delivered before the rest (a new incident, a change of its state), each incident's
+    events still in order."""
 
-    deliver: Callable[[BotContext, bytes, datetime], Awaitable[None]]
+    deliver: Callable[[BotContext, bytes, datetime, Any], Awaitable[None]]
+    fold: Callable[[BotContext, list[bytes], datetime], Awaitable[Any]] | None = None
     periodic: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
     retry_quietly: tuple[type[Exception], ...] = ()
+    urgent_event_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,13 @@
 """The delivery worker: drains stored PagerDuty events (the outbox) into Slack, on every replica at once.
 
 Each pass claims a batch of pending events with `FOR UPDATE SKIP LOCKED` and a lease (`claimed_until`), so replicas
-share the work and an event whose worker died is picked up again when its lease ends. Events of one incident are
-handled in `occurred_at` order under a short Redis lock on the incident, so two replicas never interleave one
-thread; without Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
+share the work and an event whose worker died is picked up again when its lease ends. A batch is whole incidents,
+the urgent first (a new incident, a change of state: `EventDelivery.urgent_event_types`), their events in order;
+the capability folds the whole batch at once (`EventDelivery.fold`: its state in a few statements, not a dozen per
+event), the events are delivered, and the delivered ones are marked in one statement at the end of the pass.
+Events of one incident are handled in `occurred_at` order under a short Redis lock on the incident, by the one
+worker holding its earliest pending events (`_not_mine`), so two replicas never interleave one thread; without
+Redis the Postgres claims still prevent double posts. A failure leaves the event pending with a
 backoff (429s have already been waited out within the channel's budget; a 5xx or a timeout is not resent blindly,
 the post is looked up first on the next attempt, see bot/slack_once.py), and the incident's later events wait
 behind it; after MAX_ATTEMPTS it is marked failed and logged. A payload Slack refuses as invalid is answered with a
@@ -38,7 +42,11 @@ from integrations.slack import SlackInvalidPayload, slack_error, slack_error_cod
 
 log = logging.getLogger(__name__)
 
-BATCH = 100
+#: A claim takes the next BATCH_INCIDENTS incidents (the urgent first) with up to PER_INCIDENT of each one's
+#: events: an incident's waiting events travel together, so they are folded together and can share one thread
+#: reply (a claim of the oldest events across incidents would hold one event of each and coalesce nothing).
+BATCH_INCIDENTS = 50
+PER_INCIDENT = 20
 MAX_ATTEMPTS = 10
 CONCURRENT_INCIDENTS = 8
 
@@ -78,27 +86,95 @@ class DeliveryWorker(Worker):
         self._pass = asyncio.Lock()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
-        """Claim due events for one lease. An event waits while an earlier event of its incident is backing off
-        after a failure, so a thread never shows a later event before an earlier one."""
+        """Claim due events for one lease: whole incidents (their first PER_INCIDENT waiting events, in order),
+        the urgent incidents first (`EventDelivery.urgent_event_types`: a new incident, a change of state) and
+        the rest after. An event ranks with the most urgent event of its incident that follows it (a note queued
+        before a resolve goes with the resolve), so an incident ranks by its most urgent waiting event and its
+        claimed events are always its earliest. An event waits while an earlier event of its incident is backing off after a
+        failure, so a thread never shows a later event before an earlier one."""
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
-                """UPDATE pd_webhooks SET claimed_by = %s, claimed_until = %s, attempts = attempts + 1
-                   WHERE id IN (
-                       SELECT id FROM pd_webhooks p
-                       WHERE status = 'pending' AND next_attempt_at <= %s
-                         AND (claimed_until IS NULL OR claimed_until < %s)
+                """WITH eligible AS (
+                       SELECT id, incident_id, occurred_at,
+                              min(CASE WHEN event_type = ANY(%(urgent)s) THEN 0 ELSE 1 END) OVER (
+                                  PARTITION BY incident_id ORDER BY occurred_at DESC NULLS FIRST, id DESC) AS rank,
+                              row_number() OVER (
+                                  PARTITION BY incident_id ORDER BY occurred_at NULLS LAST, id) AS nth
+                       FROM pd_webhooks p
+                       WHERE status = 'pending' AND next_attempt_at <= %(now)s
+                         AND (claimed_until IS NULL OR claimed_until < %(now)s)
                          AND NOT EXISTS (
                              SELECT 1 FROM pd_webhooks e
                              WHERE e.incident_id = p.incident_id AND e.status = 'pending'
-                               AND e.next_attempt_at > %s
-                               AND (e.occurred_at, e.id) < (p.occurred_at, p.id))
-                       ORDER BY occurred_at NULLS LAST, id
-                       LIMIT %s FOR UPDATE SKIP LOCKED)
-                   RETURNING id, incident_id, occurred_at, body, attempts""",
-                (self.bot.replica, now + self.lease, now, now, now, BATCH),
+                               AND e.next_attempt_at > %(now)s
+                               AND (e.occurred_at, e.id) < (p.occurred_at, p.id))),
+                   incidents AS (
+                       SELECT incident_id FROM eligible WHERE nth = 1
+                       ORDER BY rank, occurred_at NULLS LAST, id LIMIT %(incidents)s),
+                   chosen AS (
+                       SELECT e.id, e.rank FROM eligible e JOIN incidents USING (incident_id)
+                       WHERE e.nth <= %(per_incident)s),
+                   locked AS (
+                       SELECT p.id, c.rank FROM pd_webhooks p JOIN chosen c ON c.id = p.id
+                       FOR UPDATE OF p SKIP LOCKED)
+                   UPDATE pd_webhooks w SET claimed_by = %(replica)s, claimed_until = %(until)s,
+                          attempts = w.attempts + 1
+                   FROM locked WHERE w.id = locked.id
+                   RETURNING w.id, w.incident_id, w.occurred_at, w.body, w.attempts, locked.rank""",
+                {
+                    "urgent": list(self.hooks.urgent_event_types),
+                    "now": now,
+                    "incidents": BATCH_INCIDENTS,
+                    "per_incident": PER_INCIDENT,
+                    "replica": self.bot.replica,
+                    "until": now + self.lease,
+                },
             )
             columns = [c.name for c in cursor.description or []]
             return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]
+
+    async def _not_mine(self, by_incident: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Cut each incident's claimed events to those before its earliest pending event this worker does not
+        hold (another worker claimed it, or claims it right now: concurrent claims can split an incident's
+        events between workers), and return the rest to give back. So an incident is delivered only by the
+        worker holding its earliest events, and a thread never shows a later event first."""
+        if not by_incident:
+            return []
+        async with self.bot.storage.pool.connection() as conn:
+            cursor = await conn.execute(
+                """SELECT DISTINCT ON (incident_id) incident_id, occurred_at, id FROM pd_webhooks
+                   WHERE incident_id = ANY(%s) AND status = 'pending' AND id <> ALL(%s)
+                   ORDER BY incident_id, occurred_at, id""",
+                (list(by_incident), [row["id"] for group in by_incident.values() for row in group]),
+            )
+            gaps = {str(incident): (at, id_) for incident, at, id_ in await cursor.fetchall()}
+        given_back: list[dict[str, Any]] = []
+        for incident_id, gap in gaps.items():
+            group = by_incident[incident_id]
+            keep = [
+                r
+                for r in group
+                if gap[0] is None or (r["occurred_at"] is not None and (r["occurred_at"], r["id"]) < gap)
+            ]
+            given_back += [row for row in group if row not in keep]
+            if keep:
+                by_incident[incident_id] = keep
+            else:
+                del by_incident[incident_id]
+        return given_back
+
+    async def _delivered(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        """Mark the pass's delivered events in one statement."""
+        if not rows:
+            return
+        DELIVERIES.labels("delivered").inc(len(rows))
+        async with self.bot.storage.pool.connection() as conn:
+            await conn.execute(
+                """UPDATE pd_webhooks SET status = 'delivered', reason = NULL, next_attempt_at = %s,
+                       claimed_until = NULL, delivered_at = %s
+                   WHERE id = ANY(%s)""",
+                (now, now, [row["id"] for row in rows]),
+            )
 
     async def _finish(
         self, row: dict[str, Any], now: datetime, error: str | None, retry: bool = True
@@ -159,36 +235,31 @@ class DeliveryWorker(Worker):
         with contextlib.suppress(redis.exceptions.RedisError):
             await self.bot.storage.redis.delete(f"incident:{incident_id}:lock")
 
-    async def _deliver_incident(self, incident_id: str, rows: list[dict[str, Any]], now: datetime) -> int:
-        """Deliver one incident's events in order; the number handled (given back ones are not)."""
-        locked = await self._incident_lock(incident_id)
-        if locked is False:
-            await self._release(rows)
-            return 0
+    async def _deliver_incident(
+        self, rows: list[dict[str, Any]], now: datetime, folded: Any, delivered: list[dict[str, Any]]
+    ) -> int:
+        """Deliver one incident's events in order (its lock held by the pass); the delivered ones are added to
+        `delivered`, marked together at the end of the pass. Returns the number handled."""
         handled = 0
-        try:
-            for index, row in enumerate(rows):
-                handled += 1
-                try:
-                    await self.hooks.deliver(self.bot, bytes(row["body"]), now)
-                except MalformedWebhook as exc:
-                    await self._finish(row, now, f"malformed: {exc}", retry=False)
-                    continue
-                except SlackApiError as exc:
-                    if not isinstance(slack_error(exc), SlackInvalidPayload):
-                        await self._failed(row, rows[index + 1 :], now, exc)
-                        return handled
-                    # Refused even as the text-only fallback: no retry can change that, and the incident's
-                    # later events must not wait behind it.
-                    await self._finish(row, now, f"refused by Slack: {slack_error_code(exc)}", retry=False)
-                    continue
-                except Exception as exc:
+        for index, row in enumerate(rows):
+            handled += 1
+            try:
+                await self.hooks.deliver(self.bot, bytes(row["body"]), now, folded)
+            except MalformedWebhook as exc:
+                await self._finish(row, now, f"malformed: {exc}", retry=False)
+                continue
+            except SlackApiError as exc:
+                if not isinstance(slack_error(exc), SlackInvalidPayload):
                     await self._failed(row, rows[index + 1 :], now, exc)
                     return handled
-                await self._finish(row, now, None)
-        finally:
-            if locked:
-                await self._unlock(incident_id)
+                # Refused even as the text-only fallback: no retry can change that, and the incident's
+                # later events must not wait behind it.
+                await self._finish(row, now, f"refused by Slack: {slack_error_code(exc)}", retry=False)
+                continue
+            except Exception as exc:
+                await self._failed(row, rows[index + 1 :], now, exc)
+                return handled
+            delivered.append(row)
         return handled
 
     async def _failed(
@@ -211,20 +282,60 @@ class DeliveryWorker(Worker):
     async def _pass_once(self, now: datetime) -> int:
         rows = await self._claim(now)
         by_incident: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        # UPDATE … RETURNING does not keep the subquery's order: sort each incident's events here.
-        for row in sorted(rows, key=lambda r: (r["occurred_at"] is None, r["occurred_at"] or now, r["id"])):
+        # UPDATE … RETURNING does not keep the subquery's order: the urgent incidents first, each incident's
+        # events in order (the budget serves a channel's posters first come, first served).
+        for row in sorted(
+            rows,
+            key=lambda r: (r["rank"], r["occurred_at"] is None, r["occurred_at"] or now, r["id"]),
+        ):
             by_incident[row["incident_id"]].append(row)
-        limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
-
-        async def one(incident_id: str, group: list[dict[str, Any]]) -> int:
-            async with limit:
-                return await self._deliver_incident(incident_id, group, now)
-
-        handled = await asyncio.gather(
-            *(one(incident_id, group) for incident_id, group in by_incident.items())
-        )
+        given_back = await self._not_mine(by_incident)
+        if given_back:
+            await self._release(given_back)
+        locks = await asyncio.gather(*(self._incident_lock(incident_id) for incident_id in by_incident))
+        held = [incident_id for incident_id, locked in zip(by_incident, locks, strict=True) if locked]
+        mine = {
+            incident_id: group
+            for (incident_id, group), locked in zip(by_incident.items(), locks, strict=True)
+            if locked is not False
+        }
+        try:
+            given_back = [
+                row for incident_id, group in by_incident.items() if incident_id not in mine for row in group
+            ]
+            if given_back:
+                await self._release(given_back)
+            handled = await self._deliver_all(mine, now) if mine else 0
+        finally:
+            for incident_id in held:
+                await self._unlock(incident_id)
         for step in self.hooks.periodic:
             await step(self.bot, now)
+        return handled
+
+    async def _deliver_all(self, mine: dict[str, list[dict[str, Any]]], now: datetime) -> int:
+        """Fold the batch (one call for all of it), deliver each incident's events, mark the delivered ones."""
+        folded = None
+        if self.hooks.fold is not None:
+            try:
+                folded = await self.hooks.fold(
+                    self.bot, [bytes(row["body"]) for group in mine.values() for row in group], now
+                )
+            except Exception as exc:
+                for group in mine.values():  # each incident waits behind its first event's backoff
+                    await self._failed(group[0], group[1:], now, exc)
+                return sum(len(group) for group in mine.values())
+        delivered: list[dict[str, Any]] = []
+        limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
+
+        async def one(group: list[dict[str, Any]]) -> int:
+            async with limit:
+                return await self._deliver_incident(group, now, folded, delivered)
+
+        try:
+            handled = await asyncio.gather(*(one(group) for group in mine.values()))
+        finally:
+            await self._delivered(delivered, now)
         return sum(handled)
 
     async def run_pass(self) -> bool:

@@ -137,7 +137,11 @@ async def start_runtime(
         # SLACK_POSTS_PER_SECOND, 0.8 by default: Slack's limit is about one post per second per channel, and the
         # slot is taken a moment before Slack receives the post; on a loaded host that moment varies by a tenth of
         # a second or more, so the margin keeps jitter from turning into 429s.
-        budget=ChannelBudget(storage.redis, per_second=settings.slack_posts_per_second),
+        budget=ChannelBudget(
+            storage.redis,
+            per_second=settings.slack_posts_per_second,
+            updates_per_minute=settings.slack_updates_per_minute,
+        ),
         pagerduty=PagerDutyClient(
             settings.pagerduty_api_token.get_secret_value(),
             settings.pagerduty_api_url,

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     # again. It must exceed the longest time one post can take (Slack's Retry-After included); the fault tests
     # shorten both windows so that a restart is observed in seconds, not minutes.
     slack_posts_per_second: float = Field(default=0.8, gt=0)
+    # chat.update is a Tier 3 method: about 50 a minute per workspace (https://api.slack.com/apis/rate-limits),
+    # whatever the channel. Root and digest edits share this allowance across replicas (bot/slack_budget.py).
+    slack_updates_per_minute: int = Field(default=50, gt=0)
     delivery_lease_seconds: float = Field(default=60.0, gt=0)
     rollback_lease_seconds: float = Field(default=60.0, gt=0)
     stale_claim_seconds: float = Field(default=120.0, gt=0)

@@ -9,6 +9,11 @@ falls back to this process alone at a conservative rate — LOCAL_SHARE of the c
 may be posting to the channel too — which keeps the posts going and each replica polite.
 Within a process, one request per channel is in flight at a time (`call`), so a 429 is seen before the next post
 to that channel leaves.
+
+Edits have a second, workspace-wide limit: chat.update is a Tier 3 method, about 50 calls a minute per workspace
+whatever the channel (https://api.slack.com/apis/rate-limits). Debounced edits (a root showing its incident's
+newest state, a storm digest) ask `allow_update` first, which never waits: a minute's allowance is counted in
+Redis for every replica, and an edit beyond it stays marked dirty for a later pass rather than hold up delivery.
 """
 
 from __future__ import annotations
@@ -34,15 +39,23 @@ T = TypeVar("T")
 RATE_LIMITED_RETRIES = 5
 #: Without Redis, the share of a channel's rate one replica takes for itself (it cannot see the others' posts).
 LOCAL_SHARE = 0.5
+MINUTE_MS = 60_000
 
 
 class ChannelBudget:
     def __init__(
-        self, client: aioredis.Redis, *, per_second: float = 1.0, prefix: str = "slack:budget"
+        self,
+        client: aioredis.Redis,
+        *,
+        per_second: float = 1.0,
+        updates_per_minute: int = 50,
+        prefix: str = "slack:budget",
     ) -> None:
         self.client = client
         self.interval_ms = max(1, int(1000 / per_second))
+        self.updates_per_minute = updates_per_minute
         self.prefix = prefix
+        self._local_updates: list[float] = []
         self._local_next: dict[str, float] = {}
         self._aliases: dict[str, str] = {}
         self._in_flight: dict[str, asyncio.Lock] = {}
@@ -77,6 +90,33 @@ class ChannelBudget:
             self._aliases[channel] = known.decode() if isinstance(known, bytes) else str(known)
             return self._aliases[channel]
         return channel
+
+    async def allow_update(self) -> bool:
+        """One edit out of the workspace's minute allowance, or False at once when it is spent (the caller keeps
+        its edit for a later pass). The minute is a Redis key that expires: counted for every replica. Without
+        Redis, this replica keeps LOCAL_SHARE of the allowance for itself."""
+        key = f"{self.prefix}:workspace:update"
+        try:
+            await self.client.set(key, 0, nx=True, px=MINUTE_MS)
+            used = int(await self.client.incr(key))
+            if used == 1:  # the key may have expired between the two calls: never leave it without an expiry
+                await self.client.pexpire(key, MINUTE_MS)
+            return used <= self.updates_per_minute
+        except RedisError:
+            now = time.monotonic()
+            self._local_updates = [at for at in self._local_updates if at > now - MINUTE_MS / 1000]
+            if len(self._local_updates) >= max(1, int(self.updates_per_minute * LOCAL_SHARE)):
+                return False
+            self._local_updates.append(now)
+            return True
+
+    async def idle(self, channel: str, kind: str = "post") -> bool:
+        """Whether the channel's next slot is free now: work that may wait (a storm's incidents promoted to their
+        own roots) goes only into the room the urgent posts leave. Without Redis: as if busy."""
+        try:
+            return int(await self.client.pttl(self._key(kind, await self.canonical(channel)))) <= 0
+        except RedisError:
+            return False
 
     async def take(self, channel: str, kind: str = "post") -> None:
         """Wait until this caller holds the channel's next slot."""
@@ -135,6 +175,12 @@ class Unpaced(ChannelBudget):
 
     async def canonical(self, channel: str) -> str:
         return channel
+
+    async def allow_update(self) -> bool:
+        return True
+
+    async def idle(self, channel: str, kind: str = "post") -> bool:
+        return True
 
     async def alias(self, name: str, channel_id: str) -> None:
         return None

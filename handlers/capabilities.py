@@ -76,8 +76,12 @@ def scheduled_sweeps(bot: BotContext) -> list[Sweep]:
     return [("handoff.pagerduty_tests", pagerduty_tests), ("reports.unfinished", unfinished_reports)]
 
 
-async def _deliver(bot: BotContext, body: bytes, now: datetime) -> None:
-    await pipeline.deliver(bot, bot.budget, body, now)
+async def _fold(bot: BotContext, bodies: list[bytes], now: datetime) -> pipeline.Batch:
+    return await pipeline.fold(bot, bodies, now)
+
+
+async def _deliver(bot: BotContext, body: bytes, now: datetime, batch: pipeline.Batch | None) -> None:
+    await pipeline.deliver(bot, bot.budget, body, now, batch)
 
 
 async def _flush_roots(bot: BotContext, now: datetime) -> int:
@@ -92,12 +96,15 @@ async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
     return await timers.fire_timers(bot, bot.budget, now)
 
 
-#: Stored PagerDuty events become incident threads; after each batch, debounced root edits, storm digests and
-#: SLA timers, in that order.
+#: Stored PagerDuty events become incident threads: each claimed batch folded at once, then its events delivered,
+#: a new incident and a change of state first; after each batch, debounced root edits, storm digests and SLA
+#: timers, in that order.
 INCIDENT_DELIVERY = EventDelivery(
     deliver=_deliver,
+    fold=_fold,
     periodic=(_flush_roots, _flush_digests, _fire_timers),
     retry_quietly=(RetryLater,),
+    urgent_event_types=pipeline.URGENT_EVENT_TYPES,
 )
 
 ROLLBACK_RUNS = RollbackRuns(

@@ -258,7 +258,8 @@ def digest_fallback(channel_incidents: list[IncidentView]) -> str:
 
 
 def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict[str, Any]]]:
-    """One message standing for many incidents during a storm: count, services, titles, links."""
+    """One message standing for many incidents during a storm: count, services, and a line per incident with its
+    link, title and current state (edited as the state changes, so the digest is never a stale list)."""
     services = sorted({outside(view.service_name, NAME_CHARS) for view in channel_incidents})
     text = (
         f":rotating_light: Incident storm: {len(channel_incidents)} incidents "
@@ -271,7 +272,8 @@ def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict
         url = safe_url(view.html_url)
         ref = link(url, number, trusted_label=True) if url and len(url) < 500 else number
         title, service = outside(view.title, 80), outside(view.service_name, NAME_CHARS)
-        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {ref} {title} · {service}"
+        state = outside(view.status or "triggered", NAME_CHARS)
+        line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {ref} {title} · {service} · _{state}_"
         if len(current) + len(line) + 1 > DIGEST_SECTION_CHARS:
             sections.append(current)
             current = ""

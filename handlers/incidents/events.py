@@ -10,7 +10,6 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from bot.context import BotContext
 from handlers.incidents.model import IncidentView
@@ -23,19 +22,19 @@ log = logging.getLogger(__name__)
 BIGINT = range(-(2**63), 2**63)
 
 
-def _without_nul(value: Any) -> Any:
+def without_nul(value: Any) -> Any:
     """Postgres text and jsonb cannot hold NUL characters; PagerDuty text never has them, a hostile payload might."""
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, list):
-        return [_without_nul(item) for item in value]
+        return [without_nul(item) for item in value]
     if isinstance(value, dict):
-        return {key: _without_nul(item) for key, item in value.items()}
+        return {key: without_nul(item) for key, item in value.items()}
     return value
 
 
-def _snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
-    return _without_nul(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
+def snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
+    return without_nul(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
 
 
 def _snapshot_fields(snapshot: IncidentSnapshot) -> dict[str, Any]:
@@ -88,7 +87,7 @@ async def incident_row(conn: AsyncConnection[Any], incident_id: str) -> dict[str
 
 # --- state ------------------------------------------------------------------------------------------------------
 
-_STATUS_BY_EVENT = {
+STATUS_BY_EVENT = {
     "incident.triggered": "triggered",
     "incident.acknowledged": "acknowledged",
     "incident.unacknowledged": "triggered",
@@ -97,138 +96,35 @@ _STATUS_BY_EVENT = {
 }
 
 
-async def priority_before(conn: AsyncConnection[Any], event: WebhookEvent) -> str | None:
+async def priority_before(bot: BotContext, event: WebhookEvent) -> str | None:
     """The incident's priority just before `event`, from the events that happened earlier — not from the newest
     snapshot, which may already be later than this event when events arrive out of order."""
-    cursor = await conn.execute(
-        """SELECT body FROM pd_webhooks WHERE incident_id = %s AND occurred_at < %s AND event_id <> %s
-           AND status IN ('pending', 'delivered') ORDER BY occurred_at DESC, id DESC LIMIT 20""",
-        (event.incident_id, event.occurred_at, event.event_id),
-    )
-    for (body,) in await cursor.fetchall():
-        earlier = parse_webhook(bytes(body))
-        if earlier.incident is not None:
-            return earlier.incident.priority
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """SELECT body FROM pd_webhooks WHERE incident_id = %s AND occurred_at < %s AND event_id <> %s
+               AND status IN ('pending', 'delivered') ORDER BY occurred_at DESC, id DESC LIMIT 20""",
+            (event.incident_id, event.occurred_at, event.event_id),
+        )
+        earlier = await cursor.fetchall()
+    for (body,) in earlier:
+        parsed = parse_webhook(bytes(body))
+        if parsed.incident is not None:
+            return parsed.incident.priority
     return None
 
 
-async def apply_event(
-    bot: BotContext, event: WebhookEvent, now: datetime
-) -> tuple[dict[str, Any], str | None, bool]:
-    """Fold the event into the incident's row; return (the row, the priority before this event, whether what the
-    root shows changed)."""
-    assert event.incident_id is not None
-    async with bot.storage.pool.connection() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"incident:{event.incident_id}",))
-        row = await incident_row(conn, event.incident_id)
-        previous_priority = await priority_before(conn, event)
-        snapshot = event.incident
-        newer = row is None or event.occurred_at >= row["snapshot_at"]
-        if row is None:
-            service = bot.catalog.for_pagerduty(event.service_id, event.service_name)
-            data = _snapshot_json(snapshot) if snapshot else {"id": event.incident_id}
-            status = (snapshot.status if snapshot else None) or _STATUS_BY_EVENT.get(
-                event.event_type, "triggered"
-            )
-            await conn.execute(
-                """INSERT INTO incidents (id, service, number, title, status, urgency, priority, snapshot, snapshot_at,
-                                          triggered_at, last_event_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                (
-                    event.incident_id,
-                    service.name if service else None,
-                    _storable_number(data.get("number")),
-                    data.get("title"),
-                    status,
-                    data.get("urgency"),
-                    data.get("priority"),
-                    Jsonb(data),
-                    event.occurred_at,
-                    _triggered_at(event),
-                    now,
-                ),
-            )
-        elif newer and snapshot is not None:
-            data = _snapshot_json(snapshot)
-            await conn.execute(
-                """UPDATE incidents SET snapshot = %s, snapshot_at = %s, number = %s, title = %s, urgency = %s,
-                       priority = %s, status = COALESCE(%s, status),
-                       triggered_at = COALESCE(triggered_at, %s), last_event_at = %s
-                   WHERE id = %s""",
-                (
-                    Jsonb(data),
-                    event.occurred_at,
-                    _storable_number(data.get("number")),
-                    data.get("title"),
-                    data.get("urgency"),
-                    data.get("priority"),
-                    snapshot.status,
-                    snapshot.created_at,
-                    now,
-                    event.incident_id,
-                ),
-            )
-        else:
-            await conn.execute(
-                "UPDATE incidents SET last_event_at = %s WHERE id = %s", (now, event.incident_id)
-            )
-        when = event.occurred_at
-        if event.event_type == "incident.triggered":
-            await conn.execute(
-                "UPDATE incidents SET triggered_at = LEAST(COALESCE(triggered_at, %s), %s) WHERE id = %s",
-                (when, when, event.incident_id),
-            )
-        elif event.event_type == "incident.acknowledged":
-            await conn.execute(
-                "UPDATE incidents SET acknowledged_at = COALESCE(acknowledged_at, %s) WHERE id = %s",
-                (when, event.incident_id),
-            )
-        elif event.event_type == "incident.resolved":
-            await conn.execute(
-                "UPDATE incidents SET resolved_at = GREATEST(COALESCE(resolved_at, %s), %s) WHERE id = %s",
-                (when, when, event.incident_id),
-            )
-        elif event.event_type == "incident.reopened" and newer:
-            await conn.execute("UPDATE incidents SET resolved_at = NULL WHERE id = %s", (event.incident_id,))
-        if newer and snapshot is None and event.event_type == "incident.conference_bridge.updated":
-            # The bridge event carries the bridge, not the incident: the root shows the new one from now on.
-            await conn.execute(
-                """UPDATE incidents SET snapshot = snapshot || %s, snapshot_at = %s WHERE id = %s""",
-                (
-                    Jsonb(
-                        _without_nul(
-                            {
-                                "conference_url": event.conference_url,
-                                "conference_number": event.conference_number,
-                            }
-                        )
-                    ),
-                    when,
-                    event.incident_id,
-                ),
-            )
-        if newer and snapshot is None and event.event_type in _STATUS_BY_EVENT:
-            await conn.execute(
-                "UPDATE incidents SET status = %s, snapshot_at = %s WHERE id = %s",
-                (_STATUS_BY_EVENT[event.event_type], when, event.incident_id),
-            )
-        updated = await incident_row(conn, event.incident_id)
-    assert updated is not None
-    return updated, previous_priority, row is None or _shown(row) != _shown(updated)
-
-
-def _storable_number(number: Any) -> int | None:
+def storable_number(number: Any) -> int | None:
     """The incident number for its column, or None when a bigint cannot hold it: the snapshot (jsonb) keeps it
     and the incident is delivered all the same, instead of failing its INSERT on every attempt."""
     return number if isinstance(number, int) and number in BIGINT else None
 
 
-def _shown(row: dict[str, Any]) -> tuple[Any, ...]:
+def shown_state(row: dict[str, Any]) -> tuple[Any, ...]:
     """What the root displays, to tell whether an event changed it."""
     return (row["status"], row["snapshot"], row["triggered_at"], row["acknowledged_at"], row["resolved_at"])
 
 
-def _triggered_at(event: WebhookEvent) -> datetime | None:
+def triggered_at_of(event: WebhookEvent) -> datetime | None:
     """When the incident began: PagerDuty's created_at, else the trigger event's own time, else unknown yet."""
     if event.incident and event.incident.created_at:
         return event.incident.created_at

@@ -41,3 +41,11 @@ class TimelineEntry:
 
 class RetryLater(Exception):
     """Another worker holds a claim that is not stale yet; the event stays pending and is tried again."""
+
+
+class InGroup(Exception):
+    """The event's line is part of a timeline reply (coalesce.py) led by `lead`: posted, or looked up, as that."""
+
+    def __init__(self, lead: str) -> None:
+        super().__init__(f"part of the timeline reply {lead}")
+        self.lead = lead

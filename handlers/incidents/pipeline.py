@@ -1,53 +1,239 @@
-"""One stored PagerDuty event through its incident, as the delivery worker hands it over (bot/delivery.py): fold
-it into the incident (events.py), make sure each channel has its root (threads.py), reply once, draft the
-post-mortem on resolve (once, in the alerts thread, linked from the others), and set or cancel the SLA
-timers."""
+"""Stored PagerDuty events through their incidents, as the delivery worker hands them over (bot/delivery.py).
+
+First the whole claimed batch is folded (`fold`): every incident's state in a few statements (fold.py), its SLA
+timers set or cancelled in two more (timers.py), and the roots already posted read in one. Then each event is
+delivered (`deliver`), in its incident's order: make sure each channel has its root (threads.py), reply once,
+draft the post-mortem on resolve (once, in the alerts thread, linked from the others). A root posted for an event
+shows the incident as of that event; when later events change what it shows, one debounced edit follows
+(`flush_roots`). In a channel that is in a storm, an incident's waiting events of the batch share one timeline
+reply (coalesce.py): there Slack's per-channel rate, not the events, is the bound."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks, lines
-from handlers.incidents.events import apply_event, channels_for, resolution_note, view_of
+from handlers.incidents.coalesce import Line, fits, group_members, post_group
+from handlers.incidents.events import channels_for, priority_before, resolution_note, view_of
+from handlers.incidents.fold import Folded, apply_events
+from handlers.incidents.model import IncidentView, InGroup, RetryLater
 from handlers.incidents.postmortem import post_postmortem
-from handlers.incidents.threads import ensure_root, mark_digest_dirty, mark_root_dirty, post_once
-from handlers.incidents.timers import schedule_timers
-from integrations.pagerduty_webhooks import parse_webhook
+from handlers.incidents.threads import (
+    Root,
+    ensure_root,
+    in_storm,
+    mark_digest_dirty,
+    mark_root_dirty,
+    post_once,
+)
+from handlers.incidents.timers import schedule_timers, timer_plan
+from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent, parse_webhook
 
 log = logging.getLogger(__name__)
 
+#: What an on-call needs first: a new incident and a change of its state (who holds it, whether it is over).
+#: Notes, priorities, responders and the rest follow; within an incident the order is always the events'.
+URGENT_EVENT_TYPES = (
+    "incident.triggered",
+    "incident.acknowledged",
+    "incident.unacknowledged",
+    "incident.escalated",
+    "incident.reassigned",
+    "incident.delegated",
+    "incident.resolved",
+    "incident.reopened",
+)
 
-# --- delivery -----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    """What the fold left, for the deliveries of the pass: each incident's state and the roots known posted
+    (a root's `ts`, once recorded, never changes: later events of the pass reuse it without a query)."""
+
+    incidents: dict[str, Folded]
+    roots: dict[tuple[str, str], Root] = field(default_factory=dict)
+    digests_marked: set[int] = field(default_factory=set)
+    #: Each incident's events in the order they are delivered, and the replies already claimed when the batch
+    #: was folded, (event, channel) → the timeline reply it is part of (None: a reply of its own).
+    events: dict[str, list[WebhookEvent]] = field(default_factory=dict)
+    claimed: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    #: (event, channel) whose line a timeline reply of this pass already carries.
+    covered: set[tuple[str, str]] = field(default_factory=set)
+    storms: dict[str, bool] = field(default_factory=dict)
+
+    async def storm(self, bot: BotContext, channel: str, now: datetime) -> bool:
+        """Whether `channel` is in a storm (threads.in_storm), asked once per pass: only then are an incident's
+        waiting events coalesced. Outside a storm Slack's rate is no bound and each event keeps its own reply."""
+        if channel not in self.storms:
+            self.storms[channel] = await in_storm(bot, channel, now)
+        return self.storms[channel]
+
+    def after(self, event: WebhookEvent) -> list[WebhookEvent]:
+        """The incident's events of the batch that follow `event`."""
+        assert event.incident_id is not None
+        queue = self.events.get(event.incident_id, [])
+        ids = [e.event_id for e in queue]
+        return queue[ids.index(event.event_id) + 1 :] if event.event_id in ids else []
 
 
-async def deliver(bot: BotContext, budget: ChannelBudget, body: bytes, now: datetime) -> None:
-    """Deliver one stored event: fold it into the incident, make sure each channel has its root, reply once."""
+async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
+    """Fold a claimed batch into its incidents. A malformed body is left out here; its own delivery says so."""
+    events: list[WebhookEvent] = []
+    for body in bodies:
+        try:
+            event = parse_webhook(body)
+        except MalformedWebhook:
+            continue
+        if event.incident_id is not None:
+            events.append(event)
+    incidents = await apply_events(bot, events, now)
+    batch = Batch(incidents)
+    if not incidents:
+        return batch
+    for event in events:
+        assert event.incident_id is not None
+        batch.events.setdefault(event.incident_id, []).append(event)
+    types: dict[str, set[str]] = {}
+    for event in events:
+        assert event.incident_id is not None
+        types.setdefault(event.incident_id, set()).add(event.event_type)
+    plans = {
+        incident_id: timer_plan(view_of(bot, folded.row), types[incident_id], folded.first_event_at, now)
+        for incident_id, folded in incidents.items()
+    }
+    await schedule_timers(bot, plans, now)
+    async with bot.storage.pool.connection() as conn:
+        cursor = await conn.execute(
+            """SELECT incident_id, channel, channel_id, ts, in_digest FROM incident_roots
+               WHERE incident_id = ANY(%s) AND ts IS NOT NULL""",
+            (sorted(incidents),),
+        )
+        for incident_id, channel, channel_id, ts, in_digest in await cursor.fetchall():
+            batch.roots[(incident_id, channel)] = Root(channel, channel_id, ts, in_digest)
+        cursor = await conn.execute(
+            "SELECT event_id, channel, part_of FROM incident_replies WHERE event_id = ANY(%s)",
+            ([event.event_id for event in events],),
+        )
+        for event_id, channel, part_of in await cursor.fetchall():
+            batch.claimed[(event_id, channel)] = part_of
+    return batch
+
+
+async def deliver(
+    bot: BotContext, budget: ChannelBudget, body: bytes, now: datetime, batch: Batch | None = None
+) -> None:
+    """Deliver one stored event of a folded batch (folded on its own when the batch does not hold it): make sure
+    each channel has its root, reply once."""
     event = parse_webhook(body)
-    row, previous_priority, changed = await apply_event(bot, event, now)
+    assert event.incident_id is not None
+    if batch is None or event.incident_id not in batch.incidents:
+        batch = await fold(bot, [body], now)
+    folded = batch.incidents[event.incident_id]
+    row, changed = folded.after_event[event.event_id]
     view = view_of(bot, row)
     triggered = event.event_type == "incident.triggered"
     roots = []
     for channel in channels_for(bot, view):
-        root = await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
-        roots.append(root)
-        if changed and not root.posted_now and root.ts:
+        known = batch.roots.get((view.id, channel))
+        root = known or await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
+        if root.ts is not None:
+            batch.roots[(view.id, channel)] = root
+        if changed and root.ts and (known or not root.posted_now) and not folded.marked_dirty:
+            # The root shows an earlier moment (posted before this event): one debounced edit shows this one.
             await mark_root_dirty(bot, view.id, now)
+            folded.marked_dirty = True
+        roots.append(root)
+        if root.in_digest and (changed or root.ts is None) and root.in_digest not in batch.digests_marked:
+            # Listed in a storm digest: its line shows the incident's state, so the digest is edited (debounced).
+            await mark_digest_dirty(bot, root.in_digest, now)
+            batch.digests_marked.add(root.in_digest)
         if triggered or root.ts is None:
-            if root.in_digest:
-                await mark_digest_dirty(bot, root.in_digest, now)
             continue
-        resolution = await resolution_note(bot, view.id) if event.event_type == "incident.resolved" else None
-        text = lines.reply_text(event, previous_priority, resolution)
-        fallback = blocks.fallback_text(view, "update")
-        for part, part_text in enumerate(lines.reply_parts(text), 1):
+        await _reply(bot, budget, batch, event, view, root, now)
+    if event.event_type == "incident.resolved":
+        await post_postmortem(bot, budget, view, roots, now)
+
+
+async def _line(bot: BotContext, event: WebhookEvent, incident_id: str) -> Line:
+    previous_priority = (
+        await priority_before(bot, event) if event.event_type == "incident.priority_updated" else None
+    )
+    resolution = await resolution_note(bot, incident_id) if event.event_type == "incident.resolved" else None
+    return Line(event.event_id, event.event_type, lines.reply_text(event, previous_priority, resolution))
+
+
+async def _reply(
+    bot: BotContext,
+    budget: ChannelBudget,
+    batch: Batch,
+    event: WebhookEvent,
+    view: IncidentView,
+    root: Root,
+    now: datetime,
+) -> None:
+    """The event's line in the root's thread, once: a timeline reply with the incident's next events of the batch
+    when several are waiting (coalesce.py), else a reply of its own (in parts when it is longer than a message)."""
+    where = (event.event_id, root.channel)
+    if where in batch.covered:
+        return
+    fallback = blocks.fallback_text(view, "update")
+    if batch.claimed.get(where):
+        await _group_again(bot, budget, batch, view.id, root, now, str(batch.claimed[where]), fallback)
+        return
+    line = await _line(bot, event, view.id)
+    if where not in batch.claimed and fits([], line) and await batch.storm(bot, root.channel, now):
+        group = [line]
+        for later in batch.after(event):
+            if later.event_type == "incident.triggered" or (later.event_id, root.channel) in batch.claimed:
+                break
+            candidate = await _line(bot, later, view.id)
+            if not fits(group, candidate):
+                break
+            group.append(candidate)
+        if len(group) > 1:
+            await post_group(bot, budget, view.id, root, now, group, fresh=True, fallback=fallback)
+            batch.covered.update((member.key, root.channel) for member in group)
+            return
+    try:
+        for part, part_text in enumerate(lines.reply_parts(line.text), 1):
             # A reply too long for one message is several, each claimed once: the first by the event's id.
             key = event.event_id if part == 1 else f"{event.event_id}#{part}"
             await post_once(
                 bot, budget, key, event.event_type, view.id, root, now, part_text, fallback=fallback
             )
-    if event.event_type == "incident.resolved":
-        await post_postmortem(bot, budget, view, roots, now)
-    await schedule_timers(bot, view, event, now)
+    except InGroup as grouped:  # claimed as part of a timeline reply since the batch was folded
+        await _group_again(bot, budget, batch, view.id, root, now, grouped.lead, fallback)
+
+
+async def _group_again(
+    bot: BotContext,
+    budget: ChannelBudget,
+    batch: Batch,
+    incident_id: str,
+    root: Root,
+    now: datetime,
+    lead: str,
+    fallback: str,
+) -> None:
+    """A timeline reply claimed before (a redelivery, a worker that died mid-post): recorded, looked up or taken
+    over as the whole group, with its lines as its claim rows list them."""
+    members = await group_members(bot, lead, root.channel)
+    if not members:
+        raise RetryLater(f"timeline reply {lead} in {root.channel} was given up just now")
+    known = {e.event_id: e for e in batch.events.get(incident_id, [])}
+    missing = [key for key, _ in members if key not in known]
+    if missing:
+        async with bot.storage.pool.connection() as conn:
+            cursor = await conn.execute("SELECT body FROM pd_webhooks WHERE event_id = ANY(%s)", (missing,))
+            for (body,) in await cursor.fetchall():
+                event = parse_webhook(bytes(body))
+                known[event.event_id] = event
+    group = [await _line(bot, known[key], incident_id) for key, _ in members if key in known]
+    if len(group) != len(members):
+        raise RetryLater(f"timeline reply {lead} in {root.channel}: an event is missing")
+    await post_group(bot, budget, incident_id, root, now, group, fresh=False, fallback=fallback)
+    batch.covered.update((key, root.channel) for key, _ in members)

@@ -56,6 +56,9 @@ async def digest_views(bot: BotContext, digest_id: int) -> list[IncidentView]:
 async def render_digest(
     bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime
 ) -> None:
+    """Post the dirty digest, or edit it when the workspace's edit allowance has room (else it stays dirty)."""
+    if digest["ts"] is not None and not await budget.allow_update():
+        return
     async with bot.storage.pool.connection() as conn:
         claimed = await conn.execute(
             "UPDATE storm_digests SET dirty_since = NULL WHERE id = %s AND dirty_since = %s",
@@ -152,8 +155,9 @@ async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) 
 
 
 async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
-    """The storm passed: give the still-open incidents of the digest their own roots, a few per pass so the
-    worker keeps delivering new events meanwhile, and close the digest once none is left."""
+    """The storm passed: give the still-open incidents of the digest their own roots, a few per pass and only
+    while the channel's post slot is free (`ChannelBudget.idle`), so the worker keeps delivering new incidents and
+    state changes at Slack's rate meanwhile, and close the digest once none is left."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -170,6 +174,8 @@ async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, A
             )
             return
     for row in waiting:
+        if not await budget.idle(digest["channel"]):
+            break  # the channel's rate goes to new incidents and their changes first; the rest on a later pass
         try:
             await ensure_root(bot, budget, view_of(bot, row), digest["channel"], now, own_thread=True)
         except RetryLater:

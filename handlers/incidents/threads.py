@@ -32,7 +32,7 @@ from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
 from handlers.incidents.events import view_of
-from handlers.incidents.model import IncidentView, RetryLater
+from handlers.incidents.model import IncidentView, InGroup, RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -271,13 +271,15 @@ class ReplyClaims:
                 return slack_once.ClaimState(ours=True)
             existing = await (
                 await conn.execute(
-                    "SELECT ts, claimed_at FROM incident_replies WHERE event_id = %s AND channel = %s",
+                    "SELECT ts, claimed_at, part_of FROM incident_replies WHERE event_id = %s AND channel = %s",
                     (self.key, self.channel),
                 )
             ).fetchone()
         if existing is None:
             raise RetryLater(f"reply {self.key} in {self.channel} was given up just now")
-        ts, claimed_at = existing
+        ts, claimed_at, part_of = existing
+        if part_of is not None:  # a line of a timeline reply: looked up and posted as that, never on its own
+            raise InGroup(part_of)
         return slack_once.ClaimState(ts=ts, attempted_at=claimed_at)
 
     async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
@@ -333,13 +335,15 @@ async def mark_digest_dirty(bot: BotContext, digest_id: int, now: datetime) -> N
 
 
 async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> int:
-    """One chat.update per dirty root once its incident is quiet (or has waited long enough). An edit that fails
-    marks the root dirty again, so it is retried on the next pass instead of lost."""
+    """One chat.update per dirty root once its incident is quiet (or has waited long enough), the longest waiting
+    first, as many as the workspace's edit allowance has left (`ChannelBudget.allow_update`, Slack's Tier 3): the
+    rest stay dirty for a later pass, so edits never hold up delivery. An edit that fails marks the root dirty
+    again, so it is retried on the next pass instead of lost."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
             """SELECT * FROM incidents WHERE root_dirty_since IS NOT NULL
-               AND (last_event_at <= %s OR root_dirty_since <= %s)""",
+               AND (last_event_at <= %s OR root_dirty_since <= %s) ORDER BY root_dirty_since, id""",
             (now - DEBOUNCE_QUIET, now - DEBOUNCE_MAX),
         )
         dirty = await cursor.fetchall()
@@ -363,6 +367,9 @@ async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
         fallback = blocks.fallback_text(view)
         try:
             for channel_id, ts in roots:
+                if not await budget.allow_update():
+                    await _mark_dirty_at(bot, view.id, row["root_dirty_since"])  # keeps its place in line
+                    return edited
                 await slack_once.update(
                     bot, budget, channel_id, ts, fallback=fallback, text=text, attachments=attachments
                 )
@@ -376,3 +383,11 @@ async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
             )
             await mark_root_dirty(bot, view.id, now)
     return edited
+
+
+async def _mark_dirty_at(bot: BotContext, incident_id: str, since: datetime) -> None:
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE incidents SET root_dirty_since = LEAST(COALESCE(root_dirty_since, %s), %s) WHERE id = %s",
+            (since, since, incident_id),
+        )

@@ -19,7 +19,6 @@ from handlers.incidents.events import channels_for, incident_row, view_of
 from handlers.incidents.model import IncidentView, RetryLater
 from handlers.incidents.threads import ensure_root, post_once
 from integrations.pagerduty import PagerDutyError
-from integrations.pagerduty_webhooks import WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -41,44 +40,58 @@ MENTIONS = 10  # a nudge mentions this many assignees, then counts the rest
 # --- timers -------------------------------------------------------------------------------------------------------
 
 
-async def set_timer(bot: BotContext, incident_id: str, kind: str, due: datetime) -> None:
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            """INSERT INTO incident_timers (incident_id, kind, due_at) VALUES (%s, %s, %s)
-               ON CONFLICT DO NOTHING""",
-            (incident_id, kind, due),
-        )
-
-
-async def cancel_timers(bot: BotContext, incident_id: str, kinds: tuple[str, ...], now: datetime) -> None:
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            """UPDATE incident_timers SET cancelled_at = %s
-               WHERE incident_id = %s AND kind = ANY(%s) AND fired_at IS NULL AND cancelled_at IS NULL""",
-            (now, incident_id, list(kinds)),
-        )
-
-
 def is_high(view: IncidentView) -> bool:
     return view.urgency == "high" or (view.priority or "").upper() == "P1"
 
 
-async def schedule_timers(bot: BotContext, view: IncidentView, event: WebhookEvent, now: datetime) -> None:
+def timer_plan(
+    view: IncidentView, event_types: set[str], started: datetime, now: datetime
+) -> tuple[list[tuple[str, datetime]], list[str]]:
+    """The timers to set (kind, due) and to cancel (kinds) after a batch of the incident's events, from the state
+    the batch left (`view`) and the types of its events; `started` is when the incident began, if it is not
+    known yet the batch's earliest event."""
     escalation = view.service.escalation if view.service else None
     ack_within = timedelta(minutes=escalation.ack_within_minutes if escalation else 15)
     resolve_within = timedelta(minutes=escalation.resolve_within_minutes if escalation else 60)
-    started = view.triggered_at or event.occurred_at
+    started = view.triggered_at or started
+    sets: list[tuple[str, datetime]] = []
+    cancels: list[str] = []
     if view.status == "triggered" and view.acknowledged_at is None:
-        await set_timer(bot, view.id, "ack_nudge", started + ack_within)
+        sets.append(("ack_nudge", started + ack_within))
     if view.status != "resolved" and is_high(view):
-        await set_timer(bot, view.id, "resolve_reminder", started + resolve_within)
-    if event.event_type == "incident.acknowledged":
-        await cancel_timers(bot, view.id, ("ack_nudge",), now)
-    if event.event_type == "incident.resolved":
-        await cancel_timers(bot, view.id, ("ack_nudge", "resolve_reminder"), now)
-        await set_timer(
-            bot, view.id, "postmortem_reminder", (view.resolved_at or now) + postmortem_within(view)
-        )
+        sets.append(("resolve_reminder", started + resolve_within))
+    if "incident.acknowledged" in event_types:
+        cancels.append("ack_nudge")
+    if "incident.resolved" in event_types:
+        cancels.extend(("ack_nudge", "resolve_reminder"))
+        sets.append(("postmortem_reminder", (view.resolved_at or now) + postmortem_within(view)))
+    return sets, cancels
+
+
+async def schedule_timers(
+    bot: BotContext, plans: dict[str, tuple[list[tuple[str, datetime]], list[str]]], now: datetime
+) -> None:
+    """Set and cancel the timers of a batch's incidents (`timer_plan` of each): two statements for the batch. A
+    timer set once is never set again (a cancelled one stays cancelled)."""
+    sets = [(incident, kind, due) for incident, (due_list, _) in plans.items() for kind, due in due_list]
+    cancels = list(
+        dict.fromkeys((incident, kind) for incident, (_, kinds) in plans.items() for kind in kinds)
+    )
+    async with bot.storage.pool.connection() as conn:
+        if sets:
+            await conn.execute(
+                """INSERT INTO incident_timers (incident_id, kind, due_at)
+                   SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) ON CONFLICT DO NOTHING""",
+                [list(column) for column in zip(*sets, strict=True)],
+            )
+        if cancels:
+            await conn.execute(
+                """UPDATE incident_timers t SET cancelled_at = %s
+                   FROM unnest(%s::text[], %s::text[]) AS c(incident_id, kind)
+                   WHERE t.incident_id = c.incident_id AND t.kind = c.kind
+                     AND t.fired_at IS NULL AND t.cancelled_at IS NULL""",
+                [now, *[list(column) for column in zip(*cancels, strict=True)]],
+            )
 
 
 async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> list[tuple[str, str]]:
