@@ -67,6 +67,11 @@ _TYPES = (
 )
 #: One statement for any batch: the rows travel as arrays. `root_dirty_since` carries the pass's clock for an
 #: incident whose roots must be edited, and never moves a dirty mark later (the debounce counts from the first).
+#: The incidents' rows before the batch, and whether each has a posted root (built once, from the constants).
+_SELECT = f"""
+    SELECT {", ".join(_COLUMNS)},
+           EXISTS (SELECT 1 FROM incident_roots r WHERE r.incident_id = incidents.id AND r.ts IS NOT NULL) AS has_root
+    FROM incidents WHERE id = ANY(%s)"""
 _UPSERT = f"""
     INSERT INTO incidents ({", ".join(_COLUMNS)})
     SELECT * FROM unnest({", ".join(f"%s::{kind}[]" for kind in _TYPES)})
@@ -167,13 +172,7 @@ async def apply_events(bot: BotContext, events: list[WebhookEvent], now: datetim
             (ids,),
         )
         cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            f"""SELECT {", ".join(_COLUMNS)},
-                       EXISTS (SELECT 1 FROM incident_roots r WHERE r.incident_id = incidents.id
-                               AND r.ts IS NOT NULL) AS has_root
-                FROM incidents WHERE id = ANY(%s)""",
-            (ids,),
-        )
+        await cursor.execute(_SELECT, (ids,))
         before = {row["id"]: row for row in await cursor.fetchall()}
         after: dict[str, dict[str, Any]] = {}
         first: dict[str, datetime] = {}
