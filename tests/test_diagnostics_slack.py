@@ -200,7 +200,12 @@ async def test_the_list_names_every_query_with_its_runbook_section(bot: BotUnder
         ("shop low-confidence 500", ":grey_question: limit is at most 200, got `500`."),
         ("shop low-confidence 2h 1h", ":grey_question: Give `window` once, got `2h` and `1h`."),
         ("shop slow 2h", ":grey_question: `slow` takes no window, got `2h`."),
-        ("shop low-confidence chat", ":grey_question: I don't understand `chat`: a window is like 2h"),
+        (
+            "shop low-confidence chat",
+            ":grey_question: I don't understand `chat`: a window is like 2h, a limit a number. Its filters: "
+            "`module=…`.\nUsage: `/diag demo-shop low-confidence [window ≤ 7d, default 1h] [limit ≤ 200, "
+            "default 20] [module=…]`",
+        ),
     ],
 )
 async def test_bad_input_gets_the_usage_and_did_you_mean(bot: BotUnderTest, text: str, expected: str) -> None:

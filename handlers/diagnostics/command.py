@@ -120,14 +120,16 @@ def parse(text: str, catalog: Catalog) -> DiagListing | DiagRun:
     if len(words) == 1:
         return DiagListing(service)
     query = _query(words[1], service)
-    args = _arguments(words[2:], query)
+    usage = "`" + " ".join(filter(None, ["/diag", service.name, query.name, usage_hint(query)])) + "`"
+    try:
+        args = _arguments(words[2:], query)
+    except UsageError as error:  # the usage line of this query, not the command's
+        raise UsageError(error.message, suggestion=error.suggestion, usage=usage) from None
     try:
         bind_args(query, args)
     except ArgumentError as error:
         raise UsageError(
-            error.message,
-            suggestion=f"{error.suggestion}=…" if error.suggestion else None,
-            usage="`" + " ".join(filter(None, ["/diag", service.name, query.name, usage_hint(query)])) + "`",
+            error.message, suggestion=f"{error.suggestion}=…" if error.suggestion else None, usage=usage
         ) from None
     return DiagRun(service, query, args, tuple(missing_env(service.diagnostics_dsn or "")))
 
