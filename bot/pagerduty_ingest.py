@@ -66,11 +66,13 @@ def _incident_key(event: WebhookEvent | None) -> str | None:
 #: prepares it once per connection (a VALUES list per batch size would be parsed and planned every time).
 #: `received_at` and `next_attempt_at` are the bot's clock, the one the delivery worker claims by: a webhook
 #: stamped with the database's now() would wait (or jump the queue) whenever the two clocks disagree.
+#: The arrays go in binary (`%b`): psycopg's text array dumper quotes and hex-escapes every body in Python, 6 ms
+#: for a batch of 200 webhooks against 0.4 ms in binary — the largest single cost of the ingest route's profile.
 _INSERT = """
     INSERT INTO pd_webhooks (webhook_id, event_id, event_type, incident_id, service_id, occurred_at, body, status,
                              reason, incident_key, received_at, next_attempt_at)
-    SELECT w.*, r.at, r.at FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                       %s::timestamptz[], %s::bytea[], %s::text[], %s::text[], %s::text[]) AS w,
+    SELECT w.*, r.at, r.at FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                       %b::timestamptz[], %b::bytea[], %b::text[], %b::text[], %b::text[]) AS w,
                                 (SELECT %s::timestamptz AS at) AS r
     ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
     RETURNING event_id"""
