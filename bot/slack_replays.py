@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from bot.context import BotContext
 from bot.signing import SLACK_TIMESTAMP_WINDOW
+from bot.storage import BoundedRedis
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,37 @@ async def first_delivery(
     """Claim a verified request. The claims when it is the first delivery (run it); None when it is a replay — the
     same signature seen within the window, or a Slack retry (`X-Slack-Retry-Num`) of a body already received."""
     ttl = replay_ttl(timestamp)
-    by_signature = await claim(bot, "sig:" + signature, ttl)
+    signature_key, body_key = "sig:" + signature, "body:" + hashlib.sha256(body).hexdigest()
+    try:
+        by_signature, by_body = await _claim_both_in_redis(bot, signature_key, body_key, ttl)
+    except RedisError:  # one key at a time, each falling back to Postgres
+        by_signature = await claim(bot, signature_key, ttl)
+        if by_signature is None:
+            return None
+        by_body = await claim(bot, body_key, ttl)
     if by_signature is None:
         return None
-    by_body = await claim(bot, "body:" + hashlib.sha256(body).hexdigest(), ttl)
     if by_body is None and retry_num is not None:
         return None
     return [c for c in (by_signature, by_body) if c is not None]
+
+
+async def _claim_both_in_redis(
+    bot: BotContext, signature_key: str, body_key: str, ttl_seconds: float
+) -> tuple[Claimed | None, Claimed | None]:
+    """Both claims of a request in one round trip (a pipeline of two `SET NX PX`), not two: every Slack request
+    pays for it before its ack. Claiming the body even when the signature is a replay changes nothing, since the
+    first delivery claimed that body with the same TTL."""
+    ttl_ms = max(1, int(ttl_seconds * 1000))
+    client = bot.storage.redis
+    pipe = client.pipeline(transaction=False)
+    pipe.set(PREFIX + signature_key, "1", nx=True, px=ttl_ms)
+    pipe.set(PREFIX + body_key, "1", nx=True, px=ttl_ms)
+    if isinstance(client, BoundedRedis):
+        by_signature, by_body = await client.bounded(pipe.execute)
+    else:  # a plain client (some tests put one in)
+        by_signature, by_body = await pipe.execute()
+    return (
+        Claimed(signature_key, "redis") if by_signature else None,
+        Claimed(body_key, "redis") if by_body else None,
+    )
