@@ -104,9 +104,11 @@ class WebhookStore:
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def store(self, body: bytes, webhook_id: str | None, event: WebhookEvent | None) -> bool:
-        """True when the event is new and now stored; False when it was stored before (a redelivery)."""
-        status, reason = classify(event, self.bot.catalog)
+    async def store(
+        self, body: bytes, webhook_id: str | None, event: WebhookEvent | None, status: str, reason: str | None
+    ) -> bool:
+        """True when the event is new and now stored (as `status`, from `classify`); False when it was stored
+        before (a redelivery)."""
         row = (
             webhook_id,
             event.event_id if event else None,
@@ -179,14 +181,16 @@ async def ingest(
     except MalformedWebhook as exc:
         log.warning("malformed PagerDuty webhook stored raw", extra={"reason": str(exc)})
         event = None
+    event = storable(event)
+    status, reason = classify(event, bot.catalog)
     try:
-        stored = await webhooks.store(body, request.headers.get("x-webhook-id"), storable(event))
+        stored = await webhooks.store(body, request.headers.get("x-webhook-id"), event, status, reason)
     except (psycopg.Error, PoolTimeout, OSError):
         log.error(
             "PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",
             exc_info=True,
         )
         return JSONResponse({"error": "database unavailable, retry"}, status_code=503)
-    if stored:
+    if stored and status == "pending":  # only a pending row is work for the delivery worker: wake it for that
         on_stored()
     return JSONResponse({"status": "accepted" if stored else "duplicate"}, status_code=202)
