@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import redis.asyncio as redis
@@ -27,7 +27,6 @@ from bot.embedded import EmbeddedServers
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 POOL_TIMEOUT = 5.0
 #: Connect and read timeout of every Redis call. Redis answers in well under a millisecond when it is healthy;
@@ -53,17 +52,12 @@ class BoundedRedis(redis.Redis):
     _unanswered_until: float = 0.0
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        return await self.bounded(lambda: redis.Redis.execute_command(self, *args, **options))
-
-    async def bounded(self, call: Callable[[], Awaitable[_T]]) -> _T:
-        """`call()` under the same bounds as a single command: for a pipeline's `execute`, which does not go
-        through `execute_command`."""
         loop = asyncio.get_running_loop()
         if loop.time() < self._unanswered_until:
             raise RedisUnanswered("Redis did not answer a moment ago; not asked again yet")
         try:
             async with asyncio.timeout(REDIS_TIMEOUT * 2):
-                return await call()
+                return await super().execute_command(*args, **options)
         except TimeoutError as exc:  # the overall deadline: redis-py's own timeouts raise its TimeoutError
             self._unanswered_until = loop.time() + REDIS_COOL_OFF
             raise RedisUnanswered("Redis call timed out") from exc
