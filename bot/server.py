@@ -16,11 +16,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -37,6 +38,7 @@ from bot.signing import verify_slack_request
 from bot.storage import Storage
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
@@ -275,6 +277,14 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, **overrides: Any) -> uvic
         **overrides,
     }
     return uvicorn.Config(app, host=host, port=port, **options)
+
+
+def run_event_loop(main: Coroutine[Any, Any, _T]) -> _T:
+    """`asyncio.run(main)` on uvloop, the event loop a production uvicorn runs (`uvicorn.run` picks it with its
+    default `loop="auto"`; a server started as `asyncio.run(server.serve())`, as ours is so that start-up and
+    shutdown are ours, would stay on the pure-Python loop). `mira-bot serve`, `mira-bot worker` and the bench
+    baselines all run on it, so ratios compare the app, not the loop."""
+    return uvloop.run(main)
 
 
 async def start_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
