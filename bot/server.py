@@ -121,6 +121,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
     assert bot.settings.slack_signing_secret is not None
     signing_secret = bot.settings.slack_signing_secret.get_secret_value()
     webhooks = WebhookStore(bot)
+    replays = slack_replays.ReplayClaims(bot)
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -156,6 +157,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
         # (bot/slack_replays.py), so a replayed /flag or /rollback has one effect and Slack shows no error.
         claims = await slack_replays.first_delivery(
             bot,
+            replays,
             body,
             request.headers.get("x-slack-request-timestamp", "").strip(),
             request.headers.get("x-slack-signature", ""),
