@@ -18,7 +18,6 @@ Both answer GET /ready once serving, so the orchestrator knows when to start.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 
@@ -31,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.server import uvicorn_config
+from bot.server import run_event_loop, uvicorn_config
 
 
 async def ready(request: Request) -> Response:
@@ -89,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.kind == "bolt"
         else bare_starlette()
     )
-    # The settings of `mira-bot serve` (bot/cli.py), so the HTTP stack is the same.
-    asyncio.run(uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port)).serve())
+    # The settings and the event loop of `mira-bot serve` (bot/cli.py), so the HTTP stack is the same.
+    run_event_loop(uvicorn.Server(uvicorn_config(app, "127.0.0.1", args.port)).serve())
     return 0
 
 

@@ -157,12 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             catalog = load_catalog(settings.bot_catalog)
             print(f"ok: {len(catalog.services)} services ({', '.join(catalog.names())})")
             return 0
+        if command in ("serve", "worker"):
+            from bot.server import run_event_loop
         if command == "serve":
             settings.require_slack()
-            return asyncio.run(serve(settings, web_only=bool(getattr(args, "web_only", False))))
+            return run_event_loop(serve(settings, web_only=bool(getattr(args, "web_only", False))))
         if command == "worker":
             settings.require_slack()
-            return asyncio.run(worker(settings))
+            return run_event_loop(worker(settings))
         try:
             # The one import of stand_ins/ from bot/ (tests/test_architecture.py allows exactly this): the console
             # lives with the recording servers, which a production install does not ship.

@@ -66,11 +66,13 @@ def _incident_key(event: WebhookEvent | None) -> str | None:
 #: prepares it once per connection (a VALUES list per batch size would be parsed and planned every time).
 #: `received_at` and `next_attempt_at` are the bot's clock, the one the delivery worker claims by: a webhook
 #: stamped with the database's now() would wait (or jump the queue) whenever the two clocks disagree.
+#: The arrays go in binary (`%b`): psycopg's text array dumper quotes and hex-escapes every body in Python, 6 ms
+#: for a batch of 200 webhooks against 0.4 ms in binary — the largest single cost of the ingest route's profile.
 _INSERT = """
     INSERT INTO pd_webhooks (webhook_id, event_id, event_type, incident_id, service_id, occurred_at, body, status,
                              reason, incident_key, received_at, next_attempt_at)
-    SELECT w.*, r.at, r.at FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                       %s::timestamptz[], %s::bytea[], %s::text[], %s::text[], %s::text[]) AS w,
+    SELECT w.*, r.at, r.at FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[],
+                                       %b::timestamptz[], %b::bytea[], %b::text[], %b::text[], %b::text[]) AS w,
                                 (SELECT %s::timestamptz AS at) AS r
     ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
     RETURNING event_id"""
@@ -102,9 +104,11 @@ class WebhookStore:
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def store(self, body: bytes, webhook_id: str | None, event: WebhookEvent | None) -> bool:
-        """True when the event is new and now stored; False when it was stored before (a redelivery)."""
-        status, reason = classify(event, self.bot.catalog)
+    async def store(
+        self, body: bytes, webhook_id: str | None, event: WebhookEvent | None, status: str, reason: str | None
+    ) -> bool:
+        """True when the event is new and now stored (as `status`, from `classify`); False when it was stored
+        before (a redelivery)."""
         row = (
             webhook_id,
             event.event_id if event else None,
@@ -177,14 +181,16 @@ async def ingest(
     except MalformedWebhook as exc:
         log.warning("malformed PagerDuty webhook stored raw", extra={"reason": str(exc)})
         event = None
+    event = storable(event)
+    status, reason = classify(event, bot.catalog)
     try:
-        stored = await webhooks.store(body, request.headers.get("x-webhook-id"), storable(event))
+        stored = await webhooks.store(body, request.headers.get("x-webhook-id"), event, status, reason)
     except (psycopg.Error, PoolTimeout, OSError):
         log.error(
             "PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",
             exc_info=True,
         )
         return JSONResponse({"error": "database unavailable, retry"}, status_code=503)
-    if stored:
+    if stored and status == "pending":  # only a pending row is work for the delivery worker: wake it for that
         on_stored()
     return JSONResponse({"status": "accepted" if stored else "duplicate"}, status_code=202)

@@ -16,11 +16,12 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -37,6 +38,7 @@ from bot.signing import verify_slack_request
 from bot.storage import Storage
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SLACK_BODY_LIMIT = 1024 * 1024
 
@@ -119,6 +121,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
     assert bot.settings.slack_signing_secret is not None
     signing_secret = bot.settings.slack_signing_secret.get_secret_value()
     webhooks = WebhookStore(bot)
+    replays = slack_replays.ReplayClaims(bot)
 
     def counted(route: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Any]:
         async def wrapper(request: Request) -> Response:
@@ -154,6 +157,7 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
         # (bot/slack_replays.py), so a replayed /flag or /rollback has one effect and Slack shows no error.
         claims = await slack_replays.first_delivery(
             bot,
+            replays,
             body,
             request.headers.get("x-slack-request-timestamp", "").strip(),
             request.headers.get("x-slack-signature", ""),
@@ -275,6 +279,14 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, **overrides: Any) -> uvic
         **overrides,
     }
     return uvicorn.Config(app, host=host, port=port, **options)
+
+
+def run_event_loop(main: Coroutine[Any, Any, _T]) -> _T:
+    """`asyncio.run(main)` on uvloop, the event loop a production uvicorn runs (`uvicorn.run` picks it with its
+    default `loop="auto"`; a server started as `asyncio.run(server.serve())`, as ours is so that start-up and
+    shutdown are ours, would stay on the pure-Python loop). `mira-bot serve`, `mira-bot worker` and the bench
+    baselines all run on it, so ratios compare the app, not the loop."""
+    return uvloop.run(main)
 
 
 async def start_server(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> RunningServer:

@@ -408,6 +408,34 @@ async def test_a_replayed_flag_off_writes_once_and_announces_once(
     assert len(bot.slack.calls_to("response_url")) == 1
 
 
+async def test_replays_arriving_together_with_the_original_run_it_once(
+    bot: BotUnderTest, supabase: RecordingSupabaseServer
+) -> None:
+    """Requests arriving together share one Redis command for their replay claims (bot/slack_replays.py,
+    ReplayClaims): the same signed /flag off five times at once, with two Slack retries of it, still runs once."""
+    body = bot.command_body("/flag", "off MIRA_MODE_COMMAND_ENABLED", user=OWNER)
+    signed = {"Content-Type": "application/x-www-form-urlencoded", **sign_slack_request(SIGNING_SECRET, body)}
+    retries = [
+        {
+            **signed,
+            **sign_slack_request(SIGNING_SECRET, body, int(time.time()) - attempt),
+            "X-Slack-Retry-Num": str(attempt),
+        }
+        for attempt in (1, 2)
+    ]
+    answers = await asyncio.gather(
+        *(
+            bot.client.post("/slack/events", content=body, headers=headers)
+            for headers in [signed] * 5 + retries
+        )
+    )
+    await bot.settle()
+    assert [answer.status_code for answer in answers] == [200] * 7
+    assert len(supabase.calls_to("POST")) == 1
+    assert len(bot.slack.calls_to("chat.postMessage")) == 1
+    assert len(bot.slack.calls_to("response_url")) == 1
+
+
 async def test_a_replayed_flag_off_is_refused_from_postgres_while_redis_is_down(
     bot: BotUnderTest, supabase: RecordingSupabaseServer, database_url: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -10,7 +11,7 @@ import pytest
 
 from bot.embedded import EmbeddedError, EmbeddedServers
 from bot.settings import Settings
-from bot.storage import migration_files, open_storage
+from bot.storage import REDIS_MAX_CONNECTIONS, migration_files, open_storage, redis_client
 
 
 def _settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
@@ -65,3 +66,18 @@ def test_embedded_servers_are_real_and_one_process_owns_a_state_dir(tmp_path: Pa
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         again.stop()
+
+
+async def test_more_redis_calls_in_flight_than_connections_wait_their_turn(redis_url: str) -> None:
+    """redis-py's default pool refused the 101st call in flight with a ConnectionError, which BoundedRedis took
+    for a Redis that did not answer: 200 acks in flight put a healthy Redis in its cool-off, and every claim fell
+    back to Postgres. Every call of a burst larger than the pool is answered by Redis."""
+    client = redis_client(redis_url)
+    keys = [f"test:burst:{uuid.uuid4().hex}:{index}" for index in range(REDIS_MAX_CONNECTIONS * 3)]
+    try:
+        answers = await asyncio.gather(*(client.set(key, "1", nx=True, px=60_000) for key in keys))
+        assert answers == [True] * len(keys)
+        assert await client.set(keys[0], "1", nx=True, px=60_000) is None  # and not in a cool-off afterwards
+    finally:
+        await client.delete(*keys)
+        await client.aclose()
