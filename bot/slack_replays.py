@@ -8,7 +8,8 @@ claim runs, any later one within the window is answered 200 and does nothing (Sl
 request's answer is the one that counts). Slack's own retries (`X-Slack-Retry-Num`, re-signed with a new
 timestamp) are recognised by the body's digest as well.
 
-The claim is `SET key NX PX ttl` in Redis; when Redis does not answer, a row in Postgres (`slack_replays`,
+The claim is `SET key NX PX ttl` in Redis — both keys of a request, and those of every request arriving
+meanwhile, in one command (`ReplayClaims`); when Redis does not answer, a row in Postgres (`slack_replays`,
 migration 0009) claimed by `INSERT … ON CONFLICT` with an expiry from the bot's clock. The incident buttons' click
 lock (`claim`) uses the same two stores. If neither answers, the request runs: refusing every command because
 the caches are down would be worse than the replay it guards against.
