@@ -246,3 +246,30 @@ async def wait_until(
         if time.monotonic() - started > timeout:
             return None
         await asyncio.sleep(interval)
+
+
+def lifecycle_spec(
+    url: str,
+    *,
+    incidents: int,
+    number_start: int,
+    prefix: str,
+    services: list[list[str]],
+    concurrency: int,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """The load generator's order for `incidents` lifecycles (bench/load.py `pagerduty_lifecycle`), sent to the
+    bot's webhook route; `rate` webhooks per second, or as fast as `concurrency` allows."""
+    spec: dict[str, Any] = {
+        "kind": "pagerduty_lifecycle",
+        "url": url + "/pagerduty/webhook",
+        "secret": PAGERDUTY_SECRET,
+        "incidents": incidents,
+        "number_start": number_start,
+        "prefix": prefix,
+        "services": services,
+        "concurrency": concurrency,
+    }
+    if rate is not None:
+        spec["rate"] = rate
+    return spec

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.benchmarks.storm_drain import stored_and_failed
 from bench.catalogs import spread_catalog, spread_services
-from bench.core import PAGERDUTY_SECRET, BenchResult, Context, Row
+from bench.core import BenchResult, Context, Row, lifecycle_spec
 from bench.lifecycle import STEPS
 from bench.processes import run_load
 from bench.slack_view import SlackView
@@ -47,16 +47,14 @@ async def _round(ctx: Context, index: int) -> dict[str, Any]:
     view = SlackView(ctx.slack, {n: services[(n - number_start) % len(services)][2] for n in numbers})
     events = incidents * len(STEPS)
     try:
-        spec = {
-            "kind": "pagerduty_lifecycle",
-            "url": bot.url + "/pagerduty/webhook",
-            "secret": PAGERDUTY_SECRET,
-            "incidents": incidents,
-            "number_start": number_start,
-            "prefix": prefix,
-            "services": [[service_id, name] for service_id, name, _ in services],
-            "concurrency": profile.ingest_concurrency,
-        }
+        spec = lifecycle_spec(
+            bot.url,
+            incidents=incidents,
+            number_start=number_start,
+            prefix=prefix,
+            services=[[service_id, name] for service_id, name, _ in services],
+            concurrency=profile.ingest_concurrency,
+        )
         result = await run_load(spec, ctx.log_dir)
         first = min(row[3] for row in result["events"])
         while True:

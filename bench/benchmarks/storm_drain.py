@@ -40,7 +40,7 @@ from bench.catalogs import (
     PAGERDUTY_SERVICE_ID,
     incidents_catalog,
 )
-from bench.core import PAGERDUTY_SECRET, Context, Row
+from bench.core import Context, Row, lifecycle_spec
 from bench.lifecycle import RESOLVED_STEP, STEPS
 from bench.processes import run_load
 from bench.slack_view import SlackView
@@ -85,17 +85,15 @@ async def drain_round(
     view = SlackView(ctx.slack, {n: channels for n in numbers})
     events = incidents * len(STEPS)
     try:
-        spec = {
-            "kind": "pagerduty_lifecycle",
-            "url": bot.url + "/pagerduty/webhook",
-            "secret": PAGERDUTY_SECRET,
-            "incidents": incidents,
-            "number_start": number_start,
-            "prefix": prefix,
-            "services": [[PAGERDUTY_SERVICE_ID, DISPLAY_NAME]],
-            "rate": profile.drain_rate,
-            "concurrency": 200,
-        }
+        spec = lifecycle_spec(
+            bot.url,
+            incidents=incidents,
+            number_start=number_start,
+            prefix=prefix,
+            services=[[PAGERDUTY_SERVICE_ID, DISPLAY_NAME]],
+            concurrency=200,
+            rate=profile.drain_rate,
+        )
         result = await run_load(spec, ctx.log_dir)
         sent = {(n, k): (at, answered, status) for n, k, _id, at, answered, status in result["events"]}
         first = min(at for at, _, _ in sent.values())
