@@ -57,7 +57,7 @@ def table(results: list[BenchResult]) -> str:
                     _verdict(row),
                 ]
             )
-    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) for i in range(len(header))]
+    widths = [max([len(header[i]), *(len(line[i]) for line in lines)]) for i in range(len(header))]
     out = [
         "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
