@@ -7,8 +7,9 @@ channel:
 * A *top-level* message (no `thread_ts`) belongs to every incident it names (`#<number>`). One that names a
   single incident is that incident's *root*: all of it is the incident's segment. One that names several is a
   *digest*: an incident's segment is the digest's lines that name it and no other incident. A message is a
-  digest from the first version that named two incidents (a digest opened for one incident and grown later is
-  still a digest; one that only ever named one is taken for a root).
+  digest from the first version that named two incidents, or from its first version when its message metadata
+  says it is one (`mira_storm_digest`: the storm's first digest lists one incident, which may later get its own
+  root; that is one root, not two).
 * A *reply* (a message posted with `thread_ts`, and its later edits) belongs to the incidents its parent named:
   all of it is their segment — except a reply that carries the incident's trigger token (its title): that one
   restates the thread (the post-mortem draft's timeline lists every event) instead of delivering an event, and
@@ -25,6 +26,7 @@ The scan is incremental: each `update()` reads only the calls that arrived since
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from typing import Any
@@ -33,8 +35,23 @@ from bench.lifecycle import TOKEN
 from stand_ins.recording_slack import RecordingSlackServer, SlackCall
 
 NUMBER = re.compile(r"#(\d+)")
+DIGEST_EVENT = (
+    "mira_storm_digest"  # the digest's message metadata (handlers/incidents/threads.py DIGEST_POST)
+)
 RESOLVED = re.compile(r"resolved|:white_check_mark:", re.IGNORECASE)
 Key = tuple[int, int, str]  # incident number, step, channel id
+
+
+def _is_digest(body: dict[str, Any]) -> bool:
+    """A storm digest says so in its message metadata: one that lists a single incident (the storm's first) is
+    still a digest, not a second root of that incident when the incident is later promoted to its own."""
+    metadata = body.get("metadata")
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return False
+    return isinstance(metadata, dict) and metadata.get("event_type") == DIGEST_EVENT
 
 
 def _strings(value: Any, out: list[str]) -> None:
@@ -105,7 +122,7 @@ class SlackView:
             return
         named = _numbers(text)
         self._named[(channel, ts)] |= named
-        if len(self._named[(channel, ts)]) > 1:
+        if len(self._named[(channel, ts)]) > 1 or _is_digest(call.body):
             self._digest.add((channel, ts))
         if len(named) == 1:
             self._segment(call, channel, text, named, top=True)
