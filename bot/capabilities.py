@@ -48,12 +48,15 @@ class EventDelivery:
     `fold(bot, bodies, now)` takes in a whole claimed batch at once (the state changes of every event, in a few
     statements) and returns what the deliveries of the pass share; `deliver(bot, body, now, folded)` handles one
     event of it (raising makes it pending again, with a backoff; an exception in `retry_quietly` is an expected
-    wait, not logged as a failure); `periodic` run after every batch (debounced edits, digests, timers).
+    wait, not logged as a failure); `finish(bot, folded, now)` runs once the pass's deliveries have ended, however
+    they ended, before the delivered events are marked (what the pass writes once for all of them: its replies'
+    `ts`); `periodic` run after every batch (debounced edits, digests, timers).
     `urgent_event_types` are delivered before the rest (a new incident, a change of its state), each incident's
     events still in order."""
 
     deliver: Callable[[BotContext, bytes, datetime, Any], Awaitable[None]]
     fold: Callable[[BotContext, list[bytes], datetime], Awaitable[Any]] | None = None
+    finish: Callable[[BotContext, Any, datetime], Awaitable[None]] | None = None
     periodic: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
     retry_quietly: tuple[type[Exception], ...] = ()
     urgent_event_types: tuple[str, ...] = ()

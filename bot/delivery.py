@@ -335,7 +335,11 @@ class DeliveryWorker(Worker):
         try:
             handled = await asyncio.gather(*(one(group) for group in mine.values()))
         finally:
-            await self._delivered(delivered, now)
+            try:
+                if self.hooks.finish is not None and folded is not None:
+                    await self.hooks.finish(self.bot, folded, now)
+            finally:
+                await self._delivered(delivered, now)
         return sum(handled)
 
     async def run_pass(self) -> bool:

@@ -84,6 +84,10 @@ async def _deliver(bot: BotContext, body: bytes, now: datetime, batch: pipeline.
     await pipeline.deliver(bot, bot.budget, body, now, batch)
 
 
+async def _finish(bot: BotContext, batch: pipeline.Batch, now: datetime) -> None:
+    await pipeline.finish(bot, batch)
+
+
 async def _flush_roots(bot: BotContext, now: datetime) -> int:
     return await threads.flush_roots(bot, bot.budget, now)
 
@@ -102,6 +106,7 @@ async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
 INCIDENT_DELIVERY = EventDelivery(
     deliver=_deliver,
     fold=_fold,
+    finish=_finish,
     periodic=(_flush_roots, _flush_digests, _fire_timers),
     retry_quietly=(RetryLater,),
     urgent_event_types=pipeline.URGENT_EVENT_TYPES,

@@ -99,7 +99,7 @@ STATUS_BY_EVENT = {
 async def priority_before(bot: BotContext, event: WebhookEvent) -> str | None:
     """The incident's priority just before `event`, from the events that happened earlier — not from the newest
     snapshot, which may already be later than this event when events arrive out of order."""
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         cursor = await conn.execute(
             """SELECT body FROM pd_webhooks WHERE incident_id = %s AND occurred_at < %s AND event_id <> %s
                AND status IN ('pending', 'delivered') ORDER BY occurred_at DESC, id DESC LIMIT 20""",
@@ -142,7 +142,7 @@ def channels_for(bot: BotContext, view: IncidentView) -> list[str]:
 
 
 async def resolution_note(bot: BotContext, incident_id: str) -> str | None:
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         row = await (
             await conn.execute(
                 """SELECT detail FROM incident_actions WHERE incident_id = %s AND action = 'resolve'

@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+from psycopg.rows import dict_row
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
@@ -21,6 +24,8 @@ from handlers.incidents.coalesce import Line, fits, group_members, post_group
 from handlers.incidents.events import channels_for, priority_before, resolution_note, view_of
 from handlers.incidents.fold import Folded, apply_events
 from handlers.incidents.model import IncidentView, InGroup, RetryLater
+from handlers.incidents.pass_replies import PassReplies, Wanted
+from handlers.incidents.pass_replies import post_once as post_reply
 from handlers.incidents.postmortem import post_postmortem
 from handlers.incidents.threads import (
     Root,
@@ -28,7 +33,6 @@ from handlers.incidents.threads import (
     in_storm,
     mark_digest_dirty,
     mark_root_dirty,
-    post_once,
 )
 from handlers.incidents.timers import schedule_timers, timer_plan
 from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent, parse_webhook
@@ -56,6 +60,10 @@ class Batch:
 
     incidents: dict[str, Folded]
     roots: dict[tuple[str, str], Root] = field(default_factory=dict)
+    #: Every `incident_roots` row of the batch's incidents as the fold read it (posted or not), and the roots whose
+    #: row the pass changed without posting them (joined a digest): those are read again when next needed.
+    root_rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    reread: set[tuple[str, str]] = field(default_factory=set)
     digests_marked: set[int] = field(default_factory=set)
     #: Each incident's events in the order they are delivered, and the replies already claimed when the batch
     #: was folded, (event, channel) → the timeline reply it is part of (None: a reply of its own).
@@ -64,6 +72,8 @@ class Batch:
     #: (event, channel) whose line a timeline reply of this pass already carries.
     covered: set[tuple[str, str]] = field(default_factory=set)
     storms: dict[str, bool] = field(default_factory=dict)
+    #: The pass's own reply claims, inserted together by `fold` and recorded together by `finish`.
+    replies: PassReplies | None = None
 
     async def storm(self, bot: BotContext, channel: str, now: datetime) -> bool:
         """Whether `channel` is in a storm (threads.in_storm), asked once per pass: only then are an incident's
@@ -81,7 +91,8 @@ class Batch:
 
 
 async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
-    """Fold a claimed batch into its incidents. A malformed body is left out here; its own delivery says so."""
+    """Fold a claimed batch into its incidents, and claim the replies its events will post (pass_replies.py). A
+    malformed body is left out here; its own delivery says so. The claims are the caller's to `finish`."""
     events: list[WebhookEvent] = []
     for body in bodies:
         try:
@@ -106,21 +117,56 @@ async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
         for incident_id, folded in incidents.items()
     }
     await schedule_timers(bot, plans, now)
-    async with bot.storage.pool.connection() as conn:
-        cursor = await conn.execute(
-            """SELECT incident_id, channel, channel_id, ts, in_digest FROM incident_roots
-               WHERE incident_id = ANY(%s) AND ts IS NOT NULL""",
-            (sorted(incidents),),
-        )
-        for incident_id, channel, channel_id, ts, in_digest in await cursor.fetchall():
-            batch.roots[(incident_id, channel)] = Root(channel, channel_id, ts, in_digest)
+    async with bot.storage.autocommit() as conn:  # two reads: no transaction needed around them
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute("SELECT * FROM incident_roots WHERE incident_id = ANY(%s)", (sorted(incidents),))
+        for row in await cursor.fetchall():
+            batch.root_rows[(row["incident_id"], row["channel"])] = row
+            if row["ts"] is not None:
+                batch.roots[(row["incident_id"], row["channel"])] = Root(
+                    row["channel"], row["channel_id"], row["ts"], row["in_digest"]
+                )
         cursor = await conn.execute(
             "SELECT event_id, channel, part_of FROM incident_replies WHERE event_id = ANY(%s)",
             ([event.event_id for event in events],),
         )
         for event_id, channel, part_of in await cursor.fetchall():
             batch.claimed[(event_id, channel)] = part_of
+    batch.replies = PassReplies(now)
+    await batch.replies.claim(bot, await _wanted(bot, batch, now))
     return batch
+
+
+async def _wanted(bot: BotContext, batch: Batch, now: datetime) -> list[Wanted]:
+    """The replies the batch's events will post, each its own: an event's line in every channel of its incident
+    (not a trigger: the root is its post; not in a storm: there the lines may share a timeline reply), and a
+    resolve's post-mortem draft and links. Those already claimed when the batch was folded are left to the
+    one-reply path."""
+    wanted = []
+    for incident_id, queue in batch.events.items():
+        folded = batch.incidents[incident_id]
+        for event in queue:
+            if event.event_type == "incident.triggered":
+                continue
+            channels = channels_for(bot, view_of(bot, folded.after_event[event.event_id][0]))
+            for channel in channels:
+                if (event.event_id, channel) not in batch.claimed and not await batch.storm(
+                    bot, channel, now
+                ):
+                    wanted.append(Wanted(event.event_id, channel, incident_id, event.event_type))
+            if event.event_type == "incident.resolved":
+                wanted.append(Wanted(f"postmortem:{incident_id}", channels[0], incident_id, "postmortem"))
+                wanted += [
+                    Wanted(f"postmortem_link:{incident_id}", channel, incident_id, "postmortem_link")
+                    for channel in channels[1:]
+                ]
+    return wanted
+
+
+async def finish(bot: BotContext, batch: Batch) -> None:
+    """After the pass's deliveries: record the replies it posted, give back the claims it did not use."""
+    if batch.replies is not None:
+        await batch.replies.finish(bot)
 
 
 async def deliver(
@@ -130,8 +176,20 @@ async def deliver(
     each channel has its root, reply once."""
     event = parse_webhook(body)
     assert event.incident_id is not None
-    if batch is None or event.incident_id not in batch.incidents:
-        batch = await fold(bot, [body], now)
+    if batch is not None and event.incident_id in batch.incidents:
+        await _deliver(bot, budget, event, now, batch)
+        return
+    own = await fold(bot, [body], now)
+    try:
+        await _deliver(bot, budget, event, now, own)
+    finally:
+        await finish(bot, own)
+
+
+async def _deliver(
+    bot: BotContext, budget: ChannelBudget, event: WebhookEvent, now: datetime, batch: Batch
+) -> None:
+    assert event.incident_id is not None
     folded = batch.incidents[event.incident_id]
     row, changed = folded.after_event[event.event_id]
     view = view_of(bot, row)
@@ -139,9 +197,14 @@ async def deliver(
     roots = []
     for channel in channels_for(bot, view):
         known = batch.roots.get((view.id, channel))
-        root = known or await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
+        rows = None if (view.id, channel) in batch.reread else batch.root_rows
+        root = known or await ensure_root(
+            bot, budget, view, channel, now, own_thread=not triggered, rows=rows
+        )
         if root.ts is not None:
             batch.roots[(view.id, channel)] = root
+        else:
+            batch.reread.add((view.id, channel))
         if changed and root.ts and (known or not root.posted_now) and not folded.marked_dirty:
             # The root shows an earlier moment (posted before this event): one debounced edit shows this one.
             await mark_root_dirty(bot, view.id, now)
@@ -155,7 +218,7 @@ async def deliver(
             continue
         await _reply(bot, budget, batch, event, view, root, now)
     if event.event_type == "incident.resolved":
-        await post_postmortem(bot, budget, view, roots, now)
+        await post_postmortem(bot, budget, view, roots, now, batch.replies)
 
 
 async def _line(bot: BotContext, event: WebhookEvent, incident_id: str) -> Line:
@@ -202,8 +265,17 @@ async def _reply(
         for part, part_text in enumerate(lines.reply_parts(line.text), 1):
             # A reply too long for one message is several, each claimed once: the first by the event's id.
             key = event.event_id if part == 1 else f"{event.event_id}#{part}"
-            await post_once(
-                bot, budget, key, event.event_type, view.id, root, now, part_text, fallback=fallback
+            await post_reply(
+                bot,
+                budget,
+                batch.replies,
+                key,
+                event.event_type,
+                view.id,
+                root,
+                now,
+                part_text,
+                fallback=fallback,
             )
     except InGroup as grouped:  # claimed as part of a timeline reply since the batch was folded
         await _group_again(bot, budget, batch, view.id, root, now, grouped.lead, fallback)

@@ -14,7 +14,8 @@ from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks, lines
 from handlers.incidents.events import resolution_note
 from handlers.incidents.model import IncidentView, TimelineEntry
-from handlers.incidents.threads import Root, post_once
+from handlers.incidents.pass_replies import PassReplies, post_once
+from handlers.incidents.threads import Root
 from integrations.pagerduty_webhooks import parse_webhook
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 async def timeline(bot: BotContext, incident_id: str) -> list[TimelineEntry]:
     """The incident's story from its stored events, for the post-mortem draft."""
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         cursor = await conn.execute(
             """SELECT body FROM pd_webhooks WHERE incident_id = %s AND status IN ('pending', 'delivered')
                ORDER BY occurred_at, id""",
@@ -50,12 +51,18 @@ def _plain(text: str) -> str:
 
 
 async def post_postmortem(
-    bot: BotContext, budget: ChannelBudget, view: IncidentView, roots: list[Root], now: datetime
+    bot: BotContext,
+    budget: ChannelBudget,
+    view: IncidentView,
+    roots: list[Root],
+    now: datetime,
+    replies: PassReplies | None = None,
 ) -> None:
     """One draft per incident, in its first channel's thread (the alerts channel: `channels_for` lists it first),
     and in every other channel's thread a line linking to it. Each is claimed once (threads.post_once over
     bot/slack_once.py), so a redelivered resolve, a retry or a second replica neither posts a second draft nor a
-    second link; the link is found again from the draft's recorded `ts`."""
+    second link; the link is found again from the draft's recorded `ts`. `replies`: the delivery pass's claims
+    (pass_replies.py), when it claimed these with its events' replies."""
     threads_ = [root for root in roots if root.ts is not None]
     if not threads_:
         return
@@ -64,6 +71,7 @@ async def post_postmortem(
     posted = await post_once(
         bot,
         budget,
+        replies,
         f"postmortem:{view.id}",
         "postmortem",
         view.id,
@@ -81,6 +89,7 @@ async def post_postmortem(
         await post_once(
             bot,
             budget,
+            replies,
             f"postmortem_link:{view.id}",
             "postmortem_link",
             view.id,

@@ -72,7 +72,7 @@ class Root:
 
 
 async def root_row(bot: BotContext, incident_id: str, channel: str) -> dict[str, Any] | None:
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
             "SELECT * FROM incident_roots WHERE incident_id = %s AND channel = %s", (incident_id, channel)
@@ -135,10 +135,12 @@ async def ensure_root(
     now: datetime,
     *,
     own_thread: bool,
+    rows: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> Root:
     """The incident's root in `channel`, posted once. During a storm a new incident joins the digest instead,
-    unless it needs its own thread now (`own_thread`: someone acted on it)."""
-    row = await root_row(bot, view.id, channel)
+    unless it needs its own thread now (`own_thread`: someone acted on it). `rows`: the `incident_roots` rows the
+    delivery pass read with its batch, by (incident, channel) (a claim made since is found by the claim itself)."""
+    row = rows.get((view.id, channel)) if rows is not None else await root_row(bot, view.id, channel)
     if row is None and not own_thread and await in_storm(bot, channel, now):
         digest = await join_digest(bot, view.id, channel, now)
         if digest is not None:
@@ -179,7 +181,7 @@ class RootClaims:
             return slack_once.ClaimState(
                 ts=self.row["ts"], channel_id=self.row["channel_id"], attempted_at=self.row["posting_at"]
             )
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             cursor = await conn.execute(
                 """INSERT INTO incident_roots (incident_id, channel, claimed_by, claimed_at, posting_at)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
@@ -190,7 +192,7 @@ class RootClaims:
         return slack_once.ClaimState(ours=True)
 
     async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             cursor = await conn.execute(
                 """UPDATE incident_roots SET posting_at = %s, claimed_by = %s
                    WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at IS NOT DISTINCT FROM %s""",
@@ -199,7 +201,7 @@ class RootClaims:
         return cursor.rowcount == 1
 
     async def _restamp(self, now: datetime, attempted: datetime | None) -> None:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             await conn.execute(
                 """UPDATE incident_roots SET posting_at = %s
                    WHERE incident_id = %s AND channel = %s AND ts IS NULL AND posting_at = %s""",
@@ -213,7 +215,7 @@ class RootClaims:
         await self._restamp(now, None)
 
     async def record(self, channel_id: str, ts: str, now: datetime) -> None:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             await conn.execute(
                 """UPDATE incident_roots SET channel_id = %s, ts = %s, posted_at = %s, claimed_by = %s
                    WHERE incident_id = %s AND channel = %s AND ts IS NULL""",
@@ -261,7 +263,7 @@ class ReplyClaims:
         self.bot, self.key, self.channel, self.incident_id, self.kind = bot, key, channel, incident_id, kind
 
     async def claim(self, now: datetime) -> slack_once.ClaimState:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             cursor = await conn.execute(
                 """INSERT INTO incident_replies (event_id, channel, incident_id, kind, claimed_at)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
@@ -283,7 +285,7 @@ class ReplyClaims:
         return slack_once.ClaimState(ts=ts, attempted_at=claimed_at)
 
     async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             taken = await conn.execute(
                 """UPDATE incident_replies SET claimed_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
@@ -292,7 +294,7 @@ class ReplyClaims:
         return taken.rowcount == 1
 
     async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             await conn.execute(
                 """UPDATE incident_replies SET claimed_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
@@ -300,7 +302,7 @@ class ReplyClaims:
             )
 
     async def release(self, now: datetime) -> None:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             await conn.execute(
                 """DELETE FROM incident_replies
                    WHERE event_id = %s AND channel = %s AND ts IS NULL AND claimed_at = %s""",
@@ -308,7 +310,7 @@ class ReplyClaims:
             )
 
     async def record(self, channel_id: str, ts: str, now: datetime) -> None:
-        async with self.bot.storage.pool.connection() as conn:
+        async with self.bot.storage.autocommit() as conn:
             await conn.execute(
                 """UPDATE incident_replies SET ts = %s, posted_at = %s
                    WHERE event_id = %s AND channel = %s AND ts IS NULL""",
@@ -317,7 +319,7 @@ class ReplyClaims:
 
 
 async def mark_root_dirty(bot: BotContext, incident_id: str, now: datetime) -> None:
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         await conn.execute(
             "UPDATE incidents SET root_dirty_since = COALESCE(root_dirty_since, %s) WHERE id = %s",
             (now, incident_id),
@@ -325,7 +327,7 @@ async def mark_root_dirty(bot: BotContext, incident_id: str, now: datetime) -> N
 
 
 async def mark_digest_dirty(bot: BotContext, digest_id: int, now: datetime) -> None:
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         await conn.execute(
             "UPDATE storm_digests SET dirty_since = COALESCE(dirty_since, %s) WHERE id = %s", (now, digest_id)
         )

@@ -98,7 +98,7 @@ async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
     """Nudges and reminders that are due: each claimed by `fired_at` and finished by `done_at`, so it fires once
     across replicas; a claim whose worker died (older than the stale window, not done) is taken over, and its
     reply, keyed by timer, is still posted only once."""
-    async with bot.storage.pool.connection() as conn:
+    async with bot.storage.autocommit() as conn:
         cursor = await conn.execute(
             """UPDATE incident_timers SET fired_at = %s
                WHERE done_at IS NULL AND cancelled_at IS NULL AND due_at <= %s
@@ -118,7 +118,7 @@ async def fire_timers(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
                     "timer not fired yet", exc_info=True, extra={"incident": incident_id, "kind": kind}
                 )
             continue  # taken over once its claim is stale
-        async with bot.storage.pool.connection() as conn:
+        async with bot.storage.autocommit() as conn:
             await conn.execute(
                 "UPDATE incident_timers SET done_at = %s WHERE incident_id = %s AND kind = %s",
                 (now, incident_id, kind),
