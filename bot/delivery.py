@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 BATCH_INCIDENTS = 50
 PER_INCIDENT = 20
 MAX_ATTEMPTS = 10
+#: Incidents of a batch delivered at once (each in its own order; each event's channels at once too): enough to
+#: keep Slack's and Postgres's round trips overlapping, few enough that the pool (10 connections) still serves
+#: the webhook route in between.
 CONCURRENT_INCIDENTS = 8
 
 DELIVERIES = Counter(
@@ -307,8 +310,7 @@ class DeliveryWorker(Worker):
                 await self._release(given_back)
             handled = await self._deliver_all(mine, now) if mine else 0
         finally:
-            for incident_id in held:
-                await self._unlock(incident_id)
+            await asyncio.gather(*(self._unlock(incident_id) for incident_id in held))
         for step in self.hooks.periodic:
             await step(self.bot, now)
         return handled

@@ -21,6 +21,7 @@ it in the same pass (a second resolve's post-mortem draft) finds it posted, not 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,15 +66,28 @@ class Wanted:
 
 @dataclass
 class PassReplies:
-    """The pass's own claims (`ours`: inserted by `claim`, not posted yet) and the replies it posted (`posted`:
-    (channel ID, ts), recorded by `finish`)."""
+    """The replies the pass expects, by channel (`wanted`), the channels whose replies it claimed, its own claims
+    (`ours`: not posted yet) and the replies it posted (`posted`: (channel ID, ts), recorded by `finish`)."""
 
     now: datetime
+    wanted: dict[str, list[Wanted]] = field(default_factory=dict)
+    channels: dict[str, asyncio.Future[None]] = field(default_factory=dict)
     ours: set[Where] = field(default_factory=set)
     posted: dict[Where, tuple[str, str]] = field(default_factory=dict)
 
-    async def claim(self, bot: BotContext, wanted: list[Wanted]) -> None:
-        fresh = [w for w in dict.fromkeys(wanted) if (w.key, w.channel) not in self.ours]
+    def expect(self, wanted: list[Wanted]) -> None:
+        for reply in dict.fromkeys(wanted):
+            self.wanted.setdefault(reply.channel, []).append(reply)
+
+    async def claim(self, bot: BotContext, channel: str) -> None:
+        """Claim the pass's replies in `channel`, once per pass, in one statement. Called by the pass's first reply
+        there, once the channel's storm state is known (in a storm the lines may share a timeline reply instead,
+        coalesce.py, and are claimed as that)."""
+        if channel not in self.channels:  # the first caller claims; the pass's other incidents wait for it
+            self.channels[channel] = asyncio.ensure_future(self._claim(bot, self.wanted.pop(channel, [])))
+        await asyncio.shield(self.channels[channel])
+
+    async def _claim(self, bot: BotContext, fresh: list[Wanted]) -> None:
         if not fresh:
             return
         async with bot.storage.autocommit() as conn:  # one statement, atomic on its own
@@ -91,6 +105,7 @@ class PassReplies:
 
     async def finish(self, bot: BotContext) -> None:
         """Record what the pass posted and give back what it claimed and did not post: one statement."""
+        await asyncio.gather(*self.channels.values(), return_exceptions=True)  # no claim still on its way
         posted, unused = list(self.posted.items()), sorted(self.ours)
         self.posted, self.ours = {}, set()
         if not posted and not unused:
@@ -138,7 +153,8 @@ async def post_once(
     *,
     fallback: str,
 ) -> slack_once.Posted:
-    """threads.post_once, under the pass's claim when it holds one for `key` in the root's channel."""
+    """threads.post_once, under the pass's claim when it holds one for `key` in the root's channel (`claim` it
+    first for the channel)."""
     where = (key, root.channel)
     if replies is not None and where in replies.posted:
         return slack_once.Posted("already", *replies.posted[where])

@@ -61,9 +61,10 @@ class Batch:
     incidents: dict[str, Folded]
     roots: dict[tuple[str, str], Root] = field(default_factory=dict)
     #: Every `incident_roots` row of the batch's incidents as the fold read it (posted or not), and the roots whose
-    #: row the pass changed without posting them (joined a digest): those are read again when next needed.
+    #: row the pass may have changed without posting them (joined a digest, refused): read again when needed.
     root_rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     reread: set[tuple[str, str]] = field(default_factory=set)
+    lines: dict[str, Line] = field(default_factory=dict)
     digests_marked: set[int] = field(default_factory=set)
     #: Each incident's events in the order they are delivered, and the replies already claimed when the batch
     #: was folded, (event, channel) → the timeline reply it is part of (None: a reply of its own).
@@ -133,15 +134,14 @@ async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
         for event_id, channel, part_of in await cursor.fetchall():
             batch.claimed[(event_id, channel)] = part_of
     batch.replies = PassReplies(now)
-    await batch.replies.claim(bot, await _wanted(bot, batch, now))
+    batch.replies.expect(_wanted(bot, batch))
     return batch
 
 
-async def _wanted(bot: BotContext, batch: Batch, now: datetime) -> list[Wanted]:
+def _wanted(bot: BotContext, batch: Batch) -> list[Wanted]:
     """The replies the batch's events will post, each its own: an event's line in every channel of its incident
-    (not a trigger: the root is its post; not in a storm: there the lines may share a timeline reply), and a
-    resolve's post-mortem draft and links. Those already claimed when the batch was folded are left to the
-    one-reply path."""
+    (not a trigger: the root is its post), and a resolve's post-mortem draft and links. Those already claimed
+    when the batch was folded are left to the one-reply path."""
     wanted = []
     for incident_id, queue in batch.events.items():
         folded = batch.incidents[incident_id]
@@ -149,11 +149,11 @@ async def _wanted(bot: BotContext, batch: Batch, now: datetime) -> list[Wanted]:
             if event.event_type == "incident.triggered":
                 continue
             channels = channels_for(bot, view_of(bot, folded.after_event[event.event_id][0]))
-            for channel in channels:
-                if (event.event_id, channel) not in batch.claimed and not await batch.storm(
-                    bot, channel, now
-                ):
-                    wanted.append(Wanted(event.event_id, channel, incident_id, event.event_type))
+            wanted += [
+                Wanted(event.event_id, channel, incident_id, event.event_type)
+                for channel in channels
+                if (event.event_id, channel) not in batch.claimed
+            ]
             if event.event_type == "incident.resolved":
                 wanted.append(Wanted(f"postmortem:{incident_id}", channels[0], incident_id, "postmortem"))
                 wanted += [
@@ -194,29 +194,36 @@ async def _deliver(
     row, changed = folded.after_event[event.event_id]
     view = view_of(bot, row)
     triggered = event.event_type == "incident.triggered"
-    roots = []
-    for channel in channels_for(bot, view):
+
+    async def in_channel(channel: str) -> Root:
         known = batch.roots.get((view.id, channel))
         rows = None if (view.id, channel) in batch.reread else batch.root_rows
-        root = known or await ensure_root(
-            bot, budget, view, channel, now, own_thread=not triggered, rows=rows
-        )
+        try:
+            root = known or await ensure_root(
+                bot, budget, view, channel, now, own_thread=not triggered, rows=rows
+            )
+        except BaseException:
+            batch.reread.add((view.id, channel))  # its claim may have changed (refused, released)
+            raise
         if root.ts is not None:
             batch.roots[(view.id, channel)] = root
         else:
             batch.reread.add((view.id, channel))
         if changed and root.ts and (known or not root.posted_now) and not folded.marked_dirty:
             # The root shows an earlier moment (posted before this event): one debounced edit shows this one.
-            await mark_root_dirty(bot, view.id, now)
             folded.marked_dirty = True
-        roots.append(root)
+            await mark_root_dirty(bot, view.id, now)
         if root.in_digest and (changed or root.ts is None) and root.in_digest not in batch.digests_marked:
             # Listed in a storm digest: its line shows the incident's state, so the digest is edited (debounced).
-            await mark_digest_dirty(bot, root.in_digest, now)
             batch.digests_marked.add(root.in_digest)
-        if triggered or root.ts is None:
-            continue
-        await _reply(bot, budget, batch, event, view, root, now)
+            await mark_digest_dirty(bot, root.in_digest, now)
+        if not triggered and root.ts is not None:
+            await _reply(bot, budget, batch, event, view, root, now)
+        return root
+
+    # Channel by channel, in `channels_for`'s order (the alerts channel first): what an incident's events do in
+    # Slack stays deterministic; the pass overlaps incidents instead (bot/delivery.py CONCURRENT_INCIDENTS).
+    roots = [await in_channel(channel) for channel in channels_for(bot, view)]
     if event.event_type == "incident.resolved":
         await post_postmortem(bot, budget, view, roots, now, batch.replies)
 
@@ -247,7 +254,9 @@ async def _reply(
     if batch.claimed.get(where):
         await _group_again(bot, budget, batch, view.id, root, now, str(batch.claimed[where]), fallback)
         return
-    line = await _line(bot, event, view.id)
+    if event.event_id not in batch.lines:  # the same words in every channel: read once (a resolve's note)
+        batch.lines[event.event_id] = await _line(bot, event, view.id)
+    line = batch.lines[event.event_id]
     if where not in batch.claimed and fits([], line) and await batch.storm(bot, root.channel, now):
         group = [line]
         for later in batch.after(event):
@@ -261,6 +270,8 @@ async def _reply(
             await post_group(bot, budget, view.id, root, now, group, fresh=True, fallback=fallback)
             batch.covered.update((member.key, root.channel) for member in group)
             return
+    if batch.replies is not None and not await batch.storm(bot, root.channel, now):
+        await batch.replies.claim(bot, root.channel)  # the pass's replies in this channel, in one statement
     try:
         for part, part_text in enumerate(lines.reply_parts(line.text), 1):
             # A reply too long for one message is several, each claimed once: the first by the event's id.
