@@ -48,9 +48,9 @@ log = logging.getLogger(__name__)
 BATCH_INCIDENTS = 50
 PER_INCIDENT = 20
 MAX_ATTEMPTS = 10
-#: Incidents of a batch delivered at once (each in its own order; each event's channels at once too): enough to
-#: keep Slack's and Postgres's round trips overlapping, few enough that the pool (10 connections) still serves
-#: the webhook route in between.
+#: Incidents of a batch delivered at once, each in its own order. Not more: a storm is noticed by counting the
+#: roots claimed in the last minute (the incidents capability's `in_storm`), and that many new incidents at once
+#: all read "no storm" before any of them has claimed its root (16 let a dozen triggers past a threshold of 3).
 CONCURRENT_INCIDENTS = 8
 
 DELIVERIES = Counter(
