@@ -48,10 +48,11 @@ log = logging.getLogger(__name__)
 BATCH_INCIDENTS = 50
 PER_INCIDENT = 20
 MAX_ATTEMPTS = 10
-#: Incidents of a batch delivered at once, each in its own order. Not more: a storm is noticed by counting the
-#: roots claimed in the last minute (the incidents capability's `in_storm`), and that many new incidents at once
-#: all read "no storm" before any of them has claimed its root (16 let a dozen triggers past a threshold of 3).
-CONCURRENT_INCIDENTS = 8
+#: Incidents of a batch delivered at once, each in its own order. A pass is chains of Slack and Postgres round
+#: trips (an incident's events one after another, each in its channels one after another): 8 at once left a
+#: pass of 50 incidents waiting on round trips, not on the CPU (issue 16). The incidents capability bounds how
+#: many of them post a new root at once (its storm count must see the roots claimed before it).
+CONCURRENT_INCIDENTS = 32
 
 DELIVERIES = Counter(
     "mira_pagerduty_deliveries_total", "Stored PagerDuty events handled, by outcome.", ["outcome"]

@@ -10,6 +10,7 @@ reply (coalesce.py): there Slack's per-channel rate, not the events, is the boun
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,10 @@ from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent, pars
 
 log = logging.getLogger(__name__)
 
+#: How many of a batch's incidents look for (and post) a root not yet known at once: as many as the worker
+#: delivered incidents at once before issue 16, when a storm's threshold was tuned (see `Batch.new_roots`).
+NEW_ROOTS_AT_ONCE = 8
+
 #: What an on-call needs first: a new incident and a change of its state (who holds it, whether it is over).
 #: Notes, priorities, responders and the rest follow; within an incident the order is always the events'.
 URGENT_EVENT_TYPES = (
@@ -65,6 +70,10 @@ class Batch:
     root_rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     reread: set[tuple[str, str]] = field(default_factory=set)
     lines: dict[str, Line] = field(default_factory=dict)
+    #: A storm is noticed by counting the roots claimed in the last minute (threads.in_storm): incidents posting
+    #: their first root all at once would all read "no storm" before any had claimed it. So however many
+    #: incidents the worker delivers at once, at most NEW_ROOTS_AT_ONCE of them look for a root not yet known.
+    new_roots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(NEW_ROOTS_AT_ONCE))
     digests_marked: set[int] = field(default_factory=set)
     #: Each incident's events in the order they are delivered, and the replies already claimed when the batch
     #: was folded, (event, channel) → the timeline reply it is part of (None: a reply of its own).
@@ -199,9 +208,13 @@ async def _deliver(
         known = batch.roots.get((view.id, channel))
         rows = None if (view.id, channel) in batch.reread else batch.root_rows
         try:
-            root = known or await ensure_root(
-                bot, budget, view, channel, now, own_thread=not triggered, rows=rows
-            )
+            if known:
+                root = known
+            else:
+                async with batch.new_roots:
+                    root = await ensure_root(
+                        bot, budget, view, channel, now, own_thread=not triggered, rows=rows
+                    )
         except BaseException:
             batch.reread.add((view.id, channel))  # its claim may have changed (refused, released)
             raise
