@@ -13,8 +13,9 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from handlers.health import runs
 from handlers.health.probing import SHARED_PROBE_SECONDS
-from tests.harness import BotUnderTest, fake_service
+from tests.harness import BotUnderTest, blocks_text, fake_service
 
 
 class ProbedService:
@@ -120,3 +121,22 @@ async def test_a_request_after_the_window_probes_again(
     first, second, third = [post.text for post in bot.slack.calls_to("chat.postMessage")]
     assert first == second and first.startswith("FA AI System: ok")
     assert third.startswith("FA AI System: down")
+
+
+async def test_a_hung_health_runs_write_is_cut_and_the_answer_says_not_recorded(
+    bot: BotUnderTest, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runs are written one batch after another, so a statement that hangs (here: behind a lock, as behind a
+    frozen Postgres) must not hold every later /health answer: it is cut, and the next batch records again."""
+    monkeypatch.setattr(runs, "WRITE_TIMEOUT", 0.5)
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:
+        await holder.execute("LOCK TABLE health_runs IN ACCESS EXCLUSIVE MODE")
+        await bot.command("/health", "fa")
+        [post] = await bot.slack.wait_for("chat.postMessage", timeout=10)
+        assert "this run was not recorded" in blocks_text(post.blocks)
+        await holder.rollback()
+    await bot.command("/health", "fa")
+    await bot.settle()
+    later = bot.slack.calls_to("chat.postMessage")[-1]
+    assert "not recorded" not in blocks_text(later.blocks)
+    assert [run[2] for run in await _runs(database_url)] == [later.response["ts"]]

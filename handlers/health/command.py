@@ -1,12 +1,13 @@
 """/health: probe every catalog service concurrently and answer one message.
 
 parse → (no authorization: read-only) → act → render. The probing itself is probing.py, shared (through
-`handlers.health`) with the weekly handoff's health evidence and the rollback's health steps. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
-dependency never delays the answer past that timeout; the probes of all services run at once, so the answer
-arrives after the slowest probe, not the sum. Requests that arrive together share each probe's result (a crowd
-typing /health during an outage probes each backend once, probing.py SHARED_PROBE_SECONDS) and write their runs
-together (runs.py). Probe kinds and checks come from the runbooks via the
-catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference", FA "P0").
+`handlers.health`) with the weekly handoff's health evidence and the rollback's health steps. Each probe is
+bounded by its own timeout (catalog, default 2 s) so one hung dependency never delays the answer past that
+timeout; the probes of all services run at once, so the answer arrives after the slowest probe, not the sum.
+Requests that arrive together share each probe's result (a crowd typing /health during an outage probes each
+backend once: probing.py, SHARED_PROBE_SECONDS) and write their runs together (runs.py). Probe kinds and checks
+come from the runbooks via the catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference",
+FA "P0").
 """
 
 from __future__ import annotations

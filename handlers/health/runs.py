@@ -2,13 +2,15 @@
 
 The runs of requests that finish together, and the message coordinates of those answered meanwhile, are written in
 one statement (group commit, bot/group_commit.py). A crowd typing `/health` during an outage made two statements
-per request, a tenth of the bot's CPU in the ack benchmark's profile (docs/PERFORMANCE.md, "ack"); batched, a
-burst costs one statement per batch. Each caller still learns its own run's id only after its row has committed, and
-a failing statement fails each of its callers, so /health's "this run was not recorded" note stays true.
+per request, a sixth of the event loop's samples in the ack benchmark's profile (docs/PERFORMANCE.md, "ack");
+batched, a burst costs one statement per batch. Each caller still learns its own run's id only after its row has
+committed, and a failing statement fails each of its callers, so /health's "this run was not recorded" note
+stays true.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime
@@ -40,6 +42,10 @@ _WRITE_RUNS = """
         SELECT id, requested_by, scope, channel, started_at, finished_at, results::jsonb FROM run
     )
     SELECT id FROM run ORDER BY position"""
+#: How long one batch may take. The batches are written one after another, so a statement that hangs (Postgres
+#: frozen, not refusing) would hold every /health behind it, each waiting for its row before it answers: cut, its
+#: runs are answered as "not recorded" and the next batch tries again.
+WRITE_TIMEOUT = 5.0
 #: Enough for POST_ACK_CONCURRENCY (bot/background.py) /health runs finishing together, several times over.
 MAX_BATCH = 100
 
@@ -88,7 +94,7 @@ async def _write_runs(bot: BotContext, writes: list[_Run | _Attached]) -> list[i
     """Each run's id, and None for each attached message, in the order of `writes`."""
     runs = [w for w in writes if isinstance(w, _Run)]
     attached = [w for w in writes if isinstance(w, _Attached)]
-    async with bot.storage.autocommit(timeout=2.0) as conn:
+    async with asyncio.timeout(WRITE_TIMEOUT), bot.storage.autocommit(timeout=2.0) as conn:
         cursor = await conn.execute(_WRITE_RUNS, [*_columns(attached, 3), *_columns(runs, len(_Run._fields))])
         ids = iter([int(row[0]) for row in await cursor.fetchall()])
     return [next(ids) if isinstance(w, _Run) else None for w in writes]
