@@ -98,8 +98,18 @@ def fallback_text(view: IncidentView, what: str = "incident") -> str:
     )
 
 
-def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, Any]]]:
-    """(text, attachments) for chat.postMessage / chat.update."""
+#: The root of an incident promoted from a storm digest when the storm passed: where its earlier events are.
+FROM_DIGEST_NOTE = (
+    ":thread: Listed in the storm digest during the storm: its earlier events are in the storm digest's thread "
+    "in this channel; the next ones are in this thread."
+)
+
+
+def render_root(
+    view: IncidentView, now: datetime, *, from_digest: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """(text, attachments) for chat.postMessage / chat.update; `from_digest`: the incident was listed in a storm
+    digest before this root (its earlier events are in the digest's thread)."""
     status = view.status or "triggered"
     title = _title_line(view, STATUS_EMOJI.get(status, ":grey_question:"))
     if status == "resolved":
@@ -135,6 +145,8 @@ def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, 
             ],
         },
     ]
+    if from_digest:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": FROM_DIGEST_NOTE}]})
     if status != "resolved":
         buttons = []
         if status == "triggered":
@@ -284,8 +296,8 @@ def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in shown]
     note = (
-        "Too many incidents at once for a message each: an incident gets its own thread when someone acts on "
-        "it or when the storm passes."
+        "Too many incidents at once for a message each: their events are in this message's thread, and each "
+        "incident still open when the storm passes gets its own thread."
     )
     if len(sections) > len(shown):
         hidden = sum(chunk.count("\n") + 1 for chunk in sections[len(shown) :])
