@@ -9,3 +9,7 @@ ALTER TABLE incident_replies ADD COLUMN line text;
 ALTER TABLE incident_replies ADD COLUMN digest_seq bigint;
 CREATE INDEX incident_replies_digest_queue ON incident_replies (digest_id, digest_seq)
     WHERE digest_id IS NOT NULL AND ts IS NULL;
+
+-- When the digest first showed the incident's line: its lines in the digest's thread wait until then (a reply
+-- about an incident the digest does not list yet would read as about nothing).
+ALTER TABLE incident_roots ADD COLUMN listed_at timestamptz;

@@ -272,12 +272,22 @@ def digest_fallback(channel_incidents: list[IncidentView]) -> str:
 def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict[str, Any]]]:
     """One message standing for many incidents during a storm: count, services, and a line per incident with its
     link, title and current state (edited as the state changes, so the digest is never a stale list)."""
+    text, blocks, _ = render_digest_listing(channel_incidents)
+    return text, blocks
+
+
+def render_digest_listing(
+    channel_incidents: list[IncidentView],
+) -> tuple[str, list[dict[str, Any]], int]:
+    """`render_digest`, and how many of the incidents (the first ones) it lists: the rest are beyond Slack's
+    message size ("N more are listed in PagerDuty")."""
     services = sorted({outside(view.service_name, NAME_CHARS) for view in channel_incidents})
     text = (
         f":rotating_light: Incident storm: {len(channel_incidents)} incidents "
         f"({listed(services, slack_limits.SECTION_TEXT // 2)})"
     )
     sections: list[str] = []
+    counts: list[int] = []
     current = ""
     for view in channel_incidents:
         number = _ref(view)[1:-1]
@@ -288,10 +298,12 @@ def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict
         line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {ref} {title} · {service} · _{state}_"
         if len(current) + len(line) + 1 > DIGEST_SECTION_CHARS:
             sections.append(current)
+            counts.append(current.count("\n") + 1)
             current = ""
         current = f"{current}\n{line}" if current else line
     if current:
         sections.append(current)
+        counts.append(current.count("\n") + 1)
     shown = sections[:DIGEST_MAX_SECTIONS]
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in shown]
@@ -303,4 +315,4 @@ def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict
         hidden = sum(chunk.count("\n") + 1 for chunk in sections[len(shown) :])
         note += f" {hidden} more are listed in PagerDuty (Slack's message size limit)."
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    return text, blocks
+    return text, blocks, sum(counts[: len(shown)])

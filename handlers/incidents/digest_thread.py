@@ -22,7 +22,10 @@ Exactly once, with every event keeping its own claim row in `incident_replies` (
   finished — looked up by its metadata once stale, taken over, or recorded — before a new one is claimed), so the
   thread shows each incident's lines in their order, across replicas too;
 * a reply Slack refused (nothing stored) gives its lines back to the queue; one whose outcome is unknown is looked
-  up in the digest's thread before it is posted again.
+  up in the digest's thread before it is posted again;
+* an incident's lines wait until the digest lists the incident (`incident_roots.listed_at`, set by storm.py when
+  the digest is posted or edited), at most UNLISTED_WAIT: a reply about an incident the digest does not show yet
+  would read as about nothing.
 
 When the storm has passed, storm.py promotes the still-open incidents to roots of their own (once their queued
 lines are posted), and their later events go to their own threads.
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot import slack_once
@@ -51,6 +54,10 @@ log = logging.getLogger(__name__)
 DIGEST_REPLY_CHARS = 4_000
 DIGEST_REPLY_LINES = 60
 NUMBER_CHARS = 20
+#: An incident's lines wait until the digest lists it (storm.py records when), but no longer than this: one the
+#: digest cannot list (beyond Slack's message size, or the digest shown as its text-only fallback) still has its
+#: events read in the thread.
+UNLISTED_WAIT = timedelta(seconds=30)
 
 
 def incident_ref(view: IncidentView) -> str:
@@ -188,10 +195,12 @@ async def claim_next(bot: BotContext, digest_id: int, now: datetime) -> list[Lin
         if busy:
             return []
         cursor = await conn.execute(
-            """SELECT event_id, kind, line FROM incident_replies
-               WHERE digest_id = %s AND ts IS NULL AND part_of IS NULL
-               ORDER BY digest_seq LIMIT %s""",
-            (digest_id, DIGEST_REPLY_LINES),
+            """SELECT q.event_id, q.kind, q.line FROM incident_replies q
+               JOIN incident_roots r ON r.incident_id = q.incident_id AND r.channel = q.channel
+               WHERE q.digest_id = %s AND q.ts IS NULL AND q.part_of IS NULL
+                 AND (r.listed_at IS NOT NULL OR q.claimed_at <= %s)
+               ORDER BY q.digest_seq LIMIT %s""",
+            (digest_id, now - UNLISTED_WAIT, DIGEST_REPLY_LINES),
         )
         group: list[Line] = []
         for key, kind, text in await cursor.fetchall():

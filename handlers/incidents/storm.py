@@ -29,10 +29,13 @@ DIGEST_EDIT_EVERY = timedelta(seconds=2)
 PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own root a few at a time
 
 
-async def flush_digests(bot: BotContext, budget: ChannelBudget, now: datetime) -> None:
+async def flush_digests(
+    bot: BotContext, budget: ChannelBudget, now: datetime, *, edits_only: bool = False
+) -> None:
     """Post or edit each dirty storm digest (at most every DIGEST_EDIT_EVERY; the longest-dirty first, so when
     the edit allowance is short no digest starves), post the next reply of each digest's thread, and end the
-    storms that passed, giving their still-open incidents their own roots."""
+    storms that passed, giving their still-open incidents their own roots. `edits_only`: the edits alone (while
+    a long delivery pass lasts: the state shown without waiting for the pass's posts)."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -48,6 +51,8 @@ async def flush_digests(bot: BotContext, budget: ChannelBudget, now: datetime) -
             await render_digest(bot, budget, digest, now)
             if digest["ts"] is None:  # just posted: its thread can start
                 digests[index] = await _reload(bot, digest["id"]) or digest
+    if edits_only:
+        return
     for digest in digests:
         await digest_thread.flush_thread(bot, budget, digest, now)
         if digest["ended_at"] is None and await _storm_passed(bot, digest, now):
@@ -99,7 +104,7 @@ async def render_digest(
 async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
     """Post the digest once (claimed by `posting_at`, found by its metadata after a crash), or edit it."""
     views = await digest_views(bot, digest["id"])
-    text, digest_blocks = blocks.render_digest(views)
+    text, digest_blocks, listed = blocks.render_digest_listing(views)
     fallback = blocks.digest_fallback(views)
     channel_id, ts = digest["channel_id"], digest["ts"]
     if ts is None:
@@ -116,9 +121,21 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
         if outcome.status == "busy":
             raise RetryLater(f"digest {digest['id']} is being posted")
         if outcome.status != "found":
+            await _listed(bot, digest, [view.id for view in views[:listed]], now)
             return
         channel_id, ts = outcome.channel_id, outcome.ts  # posted by an earlier attempt: shown as it is now
     await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
+    await _listed(bot, digest, [view.id for view in views[:listed]], now)
+
+
+async def _listed(bot: BotContext, digest: dict[str, Any], incident_ids: list[str], now: datetime) -> None:
+    """The digest shows these incidents' lines now: their lines in the digest's thread may follow."""
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incident_roots SET listed_at = %s
+               WHERE in_digest = %s AND channel = %s AND incident_id = ANY(%s) AND listed_at IS NULL""",
+            (now, digest["id"], digest["channel"], incident_ids),
+        )
 
 
 class DigestClaims:
