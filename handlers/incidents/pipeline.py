@@ -148,9 +148,9 @@ async def deliver(
     for channel in channels_for(bot, view):
         known = batch.roots.get((view.id, channel))
         member = batch.members.get((view.id, channel))
-        if (
-            known is None and member is not None
-        ):  # listed in a storm digest while the storm lasts: stays there
+        if known is None and (event.event_id, channel) in batch.digest_lines:
+            continue  # delivered again: its line is in the storm digest's thread already (digest_thread.py)
+        if known is None and member is not None:  # listed in a storm digest while the storm lasts: stays
             root = Root(channel, None, None, member)
         else:
             root = known or await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
