@@ -339,3 +339,34 @@ async def test_the_digest_thread_keeps_within_slacks_limits_with_many_long_event
                 assert "".join(part.rsplit("\n_(", 1)[0] for part in shown[1:-1]) == text
             else:
                 assert shown[1:-1] == [text], number
+
+
+async def test_a_digest_is_edited_while_a_long_pass_still_posts_at_slacks_pace(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> None:
+    """A pass whose posts wait on Slack's pace (notes of incidents with roots of their own, 1 post/s/channel) does
+    not hold back the digest's edit: the digest shows the acknowledgement before the pass's last reply is posted."""
+    paced = settings.model_copy(update={"slack_posts_per_second": 1.0})
+    async with running_bot(paced, catalog, slack) as bot:
+        numbers = await _storm(bot, 14)
+        rooted = set(_roots(slack, ALERTS))
+        listed = [n for n in numbers if n not in _roots(slack, ALERTS) and n not in _roots(slack, INCIDENTS)]
+        assert len(rooted) >= THRESHOLD and listed
+        for n, number in enumerate(sorted(rooted)):
+            assert await send(bot, _note(number, T0 + timedelta(seconds=30 + n), "still on it")) == 202
+        assert await send(bot, _ack(listed[0], T0 + timedelta(seconds=29))) == 202
+        await bot.runtime.delivery.run_once(T0 + timedelta(seconds=40))
+        await bot.settle()
+        digest_ts = _digest(slack, ALERTS).ts
+        edited = [
+            c.at
+            for c in slack.calls_to("chat.update", channel=ALERTS)
+            if c.body.get("ts") == digest_ts and "_acknowledged_" in json.dumps(c.body.get("blocks"))
+        ]
+        notes = [
+            c.at
+            for c in slack.calls_to("chat.postMessage", channel=ALERTS)
+            if "still on it" in (c.body.get("text") or "")
+        ]
+        assert edited and len(notes) == len(rooted)
+        assert edited[0] < max(notes)
