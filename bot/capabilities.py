@@ -48,13 +48,16 @@ class EventDelivery:
     `fold(bot, bodies, now)` takes in a whole claimed batch at once (the state changes of every event, in a few
     statements) and returns what the deliveries of the pass share; `deliver(bot, body, now, folded)` handles one
     event of it (raising makes it pending again, with a backoff; an exception in `retry_quietly` is an expected
-    wait, not logged as a failure); `periodic` run after every batch (debounced edits, digests, timers).
-    `urgent_event_types` are delivered before the rest (a new incident, a change of its state), each incident's
-    events still in order."""
+    wait, not logged as a failure); `periodic` run after every batch (debounced edits, digests, timers);
+    `alongside` run every ALONGSIDE_EVERY while a batch's deliveries last longer than that (a batch that posts
+    many messages waits on Slack's per-channel pace for a minute: the edits that show the incidents' state, which
+    Slack paces apart, need not wait behind it). `urgent_event_types` are delivered before the rest (a new
+    incident, a change of its state), each incident's events still in order."""
 
     deliver: Callable[[BotContext, bytes, datetime, Any], Awaitable[None]]
     fold: Callable[[BotContext, list[bytes], datetime], Awaitable[Any]] | None = None
     periodic: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
+    alongside: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
     retry_quietly: tuple[type[Exception], ...] = ()
     urgent_event_types: tuple[str, ...] = ()
 

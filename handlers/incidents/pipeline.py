@@ -16,7 +16,7 @@ from datetime import datetime
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from handlers.incidents import blocks, lines
+from handlers.incidents import blocks, digest_thread, lines
 from handlers.incidents.coalesce import Line, fits, group_members, post_group
 from handlers.incidents.events import channels_for, priority_before, resolution_note, view_of
 from handlers.incidents.fold import Folded, apply_events
@@ -64,6 +64,10 @@ class Batch:
     #: (event, channel) whose line a timeline reply of this pass already carries.
     covered: set[tuple[str, str]] = field(default_factory=set)
     storms: dict[str, bool] = field(default_factory=dict)
+    #: (incident, channel) → the open storm digest it is listed in (its events are lines in the digest's thread,
+    #: digest_thread.py), and the (event, channel) whose line is queued or posted there already.
+    members: dict[tuple[str, str], int] = field(default_factory=dict)
+    digest_lines: set[tuple[str, str]] = field(default_factory=set)
 
     async def storm(self, bot: BotContext, channel: str, now: datetime) -> bool:
         """Whether `channel` is in a storm (threads.in_storm), asked once per pass: only then are an incident's
@@ -115,11 +119,15 @@ async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
         for incident_id, channel, channel_id, ts, in_digest in await cursor.fetchall():
             batch.roots[(incident_id, channel)] = Root(channel, channel_id, ts, in_digest)
         cursor = await conn.execute(
-            "SELECT event_id, channel, part_of FROM incident_replies WHERE event_id = ANY(%s)",
+            "SELECT event_id, channel, part_of, digest_id FROM incident_replies WHERE event_id = ANY(%s)",
             ([event.event_id for event in events],),
         )
-        for event_id, channel, part_of in await cursor.fetchall():
-            batch.claimed[(event_id, channel)] = part_of
+        for event_id, channel, part_of, digest_id in await cursor.fetchall():
+            if digest_id is not None:
+                batch.digest_lines.add((event_id, channel))
+            else:
+                batch.claimed[(event_id, channel)] = part_of
+    batch.members = await digest_thread.open_memberships(bot, sorted(incidents))
     return batch
 
 
@@ -139,9 +147,17 @@ async def deliver(
     roots = []
     for channel in channels_for(bot, view):
         known = batch.roots.get((view.id, channel))
-        root = known or await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
+        member = batch.members.get((view.id, channel))
+        if known is None and (event.event_id, channel) in batch.digest_lines:
+            continue  # delivered again: its line is in the storm digest's thread already (digest_thread.py)
+        if known is None and member is not None:  # listed in a storm digest while the storm lasts: stays
+            root = Root(channel, None, None, member)
+        else:
+            root = known or await ensure_root(bot, budget, view, channel, now, own_thread=not triggered)
         if root.ts is not None:
             batch.roots[(view.id, channel)] = root
+        elif root.in_digest is not None:
+            batch.members[(view.id, channel)] = root.in_digest
         if changed and root.ts and (known or not root.posted_now) and not folded.marked_dirty:
             # The root shows an earlier moment (posted before this event): one debounced edit shows this one.
             await mark_root_dirty(bot, view.id, now)
@@ -151,6 +167,11 @@ async def deliver(
             # Listed in a storm digest: its line shows the incident's state, so the digest is edited (debounced).
             await mark_digest_dirty(bot, root.in_digest, now)
             batch.digests_marked.add(root.in_digest)
+        if root.ts is None and root.in_digest is not None and not triggered:
+            if (event.event_id, channel) not in batch.digest_lines:
+                line = await _line(bot, event, view.id)
+                await digest_thread.queue(bot, root.in_digest, channel, view, line, now)
+            continue
         if triggered or root.ts is None:
             continue
         await _reply(bot, budget, batch, event, view, root, now)
@@ -178,7 +199,9 @@ async def _reply(
     """The event's line in the root's thread, once: a timeline reply with the incident's next events of the batch
     when several are waiting (coalesce.py), else a reply of its own (in parts when it is longer than a message)."""
     where = (event.event_id, root.channel)
-    if where in batch.covered:
+    if (
+        where in batch.covered or where in batch.digest_lines
+    ):  # the latter: a line of the storm digest's thread
         return
     fallback = blocks.fallback_text(view, "update")
     if batch.claimed.get(where):
