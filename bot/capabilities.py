@@ -50,14 +50,17 @@ class EventDelivery:
     event of it (raising makes it pending again, with a backoff; an exception in `retry_quietly` is an expected
     wait, not logged as a failure); `finish(bot, folded, now)` runs once the pass's deliveries have ended, however
     they ended, before the delivered events are marked (what the pass writes once for all of them: its replies'
-    `ts`); `periodic` run after every batch (debounced edits, digests, timers).
-    `urgent_event_types` are delivered before the rest (a new incident, a change of its state), each incident's
-    events still in order."""
+    `ts`); `periodic` run after every batch (debounced edits, digests, timers);
+    `alongside` run every ALONGSIDE_EVERY while a batch's deliveries last longer than that (a batch that posts
+    many messages waits on Slack's per-channel pace for a minute: the edits that show the incidents' state, which
+    Slack paces apart, need not wait behind it). `urgent_event_types` are delivered before the rest (a new
+    incident, a change of its state), each incident's events still in order."""
 
     deliver: Callable[[BotContext, bytes, datetime, Any], Awaitable[None]]
     fold: Callable[[BotContext, list[bytes], datetime], Awaitable[Any]] | None = None
     finish: Callable[[BotContext, Any, datetime], Awaitable[None]] | None = None
     periodic: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
+    alongside: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
     retry_quietly: tuple[type[Exception], ...] = ()
     urgent_event_types: tuple[str, ...] = ()
 

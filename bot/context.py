@@ -5,6 +5,7 @@ Handlers see these plain objects only; nothing here knows about HTTP, signatures
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,9 +16,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.background import BackgroundWork
 from bot.catalog import Catalog
+from bot.group_commit import GroupCommits
 from bot.replies import Reply
 from bot.scheduler import utc_now
 from bot.settings import Settings
+from bot.single_flight import SingleFlight
 from bot.slack_budget import ChannelBudget
 from bot.storage import Storage
 from bot.worker import new_replica_id
@@ -46,6 +49,13 @@ class BotContext:
     # The name this replica claims rows under: delivery claims and incident locks, root and digest claims, the
     # handoff's post, rollback leases and scheduler slots all use it.
     replica: str = field(default_factory=new_replica_id)
+    # Durations and freshness (how old a shared probe result is): monotonic, unlike `clock`, which the console and
+    # tests move; tests replace it to step past a window without sleeping.
+    monotonic: Callable[[], float] = time.monotonic
+    # Checks shared by the callers that ask together (bot/single_flight.py: /health's probes during a crowd).
+    flights: SingleFlight = field(default_factory=SingleFlight)
+    # Statements of callers that write together, one per batch (bot/group_commit.py: /health's runs).
+    batches: GroupCommits = field(default_factory=GroupCommits)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ behind it; after MAX_ATTEMPTS it is marked failed and logged. A payload Slack re
 text-only fallback where it is posted (bot/slack_once.py); one refused even so is marked failed at once, never
 retried as is, and the incident's later events go on. Lease and stale-claim windows are settings
 (DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
-Then the periodic steps run: debounced root edits, storm digests, SLA timers. What an event means is the
+Then the periodic steps run: debounced root edits, storm digests, SLA timers. A pass that lasts (its posts wait
+on Slack's per-channel pace) runs the capability's `alongside` steps every ALONGSIDE_EVERY meanwhile: the edits
+that show the incidents' state do not wait for the pass to end. What an event means is the
 incidents capability's business: the worker calls the hooks it registered (bot/capabilities.py, EventDelivery),
 and runs on the shared worker loop (bot/worker.py). The clock is injected for tests.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -53,6 +56,8 @@ MAX_ATTEMPTS = 10
 #: pass of 50 incidents waiting on round trips, not on the CPU (issue 16). The incidents capability bounds how
 #: many of them post a new root at once (its storm count must see the roots claimed before it).
 CONCURRENT_INCIDENTS = 32
+#: How often the capability's `alongside` steps run while a pass's deliveries last (a fast pass runs none).
+ALONGSIDE_EVERY = timedelta(seconds=2)
 
 DELIVERIES = Counter(
     "mira_pagerduty_deliveries_total", "Stored PagerDuty events handled, by outcome.", ["outcome"]
@@ -335,15 +340,36 @@ class DeliveryWorker(Worker):
             async with limit:
                 return await self._deliver_incident(group, now, folded, delivered)
 
+        stop = asyncio.Event()
+        side = asyncio.create_task(self._alongside(now, stop)) if self.hooks.alongside else None
         try:
             handled = await asyncio.gather(*(one(group) for group in mine.values()))
         finally:
+            stop.set()
+            if side is not None:
+                await side  # never cancelled mid-step: a step ends what it began (an edit, a post)
             try:
                 if self.hooks.finish is not None and folded is not None:
                     await self.hooks.finish(self.bot, folded, now)
             finally:
                 await self._delivered(delivered, now)
         return sum(handled)
+
+    async def _alongside(self, now: datetime, stop: asyncio.Event) -> None:
+        """While the pass's deliveries last, every ALONGSIDE_EVERY the capability's `alongside` steps (the edits
+        that show the incidents' state): on the pass's clock moved on by the time elapsed, as slack_once does."""
+        started = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ALONGSIDE_EVERY.total_seconds())
+            if stop.is_set():
+                return
+            at = now + timedelta(seconds=time.monotonic() - started)
+            for step in self.hooks.alongside:
+                try:
+                    await step(self.bot, at)
+                except Exception:
+                    log.warning("a step alongside the delivery failed; retrying", exc_info=True)
 
     async def run_pass(self) -> bool:
         # More may be waiting when this pass handled events; events given back do not count (see run_once).

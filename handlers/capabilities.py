@@ -96,18 +96,26 @@ async def _flush_digests(bot: BotContext, now: datetime) -> None:
     await storm.flush_digests(bot, bot.budget, now)
 
 
+async def _edit_digests(bot: BotContext, now: datetime) -> None:
+    await storm.flush_digests(bot, bot.budget, now, edits_only=True)
+
+
 async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
     return await timers.fire_timers(bot, bot.budget, now)
 
 
 #: Stored PagerDuty events become incident threads: each claimed batch folded at once, then its events delivered,
-#: a new incident and a change of state first; after each batch, debounced root edits, storm digests and SLA
-#: timers, in that order.
+#: a new incident and a change of state first; after each batch, storm digest edits, debounced root edits, the
+#: digests' threads and storms' ends, SLA timers, in that order; while a long batch lasts, the digest and root
+#: edits every few seconds.
 INCIDENT_DELIVERY = EventDelivery(
     deliver=_deliver,
     fold=_fold,
     finish=_finish,
-    periodic=(_flush_roots, _flush_digests, _fire_timers),
+    # A digest's edit shows the state of hundreds of incidents, a root's of one: the digests take the edit
+    # allowance (and each channel's edit pace) first.
+    periodic=(_edit_digests, _flush_roots, _flush_digests, _fire_timers),
+    alongside=(_edit_digests, _flush_roots),  # a long pass (many posts at Slack's pace) still shows state
     retry_quietly=(RetryLater,),
     urgent_event_types=pipeline.URGENT_EVENT_TYPES,
 )

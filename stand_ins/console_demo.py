@@ -39,6 +39,9 @@ class DemoConsoleCommands:
             self.say(DEMO_USAGE.format(names=names))
             return
         world = self.stand_ins.world
+        # The world changes at once, faster than /health's shared probe results lapse (bot/single_flight.py):
+        # the next /health must see it, as it would a second later.
+        self.runtime.bot.flights.forget()
         if verb == "mend" and word == "all":
             world.broken.clear()
             world.slow.clear()

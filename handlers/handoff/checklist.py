@@ -26,6 +26,7 @@ from bot.commands import Action
 from bot.context import ActionContext, BotContext
 from bot.cron import CronSchedule, FollowUp
 from bot.oncall_roster import handoff_roster
+from bot.reply_claims import RowReplyClaims
 from bot.scheduler import Job
 from handlers.handoff import blocks, store, ticking
 from handlers.handoff import evidence as handoff_evidence
@@ -123,27 +124,9 @@ def reply_key(handoff_id: int, key: str) -> slack_once.PostKey:
     return slack_once.PostKey(REPLY_POST, {"handoff_id": str(handoff_id), "key": key})
 
 
-class ReplyClaims:
+def reply_claims(bot: BotContext, handoff_id: int, key: str) -> RowReplyClaims:
     """The claim on one reply in the checklist's thread: its `handoff_replies` row."""
-
-    def __init__(self, bot: BotContext, handoff_id: int, key: str) -> None:
-        self.pool, self.handoff_id, self.key = bot.storage.pool, handoff_id, key
-
-    async def claim(self, now: datetime) -> slack_once.ClaimState:
-        ours, ts, claimed_at = await store.claim_reply(self.pool, self.handoff_id, self.key, now)
-        return slack_once.ClaimState(ours=ours, ts=ts, attempted_at=claimed_at)
-
-    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
-        return await store.restamp_reply(self.pool, self.handoff_id, self.key, attempted_at, now)
-
-    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
-        await store.restamp_reply(self.pool, self.handoff_id, self.key, now, claimed)
-
-    async def release(self, now: datetime) -> None:
-        await store.restamp_reply(self.pool, self.handoff_id, self.key, now, None)
-
-    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
-        await store.reply_posted(self.pool, self.handoff_id, self.key, ts)
+    return RowReplyClaims(bot.storage.pool, "handoff_replies", {"handoff_id": handoff_id, "key": key})
 
 
 async def post_reply(bot: BotContext, record: HandoffRecord, key: str, text: str) -> bool:
@@ -154,7 +137,7 @@ async def post_reply(bot: BotContext, record: HandoffRecord, key: str, text: str
     outcome = await slack_once.post_once(
         bot,
         bot.budget,
-        ReplyClaims(bot, record.id, key),
+        reply_claims(bot, record.id, key),
         record.channel_id,
         reply_key(record.id, key),
         bot.clock(),

@@ -3,9 +3,9 @@
 Exactly once is decided here, by rows rather than by flags in a process (Grafana OnCall's
 `UPDATE … WHERE sent = false`): the replica whose `INSERT INTO handoffs` went in posts the rotation's checklist;
 a claim whose poster died (no `ts` after `stale`) is taken over by a conditional UPDATE; each thread reply is
-claimed by `(handoff, key)` before it is posted. A tick or untick changes one row under the checklist's row lock,
-bumps `version` and writes its audit row in the same transaction, so concurrent clicks serialize and the message
-edits can converge on the newest version (see handlers/handoff/checklist.py `refresh_message`).
+claimed by `(handoff, key)` in `handoff_replies` before it is posted (bot/reply_claims.py). A tick or untick
+changes one row under the checklist's row lock, bumps `version` and writes its audit row in the same
+transaction, so concurrent clicks serialize and the message edits can converge on the newest version (see handlers/handoff/checklist.py `refresh_message`).
 """
 
 from __future__ import annotations
@@ -296,55 +296,3 @@ def _tick_json(tick: Tick | None) -> dict[str, Any]:
     if tick is None:
         return {"ticked": False}
     return {"ticked": True, "by": tick.by, "at": tick.at.isoformat()}
-
-
-async def claim_reply(
-    pool: AsyncConnectionPool, handoff_id: int, key: str, now: datetime
-) -> tuple[bool, str | None, datetime | None]:
-    """(inserted, ts, claimed_at) of the thread reply `key` (a reminder, the summary, a test report): the caller
-    whose row went in posts it; a claim without a `ts` is an attempt of unknown outcome since `claimed_at`."""
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            """INSERT INTO handoff_replies (handoff_id, key, claimed_at) VALUES (%s, %s, %s)
-               ON CONFLICT DO NOTHING""",
-            (handoff_id, key, now),
-        )
-        if cursor.rowcount == 1:
-            return True, None, None
-        row = await (
-            await conn.execute(
-                "SELECT ts, claimed_at FROM handoff_replies WHERE handoff_id = %s AND key = %s",
-                (handoff_id, key),
-            )
-        ).fetchone()
-    if row is None:  # given up just now: the next attempt claims it afresh
-        return False, None, now
-    return False, row[0], row[1]
-
-
-async def restamp_reply(
-    pool: AsyncConnectionPool, handoff_id: int, key: str, was: datetime | None, claimed: datetime | None
-) -> bool:
-    """Move the reply's claim (without `ts`) from `was` to `claimed` (None: drop it); True when it moved."""
-    async with pool.connection() as conn:
-        if claimed is None:
-            cursor = await conn.execute(
-                """DELETE FROM handoff_replies
-                   WHERE handoff_id = %s AND key = %s AND ts IS NULL AND claimed_at = %s""",
-                (handoff_id, key, was),
-            )
-        else:
-            cursor = await conn.execute(
-                """UPDATE handoff_replies SET claimed_at = %s
-                   WHERE handoff_id = %s AND key = %s AND ts IS NULL AND claimed_at = %s""",
-                (claimed, handoff_id, key, was),
-            )
-    return cursor.rowcount == 1
-
-
-async def reply_posted(pool: AsyncConnectionPool, handoff_id: int, key: str, ts: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(
-            "UPDATE handoff_replies SET ts = %s WHERE handoff_id = %s AND key = %s AND ts IS NULL",
-            (ts, handoff_id, key),
-        )

@@ -10,7 +10,7 @@ from handlers.health.probing import (
     Status,
     check_service,
     check_services,
-    record_run,
 )
+from handlers.health.runs import record_run
 
 __all__ = ["ProbeResult", "ServiceHealth", "Status", "check_service", "check_services", "record_run"]

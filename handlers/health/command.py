@@ -1,10 +1,13 @@
 """/health: probe every catalog service concurrently and answer one message.
 
 parse → (no authorization: read-only) → act → render. The probing itself is probing.py, shared (through
-`handlers.health`) with the weekly handoff's health evidence and the rollback's health steps. Each probe is bounded by its own timeout (catalog, default 2 s) so one hung
-dependency never delays the answer past that timeout; the probes of all services run at once, so the answer
-arrives after the slowest probe, not the sum. Probe kinds and checks come from the runbooks via the
-catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference", FA "P0").
+`handlers.health`) with the weekly handoff's health evidence and the rollback's health steps. Each probe is
+bounded by its own timeout (catalog, default 2 s) so one hung dependency never delays the answer past that
+timeout; the probes of all services run at once, so the answer arrives after the slowest probe, not the sum.
+Requests that arrive together share each probe's result (a crowd typing /health during an outage probes each
+backend once: probing.py, SHARED_PROBE_SECONDS) and write their runs together (runs.py). Probe kinds and checks
+come from the runbooks via the catalog (Mira Appendix B, Ivy "Health Checks", AI Assistant "Quick Reference",
+FA "P0").
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from bot.commands import Action, Command, UsageError
 from bot.context import ActionContext, BotContext, CommandContext
 from bot.replies import PostedMessage
 from bot.scheduler import Job
-from handlers.health import probing as service_health
+from handlers.health import runs
 from handlers.health.blocks import render_health
 from handlers.health.model import HealthReport, HealthRequest
 from handlers.health.probing import check_services
@@ -60,7 +63,7 @@ def acknowledge(request: HealthRequest, catalog: Catalog) -> str:
 
 
 async def check(request: HealthRequest, bot: BotContext, requested_by: str) -> HealthReport:
-    services = await check_services(request.services, bot)
+    services = await check_services(request.services, bot, shared=True)
     return HealthReport(
         services=tuple(services),
         detailed=request.detailed,
@@ -71,7 +74,7 @@ async def check(request: HealthRequest, bot: BotContext, requested_by: str) -> H
 
 async def record_run(bot: BotContext, report: HealthReport, scope: str | None, channel: str) -> int | None:
     """Keep the run as evidence (the weekly handoff shows its own); its id, or None when the database is down."""
-    return await service_health.record_run(
+    return await runs.record_run(
         bot,
         report.services,
         checked_at=report.checked_at,
@@ -79,18 +82,6 @@ async def record_run(bot: BotContext, report: HealthReport, scope: str | None, c
         scope=scope,
         channel=channel,
     )
-
-
-async def attach_message(bot: BotContext, run_id: int, message: PostedMessage) -> None:
-    """Where the run's answer is, so later features can link to it."""
-    try:
-        async with bot.storage.autocommit(timeout=2.0) as conn:
-            await conn.execute(
-                "UPDATE health_runs SET message_channel = %s, message_ts = %s WHERE id = %s",
-                (message.channel, message.ts, run_id),
-            )
-    except Exception:
-        log.warning("could not attach the message to its health run", exc_info=True)
 
 
 def _scope(request: HealthRequest) -> str | None:
@@ -103,7 +94,7 @@ async def run(request: HealthRequest, ctx: CommandContext) -> None:
     text, blocks = render_health(report, scope=_scope(request), recorded=run_id is not None)
     message = await ctx.reply.post(text, blocks)
     if run_id is not None and message is not None:
-        await attach_message(ctx.bot, run_id, message)
+        await runs.attach_message(ctx.bot, run_id, message)
 
 
 async def _lock_message(ctx: ActionContext, key: str) -> bool:
@@ -136,7 +127,7 @@ async def rerun(ctx: ActionContext) -> None:
         message = PostedMessage(channel=ctx.channel_id, ts=ctx.message_ts)
         run_id = await record_run(ctx.bot, report, _scope(request), ctx.channel_id)
         if run_id is not None:
-            await attach_message(ctx.bot, run_id, message)
+            await runs.attach_message(ctx.bot, run_id, message)
         text, blocks = render_health(report, scope=_scope(request), recorded=run_id is not None)
         await ctx.reply.update(message, text, blocks)
     finally:

@@ -2,8 +2,9 @@
 
 Shared by /health and the weekly handoff's "Check system health dashboards" evidence, so both say the same thing
 about a service (the style guide: what two handlers need lives in `bot/` once). Each probe is bounded by its own
-timeout (catalog, default 2 s); the probes of a service, and the services, run concurrently. Every run is kept in
-`health_runs` as evidence.
+timeout (catalog, default 2 s); the probes of a service, and the services, run concurrently. /health shares a
+probe's result with the requests that ask within a second of its start (`shared`); every run is kept in
+`health_runs` as evidence (runs.py).
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-
-from psycopg.types.json import Jsonb
 
 from bot.catalog import HttpProbe, PostgresProbe, Probe, RedisProbe, Service, TcpProbe, missing_env
 from bot.context import BotContext
@@ -104,56 +102,37 @@ def service_status(results: tuple[ProbeResult, ...]) -> Status:
     return Status.DEGRADED
 
 
-async def check_service(service: Service, bot: BotContext) -> ServiceHealth:
-    results = tuple(await asyncio.gather(*(run_probe(probe, bot) for probe in service.probes)))
-    return ServiceHealth(service=service, status=service_status(results), probes=results)
+#: How long a probe's result is shared with the /health requests that ask after it started (bot/single_flight.py).
+#: Short enough that "Checked 12:00:01" is still true of every probe in the answer (a second's resolution), long
+#: enough that a crowd typing /health in the same second probes each backend once.
+SHARED_PROBE_SECONDS = 1.0
 
 
-async def check_services(services: tuple[Service, ...], bot: BotContext) -> tuple[ServiceHealth, ...]:
-    return tuple(await asyncio.gather(*(check_service(service, bot) for service in services)))
-
-
-def _results_json(services: tuple[ServiceHealth, ...]) -> Jsonb:
-    return Jsonb(
-        {
-            health.service.name: {
-                "status": health.status.value,
-                "probes": [
-                    {
-                        "name": p.name,
-                        "status": p.status.value,
-                        "latency_ms": p.latency_ms,
-                        "detail": p.detail,
-                        **({"body": p.body} if p.body else {}),
-                    }
-                    for p in health.probes
-                ],
-            }
-            for health in services
-        }
+async def shared_probe(service: Service, probe: Probe, bot: BotContext) -> ProbeResult:
+    """The probe's result, shared with every /health that asks for the same probe within SHARED_PROBE_SECONDS of
+    its start, whatever their scope or detail (`/health` and `/health fa` share FA's probes)."""
+    return await bot.flights.run(
+        ("health-probe", service.name, probe.name),
+        lambda: run_probe(probe, bot),
+        fresh_for=SHARED_PROBE_SECONDS,
+        now=bot.monotonic(),
+        tag=probe,
     )
 
 
-async def record_run(
-    bot: BotContext,
-    services: tuple[ServiceHealth, ...],
-    *,
-    checked_at: datetime,
-    requested_by: str,
-    scope: str | None,
-    channel: str,
-) -> int | None:
-    """Keep the run as evidence; its id, or None when the bot's database is unavailable. Best effort: /health must
-    answer even then, so the failure is logged and the caller notes it in the message."""
-    try:
-        async with bot.storage.autocommit(timeout=2.0) as conn:  # one statement: one round trip
-            cursor = await conn.execute(
-                """INSERT INTO health_runs (requested_by, scope, channel, started_at, finished_at, results)
-                   VALUES (%s, %s, %s, %s, %s, %s) RETURNING id""",
-                (requested_by, scope, channel, checked_at, bot.clock(), _results_json(services)),
-            )
-            row = await cursor.fetchone()
-            return int(row[0]) if row else None
-    except Exception:
-        log.warning("could not record the health run", exc_info=True)
-        return None
+async def check_service(service: Service, bot: BotContext, *, shared: bool = False) -> ServiceHealth:
+    """Probe the service now; with `shared`, a probe started in the last SHARED_PROBE_SECONDS by another caller is
+    joined instead (/health: the answer to a crowd). Unshared for what must observe after its own step (a
+    rollback's health check) or runs alone (the handoff's evidence, a report)."""
+    results = tuple(
+        await asyncio.gather(
+            *(shared_probe(service, p, bot) if shared else run_probe(p, bot) for p in service.probes)
+        )
+    )
+    return ServiceHealth(service=service, status=service_status(results), probes=results)
+
+
+async def check_services(
+    services: tuple[Service, ...], bot: BotContext, *, shared: bool = False
+) -> tuple[ServiceHealth, ...]:
+    return tuple(await asyncio.gather(*(check_service(service, bot, shared=shared) for service in services)))

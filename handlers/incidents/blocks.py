@@ -98,8 +98,18 @@ def fallback_text(view: IncidentView, what: str = "incident") -> str:
     )
 
 
-def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, Any]]]:
-    """(text, attachments) for chat.postMessage / chat.update."""
+#: The root of an incident promoted from a storm digest when the storm passed: where its earlier events are.
+FROM_DIGEST_NOTE = (
+    ":thread: Listed in the storm digest during the storm: its earlier events are in the storm digest's thread "
+    "in this channel; the next ones are in this thread."
+)
+
+
+def render_root(
+    view: IncidentView, now: datetime, *, from_digest: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
+    """(text, attachments) for chat.postMessage / chat.update; `from_digest`: the incident was listed in a storm
+    digest before this root (its earlier events are in the digest's thread)."""
     status = view.status or "triggered"
     title = _title_line(view, STATUS_EMOJI.get(status, ":grey_question:"))
     if status == "resolved":
@@ -135,6 +145,8 @@ def render_root(view: IncidentView, now: datetime) -> tuple[str, list[dict[str, 
             ],
         },
     ]
+    if from_digest:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": FROM_DIGEST_NOTE}]})
     if status != "resolved":
         buttons = []
         if status == "triggered":
@@ -260,12 +272,22 @@ def digest_fallback(channel_incidents: list[IncidentView]) -> str:
 def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict[str, Any]]]:
     """One message standing for many incidents during a storm: count, services, and a line per incident with its
     link, title and current state (edited as the state changes, so the digest is never a stale list)."""
+    text, blocks, _ = render_digest_listing(channel_incidents)
+    return text, blocks
+
+
+def render_digest_listing(
+    channel_incidents: list[IncidentView],
+) -> tuple[str, list[dict[str, Any]], int]:
+    """`render_digest`, and how many of the incidents (the first ones) it lists: the rest are beyond Slack's
+    message size ("N more are listed in PagerDuty")."""
     services = sorted({outside(view.service_name, NAME_CHARS) for view in channel_incidents})
     text = (
         f":rotating_light: Incident storm: {len(channel_incidents)} incidents "
         f"({listed(services, slack_limits.SECTION_TEXT // 2)})"
     )
     sections: list[str] = []
+    counts: list[int] = []
     current = ""
     for view in channel_incidents:
         number = _ref(view)[1:-1]
@@ -276,19 +298,21 @@ def render_digest(channel_incidents: list[IncidentView]) -> tuple[str, list[dict
         line = f"{STATUS_EMOJI.get(view.status or 'triggered', '')} {ref} {title} · {service} · _{state}_"
         if len(current) + len(line) + 1 > DIGEST_SECTION_CHARS:
             sections.append(current)
+            counts.append(current.count("\n") + 1)
             current = ""
         current = f"{current}\n{line}" if current else line
     if current:
         sections.append(current)
+        counts.append(current.count("\n") + 1)
     shown = sections[:DIGEST_MAX_SECTIONS]
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in shown]
     note = (
-        "Too many incidents at once for a message each: an incident gets its own thread when someone acts on "
-        "it or when the storm passes."
+        "Too many incidents at once for a message each: their events are in this message's thread, and each "
+        "incident still open when the storm passes gets its own thread."
     )
     if len(sections) > len(shown):
         hidden = sum(chunk.count("\n") + 1 for chunk in sections[len(shown) :])
         note += f" {hidden} more are listed in PagerDuty (Slack's message size limit)."
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note}]})
-    return text, blocks
+    return text, blocks, sum(counts[: len(shown)])

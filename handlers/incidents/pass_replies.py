@@ -103,6 +103,16 @@ class PassReplies:
             )
             self.ours.update((str(key), str(channel)) for key, channel in await cursor.fetchall())
 
+    async def give_back(self, bot: BotContext, key: str, channel: str) -> None:
+        """The pass claimed `key` in `channel` but it goes elsewhere (a line in a storm digest's thread, whose own
+        claim row it is): the claim is deleted first."""
+        if channel in self.channels:
+            await asyncio.shield(self.channels[channel])
+        if (key, channel) not in self.ours:
+            return
+        self.ours.discard((key, channel))
+        await ReplyClaims(bot, key, channel, "", "").release(self.now)
+
     async def finish(self, bot: BotContext) -> None:
         """Record what the pass posted and give back what it claimed and did not post: one statement."""
         await asyncio.gather(*self.channels.values(), return_exceptions=True)  # no claim still on its way

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from handlers.incidents import blocks, lines
+from handlers.incidents import blocks, digest_thread, lines
 from handlers.incidents.coalesce import Line, fits, group_members, post_group
 from handlers.incidents.events import channels_for, priority_before, resolution_note, view_of
 from handlers.incidents.fold import Folded, apply_events
@@ -82,8 +82,12 @@ class Batch:
     #: (event, channel) whose line a timeline reply of this pass already carries.
     covered: set[tuple[str, str]] = field(default_factory=set)
     storms: dict[str, bool] = field(default_factory=dict)
-    #: The pass's own reply claims, inserted together by `fold` and recorded together by `finish`.
+    #: The pass's own reply claims, made channel by channel and recorded together by `finish`.
     replies: PassReplies | None = None
+    #: (incident, channel) → the open storm digest it is listed in (its events are lines in the digest's thread,
+    #: digest_thread.py), and the (event, channel) whose line is queued or posted there already.
+    members: dict[tuple[str, str], int] = field(default_factory=dict)
+    digest_lines: set[tuple[str, str]] = field(default_factory=set)
 
     async def storm(self, bot: BotContext, channel: str, now: datetime) -> bool:
         """Whether `channel` is in a storm (threads.in_storm), asked once per pass: only then are an incident's
@@ -137,11 +141,15 @@ async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
                     row["channel"], row["channel_id"], row["ts"], row["in_digest"]
                 )
         cursor = await conn.execute(
-            "SELECT event_id, channel, part_of FROM incident_replies WHERE event_id = ANY(%s)",
+            "SELECT event_id, channel, part_of, digest_id FROM incident_replies WHERE event_id = ANY(%s)",
             ([event.event_id for event in events],),
         )
-        for event_id, channel, part_of in await cursor.fetchall():
-            batch.claimed[(event_id, channel)] = part_of
+        for event_id, channel, part_of, digest_id in await cursor.fetchall():
+            if digest_id is not None:
+                batch.digest_lines.add((event_id, channel))
+            else:
+                batch.claimed[(event_id, channel)] = part_of
+    batch.members = await digest_thread.open_memberships(bot, sorted(incidents))
     batch.replies = PassReplies(now)
     batch.replies.expect(_wanted(bot, batch))
     return batch
@@ -204,24 +212,33 @@ async def _deliver(
     view = view_of(bot, row)
     triggered = event.event_type == "incident.triggered"
 
-    async def in_channel(channel: str) -> Root:
+    async def in_channel(channel: str) -> Root | None:
         known = batch.roots.get((view.id, channel))
-        rows = None if (view.id, channel) in batch.reread else batch.root_rows
-        try:
-            if known:
-                root = known
-            else:
+        member = batch.members.get((view.id, channel))
+        if known is None and (event.event_id, channel) in batch.digest_lines:
+            return (
+                None  # delivered again: its line is in the storm digest's thread already (digest_thread.py)
+            )
+        if known is None and member is not None:  # listed in a storm digest while the storm lasts: stays
+            root = Root(channel, None, None, member)
+        elif known is not None:
+            root = known
+        else:
+            rows = None if (view.id, channel) in batch.reread else batch.root_rows
+            try:
                 async with batch.new_roots:
                     root = await ensure_root(
                         bot, budget, view, channel, now, own_thread=not triggered, rows=rows
                     )
-        except BaseException:
-            batch.reread.add((view.id, channel))  # its claim may have changed (refused, released)
-            raise
+            except BaseException:
+                batch.reread.add((view.id, channel))  # its claim may have changed (refused, released)
+                raise
+            if root.ts is None:
+                batch.reread.add((view.id, channel))
         if root.ts is not None:
             batch.roots[(view.id, channel)] = root
-        else:
-            batch.reread.add((view.id, channel))
+        elif root.in_digest is not None:
+            batch.members[(view.id, channel)] = root.in_digest
         if changed and root.ts and (known or not root.posted_now) and not folded.marked_dirty:
             # The root shows an earlier moment (posted before this event): one debounced edit shows this one.
             folded.marked_dirty = True
@@ -230,13 +247,20 @@ async def _deliver(
             # Listed in a storm digest: its line shows the incident's state, so the digest is edited (debounced).
             batch.digests_marked.add(root.in_digest)
             await mark_digest_dirty(bot, root.in_digest, now)
+        if root.ts is None and root.in_digest is not None and not triggered:
+            if (event.event_id, channel) not in batch.digest_lines:
+                if batch.replies is not None:  # a line in the digest's thread, not a reply of its own
+                    await batch.replies.give_back(bot, event.event_id, channel)
+                line = await _line(bot, event, view.id)
+                await digest_thread.queue(bot, root.in_digest, channel, view, line, now)
+            return root
         if not triggered and root.ts is not None:
             await _reply(bot, budget, batch, event, view, root, now)
         return root
 
     # Channel by channel, in `channels_for`'s order (the alerts channel first): what an incident's events do in
     # Slack stays deterministic; the pass overlaps incidents instead (bot/delivery.py CONCURRENT_INCIDENTS).
-    roots = [await in_channel(channel) for channel in channels_for(bot, view)]
+    roots = [root for channel in channels_for(bot, view) if (root := await in_channel(channel)) is not None]
     if event.event_type == "incident.resolved":
         await post_postmortem(bot, budget, view, roots, now, batch.replies)
 
@@ -261,7 +285,9 @@ async def _reply(
     """The event's line in the root's thread, once: a timeline reply with the incident's next events of the batch
     when several are waiting (coalesce.py), else a reply of its own (in parts when it is longer than a message)."""
     where = (event.event_id, root.channel)
-    if where in batch.covered:
+    if (
+        where in batch.covered or where in batch.digest_lines
+    ):  # the latter: a line of the storm digest's thread
         return
     fallback = blocks.fallback_text(view, "update")
     if batch.claimed.get(where):

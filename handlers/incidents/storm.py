@@ -1,6 +1,9 @@
 """Storm digests: when more incidents arrive in a channel than STORM_THRESHOLD a minute, new ones join one digest
-message instead of each posting a root, within Slack's per-channel rate; the digest is edited at most every
-DIGEST_EDIT_EVERY, and when the storm has passed its still-open incidents get their own roots a few at a time."""
+message instead of each posting a root, within Slack's per-channel rate. While the storm lasts an incident listed
+in the digest stays there: its line shows its current state (the digest is edited at most every DIGEST_EDIT_EVERY,
+the longest-dirty digest first within the workspace's edit allowance) and its events are lines in the digest's
+thread, many incidents per reply (digest_thread.py). When the storm has passed its still-open incidents get their
+own roots a few at a time, saying that their earlier events are in the digest's thread; the resolved ones stay."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from psycopg.rows import dict_row
 from bot import slack_once
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
-from handlers.incidents import blocks
+from handlers.incidents import blocks, digest_thread
 from handlers.incidents.events import view_of
 from handlers.incidents.model import IncidentView, RetryLater
 from handlers.incidents.threads import digest_key, ensure_root, mark_digest_dirty
@@ -26,20 +29,41 @@ DIGEST_EDIT_EVERY = timedelta(seconds=2)
 PROMOTE_PER_PASS = 5  # after a storm, incidents leave the digest for their own root a few at a time
 
 
-async def flush_digests(bot: BotContext, budget: ChannelBudget, now: datetime) -> None:
-    """Post or edit each dirty storm digest (at most every DIGEST_EDIT_EVERY), and end the storms that passed,
-    giving their still-open incidents their own roots."""
+async def flush_digests(
+    bot: BotContext, budget: ChannelBudget, now: datetime, *, edits_only: bool = False
+) -> None:
+    """Post or edit each dirty storm digest (at most every DIGEST_EDIT_EVERY; the longest-dirty first, so when
+    the edit allowance is short no digest starves), post the next reply of each digest's thread, and end the
+    storms that passed, giving their still-open incidents their own roots. `edits_only`: the edits alone (while
+    a long delivery pass lasts: the state shown without waiting for the pass's posts)."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute("SELECT * FROM storm_digests WHERE ended_at IS NULL OR dirty_since IS NOT NULL")
+        await cursor.execute(
+            """SELECT * FROM storm_digests d WHERE ended_at IS NULL OR dirty_since IS NOT NULL
+                   OR EXISTS (SELECT 1 FROM incident_replies q WHERE q.digest_id = d.id AND q.ts IS NULL)
+               ORDER BY dirty_since NULLS LAST, id"""
+        )
         digests = await cursor.fetchall()
-    for digest in digests:
+    for index, digest in enumerate(digests):
         if digest["dirty_since"] is not None and (
             digest["ts"] is None or digest["dirty_since"] <= now - DIGEST_EDIT_EVERY
         ):
             await render_digest(bot, budget, digest, now)
+            if digest["ts"] is None:  # just posted: its thread can start
+                digests[index] = await _reload(bot, digest["id"]) or digest
+    if edits_only:
+        return
+    for digest in digests:
+        await digest_thread.flush_thread(bot, budget, digest, now)
         if digest["ended_at"] is None and await _storm_passed(bot, digest, now):
             await _end_storm(bot, budget, digest, now)
+
+
+async def _reload(bot: BotContext, digest_id: int) -> dict[str, Any] | None:
+    async with bot.storage.pool.connection() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute("SELECT * FROM storm_digests WHERE id = %s", (digest_id,))
+        return await cursor.fetchone()
 
 
 async def digest_views(bot: BotContext, digest_id: int) -> list[IncidentView]:
@@ -80,7 +104,7 @@ async def render_digest(
 async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
     """Post the digest once (claimed by `posting_at`, found by its metadata after a crash), or edit it."""
     views = await digest_views(bot, digest["id"])
-    text, digest_blocks = blocks.render_digest(views)
+    text, digest_blocks, listed = blocks.render_digest_listing(views)
     fallback = blocks.digest_fallback(views)
     channel_id, ts = digest["channel_id"], digest["ts"]
     if ts is None:
@@ -97,9 +121,21 @@ async def _show_digest(bot: BotContext, budget: ChannelBudget, digest: dict[str,
         if outcome.status == "busy":
             raise RetryLater(f"digest {digest['id']} is being posted")
         if outcome.status != "found":
+            await _listed(bot, digest, [view.id for view in views[:listed]], now)
             return
         channel_id, ts = outcome.channel_id, outcome.ts  # posted by an earlier attempt: shown as it is now
     await slack_once.update(bot, budget, channel_id, ts, fallback=fallback, text=text, blocks=digest_blocks)
+    await _listed(bot, digest, [view.id for view in views[:listed]], now)
+
+
+async def _listed(bot: BotContext, digest: dict[str, Any], incident_ids: list[str], now: datetime) -> None:
+    """The digest shows these incidents' lines now: their lines in the digest's thread may follow."""
+    async with bot.storage.pool.connection() as conn:
+        await conn.execute(
+            """UPDATE incident_roots SET listed_at = %s
+               WHERE in_digest = %s AND channel = %s AND incident_id = ANY(%s) AND listed_at IS NULL""",
+            (now, digest["id"], digest["channel"], incident_ids),
+        )
 
 
 class DigestClaims:
@@ -157,7 +193,9 @@ async def _storm_passed(bot: BotContext, digest: dict[str, Any], now: datetime) 
 async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime) -> None:
     """The storm passed: give the still-open incidents of the digest their own roots, a few per pass and only
     while the channel's post slot is free (`ChannelBudget.idle`), so the worker keeps delivering new incidents and
-    state changes at Slack's rate meanwhile, and close the digest once none is left."""
+    state changes at Slack's rate meanwhile, and close the digest once none is left. An incident is promoted once
+    its lines queued for the digest's thread are posted; its root says its earlier events are there (threads.py),
+    and its later events go to its own thread. Resolved incidents stay in the digest, their line showing it."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
@@ -176,6 +214,8 @@ async def _end_storm(bot: BotContext, budget: ChannelBudget, digest: dict[str, A
     for row in waiting:
         if not await budget.idle(digest["channel"]):
             break  # the channel's rate goes to new incidents and their changes first; the rest on a later pass
+        if await digest_thread.waiting_lines(bot, row["id"], digest["id"]):
+            continue  # its earlier events reach the digest's thread first, then its own root takes the later ones
         try:
             await ensure_root(bot, budget, view_of(bot, row), digest["channel"], now, own_thread=True)
         except RetryLater:

@@ -150,7 +150,7 @@ async def ensure_root(
         return Root(channel, row["channel_id"], row["ts"], row["in_digest"])
     if row is not None and row["in_digest"] and not own_thread:
         return Root(channel, None, None, row["in_digest"])
-    text, attachments = blocks.render_root(view, now)
+    text, attachments = blocks.render_root(view, now, from_digest=bool(row and row["in_digest"]))
     outcome = await slack_once.post_once(
         bot,
         budget,
@@ -360,15 +360,16 @@ async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> 
                 continue
             roots = await (
                 await conn.execute(
-                    "SELECT channel_id, ts FROM incident_roots WHERE incident_id = %s AND ts IS NOT NULL",
+                    """SELECT channel_id, ts, in_digest FROM incident_roots
+                       WHERE incident_id = %s AND ts IS NOT NULL""",
                     (row["id"],),
                 )
             ).fetchall()
         view = view_of(bot, row)
-        text, attachments = blocks.render_root(view, now)
         fallback = blocks.fallback_text(view)
         try:
-            for channel_id, ts in roots:
+            for channel_id, ts, in_digest in roots:
+                text, attachments = blocks.render_root(view, now, from_digest=in_digest is not None)
                 if not await budget.allow_update():
                     await _mark_dirty_at(bot, view.id, row["root_dirty_since"])  # keeps its place in line
                     return edited

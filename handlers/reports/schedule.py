@@ -27,6 +27,7 @@ from bot.catalog import Service
 from bot.catalog.base import _ENV_REF
 from bot.catalog.reports import Report
 from bot.context import BotContext
+from bot.reply_claims import RowReplyClaims
 from bot.scheduler import Job
 from handlers.diagnostics import DiagnosticResult, diagnostic_blocks, needs_csv, run_diagnostic, upload_csv
 from handlers.reports import blocks, store
@@ -124,27 +125,14 @@ class ReportClaims:
         await store.posted(self.pool, self.slot, channel_id=channel_id, ts=ts, now=now)
 
 
-class ReplyClaims:
+def reply_claims(bot: BotContext, slot: ReportSlot, query: str) -> RowReplyClaims:
     """The claim on one diagnostic in the report's thread: its `report_replies` row."""
-
-    def __init__(self, bot: BotContext, slot: ReportSlot, query: str) -> None:
-        self.pool, self.slot, self.query = bot.storage.pool, slot, query
-
-    async def claim(self, now: datetime) -> slack_once.ClaimState:
-        ours, ts, claimed_at = await store.claim_reply(self.pool, self.slot, self.query, now)
-        return slack_once.ClaimState(ours=ours, ts=ts, attempted_at=claimed_at)
-
-    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
-        return await store.restamp_reply(self.pool, self.slot, self.query, attempted_at, now)
-
-    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
-        await store.restamp_reply(self.pool, self.slot, self.query, now, claimed)
-
-    async def release(self, now: datetime) -> None:
-        await store.restamp_reply(self.pool, self.slot, self.query, now, None)
-
-    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
-        await store.reply_posted(self.pool, self.slot, self.query, ts)
+    service, report, slot_at = slot.key
+    return RowReplyClaims(
+        bot.storage.pool,
+        "report_replies",
+        {"service": service, "report": report, "slot": slot_at, "query": query},
+    )
 
 
 @dataclass(frozen=True)
@@ -217,7 +205,7 @@ async def post_thread_diagnostic(
     outcome = await slack_once.post_once(
         bot,
         bot.budget,
-        ReplyClaims(bot, slot, name),
+        reply_claims(bot, slot, name),
         channel_id,
         reply_key(slot, name),
         bot.clock(),

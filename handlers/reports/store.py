@@ -1,4 +1,5 @@
-"""Scheduled checks in Postgres: the claim on a report's message per slot, and on each diagnostic in its thread.
+"""Scheduled checks in Postgres: the claim on a report's message per slot (each diagnostic in its thread is claimed
+in `report_replies` through bot/reply_claims.py).
 
 Exactly once is decided by rows (the handoff's pattern, Grafana OnCall's `UPDATE … WHERE sent = false`): the
 caller whose `INSERT INTO report_posts` went in posts the slot's message; a claim without a `ts` is an attempt
@@ -117,63 +118,6 @@ async def posted(
             """UPDATE report_posts SET channel_id = %s, ts = %s, posted_at = %s
                WHERE service = %s AND report = %s AND slot = %s""",
             (channel_id, ts, now, *slot.key),
-        )
-
-
-# --- diagnostics in the thread ---------------------------------------------------------------------------------
-
-
-async def claim_reply(
-    pool: AsyncConnectionPool, slot: ReportSlot, query: str, now: datetime
-) -> tuple[bool, str | None, datetime | None]:
-    """(inserted, ts, claimed_at) of the thread's diagnostic `query`: the caller whose row went in posts it."""
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            """INSERT INTO report_replies (service, report, slot, query, claimed_at)
-               VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-            (*slot.key, query, now),
-        )
-        if cursor.rowcount == 1:
-            return True, None, None
-        found = await (
-            await conn.execute(
-                """SELECT ts, claimed_at FROM report_replies
-                   WHERE service = %s AND report = %s AND slot = %s AND query = %s""",
-                (*slot.key, query),
-            )
-        ).fetchone()
-    if found is None:  # released just now: the next attempt claims it afresh
-        return False, None, now
-    return False, found[0], found[1]
-
-
-async def restamp_reply(
-    pool: AsyncConnectionPool, slot: ReportSlot, query: str, was: datetime | None, claimed: datetime | None
-) -> bool:
-    """Move the reply's unposted claim from `was` to `claimed` (None: drop it); True when it moved."""
-    async with pool.connection() as conn:
-        if claimed is None:
-            cursor = await conn.execute(
-                """DELETE FROM report_replies WHERE service = %s AND report = %s AND slot = %s AND query = %s
-                       AND ts IS NULL AND claimed_at = %s""",
-                (*slot.key, query, was),
-            )
-        else:
-            cursor = await conn.execute(
-                """UPDATE report_replies SET claimed_at = %s
-                   WHERE service = %s AND report = %s AND slot = %s AND query = %s
-                       AND ts IS NULL AND claimed_at = %s""",
-                (claimed, *slot.key, query, was),
-            )
-        return cursor.rowcount == 1
-
-
-async def reply_posted(pool: AsyncConnectionPool, slot: ReportSlot, query: str, ts: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(
-            """UPDATE report_replies SET ts = %s
-               WHERE service = %s AND report = %s AND slot = %s AND query = %s""",
-            (ts, *slot.key, query),
         )
 
 

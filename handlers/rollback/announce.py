@@ -36,7 +36,7 @@ async def _post(
         await slack_once.post_once(
             bot,
             bot.budget,
-            runner_store.ReplyClaims(bot, run.id, where),
+            runner_store.reply_claims(bot, run.id, where),
             channel,
             reply_key(run.id, where),
             bot.clock(),

@@ -64,7 +64,7 @@ async def say(bot: BotContext, run: Run, text: str, message_blocks: list | None 
         outcome = await slack_once.post_once(
             bot,
             UNPACED,  # a step's replies keep the step's timing; Retry-After still honoured
-            runner_store.ReplyClaims(bot, run.id, key),
+            runner_store.reply_claims(bot, run.id, key),
             run.channel,
             reply_key(run.id, key),
             bot.clock(),
@@ -102,7 +102,7 @@ async def post_summary(bot: BotContext, run: Run) -> None:
         await slack_once.post_once(
             bot,
             bot.budget,
-            runner_store.ReplyClaims(bot, run.id, "summary"),
+            runner_store.reply_claims(bot, run.id, "summary"),
             channel,
             reply_key(run.id, "summary"),
             bot.clock(),

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from bot.audit import audit
 from bot.context import BotContext
-from bot.slack_once import ClaimState
+from bot.reply_claims import RowReplyClaims
 from handlers.rollback.store import Run, Step
 
 # --- the runner's lease and step moves -------------------------------------------------------------------------
@@ -183,59 +183,6 @@ async def _audit_step(bot: BotContext, run: Run, step: Step, outcome: str) -> No
 # --- thread replies, each claimed once (bot/slack_once.py `post_once`) ------------------------------------------
 
 
-class ReplyClaims:
+def reply_claims(bot: BotContext, run_id: int, key: str) -> RowReplyClaims:
     """The claim on one reply in a rollback's thread: its `rollback_replies` row, `(run, key)`."""
-
-    def __init__(self, bot: BotContext, run_id: int, key: str) -> None:
-        self.bot, self.run_id, self.key = bot, run_id, key
-
-    async def claim(self, now: datetime) -> ClaimState:
-        async with self.bot.storage.pool.connection() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO rollback_replies (run_id, key, claimed_at) VALUES (%s, %s, %s)
-                   ON CONFLICT DO NOTHING""",
-                (self.run_id, self.key, now),
-            )
-            if cursor.rowcount == 1:
-                return ClaimState(ours=True)
-            row = await (
-                await conn.execute(
-                    "SELECT ts, claimed_at FROM rollback_replies WHERE run_id = %s AND key = %s",
-                    (self.run_id, self.key),
-                )
-            ).fetchone()
-        if row is None:  # given up just now
-            return ClaimState(attempted_at=now)
-        return ClaimState(ts=row[0], attempted_at=row[1])
-
-    async def _move(self, was: datetime | None, claimed: datetime | None) -> bool:
-        async with self.bot.storage.pool.connection() as conn:
-            if claimed is None:
-                cursor = await conn.execute(
-                    """DELETE FROM rollback_replies
-                       WHERE run_id = %s AND key = %s AND ts IS NULL AND claimed_at = %s""",
-                    (self.run_id, self.key, was),
-                )
-            else:
-                cursor = await conn.execute(
-                    """UPDATE rollback_replies SET claimed_at = %s
-                       WHERE run_id = %s AND key = %s AND ts IS NULL AND claimed_at = %s""",
-                    (claimed, self.run_id, self.key, was),
-                )
-        return cursor.rowcount == 1
-
-    async def take(self, now: datetime, attempted_at: datetime | None) -> bool:
-        return await self._move(attempted_at, now)
-
-    async def mark_uncertain(self, now: datetime, claimed: datetime) -> None:
-        await self._move(now, claimed)
-
-    async def release(self, now: datetime) -> None:
-        await self._move(now, None)
-
-    async def record(self, channel_id: str, ts: str, now: datetime) -> None:
-        async with self.bot.storage.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE rollback_replies SET ts = %s WHERE run_id = %s AND key = %s AND ts IS NULL",
-                (ts, self.run_id, self.key),
-            )
+    return RowReplyClaims(bot.storage.pool, "rollback_replies", {"run_id": run_id, "key": key})
