@@ -40,21 +40,32 @@ HANDOFF_TEST_KEY_PREFIX = "mira-handoff-test-"
 
 
 def storable(event: WebhookEnvelope | None) -> WebhookEnvelope | None:
-    """The event, unless a field stored in a text column holds a NUL character: Postgres text cannot, and no
-    PagerDuty ID or name does, so such an event is kept raw as malformed (answered 202 like any signed body)
-    instead of failing the insert — and every other webhook of its batch — with a 503, which PagerDuty would
-    retry for two days. The service name is in the list because an unknown one is quoted in the row's reason."""
+    """The event, unless a field stored in a text column is one Postgres text cannot hold — a NUL character, or
+    a lone surrogate (JSON may escape one, UTF-8 cannot encode it). No PagerDuty ID or name holds either, so such
+    an event is kept raw as malformed (answered 202 like any signed body) instead of failing the insert — and
+    every other webhook of its batch — with a 503 or a 500, which PagerDuty would retry for two days. The service
+    name is in the list because an unknown one is quoted in the row's reason."""
     if event is None:
         return None
-    stored = (
+    for value in (
         event.event_id,
         event.event_type,
         event.incident_id,
         event.service_id,
         event.service_name,
         event.incident_key,
-    )
-    return None if any(value is not None and "\x00" in value for value in stored) else event
+    ):
+        if value is not None and ("\x00" in value or not (value.isascii() or _encodable(value))):
+            return None
+    return event
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def classify(event: WebhookEnvelope | None, catalog: Catalog) -> tuple[str, str | None]:

@@ -48,22 +48,33 @@ async def test_a_nul_in_an_event_id_is_kept_as_malformed_not_answered_503(
 
 
 @pytest.mark.parametrize(
-    ("where", "incident"),
+    ("where", "hostile"),
     [
-        ("the name of a service outside the catalog", pd.incident(service_name="Not\u0000 Ours")),
-        ("the incident key", pd.incident(incident_key="edge-503\u0000")),
+        (
+            "a NUL in the name of a service outside the catalog",
+            pd.event("incident.triggered", pd.incident(service_name="Not\u0000 Ours"), event_id="evt-bad"),
+        ),
+        (
+            "a NUL in the incident key",
+            pd.event("incident.triggered", pd.incident(incident_key="edge-503\u0000"), event_id="evt-bad"),
+        ),
+        (
+            "a lone surrogate in the event id (JSON may escape one; UTF-8 cannot encode it)",
+            pd.event("incident.triggered", pd.incident(), event_id="evt-\ud800"),
+        ),
+        (
+            "a lone surrogate in the service id",
+            pd.event("incident.triggered", pd.incident(service_id="P\udfff"), event_id="evt-bad"),
+        ),
     ],
 )
-async def test_a_nul_in_a_filed_name_is_kept_as_malformed_and_its_batch_is_stored(
-    bot: BotUnderTest,
-    database_url: str,
-    where: str,
-    incident: dict,  # type: ignore[type-arg]
+async def test_a_field_postgres_text_cannot_hold_is_kept_as_malformed_and_its_batch_is_stored(
+    bot: BotUnderTest, database_url: str, where: str, hostile: dict  # type: ignore[type-arg]
 ) -> None:
     """Found reading the route (issue 16): a NUL in the service name (quoted in an ignored row's reason) or in
-    the incident key (a column of its own) failed the whole group-committed INSERT, so every webhook that shared
-    the statement was answered 503, and the hostile one on every retry for two days."""
-    hostile = pd.event("incident.triggered", incident, event_id="evt-nul-name")
+    the incident key (a column of its own), or a lone surrogate in any filed field, failed the whole
+    group-committed INSERT, so every webhook sharing the statement was answered 503 (500 for the surrogate),
+    and the hostile one again on every retry for two days."""
     neighbours = [
         pd.event("incident.triggered", pd.incident(id=f"PNB{n}", number=n), event_id=f"evt-nb-{n}")
         for n in range(5)
