@@ -69,7 +69,10 @@ async def test_a_nul_in_an_event_id_is_kept_as_malformed_not_answered_503(
     ],
 )
 async def test_a_field_postgres_text_cannot_hold_is_kept_as_malformed_and_its_batch_is_stored(
-    bot: BotUnderTest, database_url: str, where: str, hostile: dict  # type: ignore[type-arg]
+    bot: BotUnderTest,
+    database_url: str,
+    where: str,
+    hostile: dict,  # type: ignore[type-arg]
 ) -> None:
     """Found reading the route (issue 16): a NUL in the service name (quoted in an ignored row's reason) or in
     the incident key (a column of its own), or a lone surrogate in any filed field, failed the whole
