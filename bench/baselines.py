@@ -10,7 +10,10 @@
   parsing and acknowledging from the registry, and the post-ack work sharing the event loop.
 * `starlette`: a bare Starlette route on the same uvicorn that reads the body and answers 202 with the same
   JSON the bot answers. What is left between it and the bot is the signature check, parsing, classifying and the
-  durable INSERT … ON CONFLICT in Postgres (one commit, one WAL flush, per webhook).
+  durable INSERT … ON CONFLICT in Postgres (group-committed: one statement and one WAL flush per batch). It
+  verifies no signature. The bot's webhook route is a bare ASGI app ahead of Starlette (issue 16), so it skips the
+  router, middleware, `Request` and `JSONResponse` this baseline still goes through: that is the bot's own
+  saving, not a change to what the baseline does.
 
 Both answer GET /ready once serving, so the orchestrator knows when to start.
 """

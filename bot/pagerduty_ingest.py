@@ -6,6 +6,11 @@ event types, `service.*` events, services not in the catalog and even malformed 
 delivery worker skips them) and answered 202; a redelivery (same `event.id`) is answered 202 with no second row;
 and when Postgres cannot take the row the answer is 503, so PagerDuty retries instead of believing us. Slack is
 never called here: the delivery worker drains the stored events (bot/delivery.py).
+
+Per webhook the route does only what it must before the 202 (issue 16): one HMAC, one `json.loads`, the envelope
+(integrations/pagerduty_envelope.py: the fields the row is filed by, not the whole V3 event the worker builds later
+from the stored bytes), the classification, and its share of one group-committed INSERT of the body exactly as
+received. It is a bare ASGI app with prebuilt answers, ahead of Starlette's middleware and router.
 """
 
 from __future__ import annotations
@@ -18,13 +23,13 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import PoolTimeout
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
+from bot.asgi import BodyTooLarge, Prebuilt, read_body, too_large
 from bot.catalog import Catalog
 from bot.context import BotContext
 from bot.signing import verify_pagerduty_signature
-from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent, parse_webhook
+from integrations.pagerduty_envelope import MalformedWebhook, WebhookEnvelope, parse_envelope
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +39,47 @@ PAGERDUTY_BODY_LIMIT = 256 * 1024  # PagerDuty drops larger payloads itself
 HANDOFF_TEST_KEY_PREFIX = "mira-handoff-test-"
 
 
-def storable(event: WebhookEvent | None) -> WebhookEvent | None:
-    """The event, unless an identifier holds a NUL character: Postgres text cannot, and no PagerDuty ID does, so
-    such an event is kept raw as malformed (answered 202 like any signed body) instead of failing the insert and
-    being answered 503 — which PagerDuty would retry for two days."""
+def storable(event: WebhookEnvelope | None) -> WebhookEnvelope | None:
+    """The event, unless a field stored in a text column is one Postgres text cannot hold — a NUL character, or
+    a lone surrogate (JSON may escape one, UTF-8 cannot encode it). No PagerDuty ID or name holds either, so such
+    an event is kept raw as malformed (answered 202 like any signed body) instead of failing the insert — and
+    every other webhook of its batch — with a 503 or a 500, which PagerDuty would retry for two days. The service
+    name is in the list because an unknown one is quoted in the row's reason."""
     if event is None:
         return None
-    identifiers = (event.event_id, event.event_type, event.incident_id, event.service_id)
-    return None if any(value is not None and "\x00" in value for value in identifiers) else event
+    for value in (
+        event.event_id,
+        event.event_type,
+        event.incident_id,
+        event.service_id,
+        event.service_name,
+        event.incident_key,
+    ):
+        if value is not None and ("\x00" in value or not (value.isascii() or _encodable(value))):
+            return None
+    return event
 
 
-def classify(event: WebhookEvent | None, catalog: Catalog) -> tuple[str, str | None]:
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def classify(event: WebhookEnvelope | None, catalog: Catalog) -> tuple[str, str | None]:
     """(status, reason): `pending` for the worker, or why it is only kept."""
     if event is None:
         return "malformed", "not a PagerDuty V3 envelope"
     if not event.event_type.startswith("incident.") or event.incident_id is None:
         return "ignored", f"{event.event_type} events are not posted"
-    if (_incident_key(event) or "").startswith(HANDOFF_TEST_KEY_PREFIX):
+    if (event.incident_key or "").startswith(HANDOFF_TEST_KEY_PREFIX):
         return "ignored", "a handoff test event (Test PagerDuty integration)"
     service_name = event.service_name
     if (event.service_id or service_name) and catalog.for_pagerduty(event.service_id, service_name) is None:
         return "ignored", f"service {service_name or event.service_id} is not in the catalog"
     return "pending", None
-
-
-def _incident_key(event: WebhookEvent | None) -> str | None:
-    return event.incident.incident_key if event is not None and event.incident is not None else None
 
 
 #: One statement whatever the batch size: the columns travel as arrays, so the text never changes and psycopg
@@ -105,29 +125,38 @@ class WebhookStore:
         self._writer: asyncio.Task[None] | None = None
 
     async def store(
-        self, body: bytes, webhook_id: str | None, event: WebhookEvent | None, status: str, reason: str | None
+        self,
+        body: bytes,
+        webhook_id: str | None,
+        event: WebhookEnvelope | None,
+        status: str,
+        reason: str | None,
     ) -> bool:
         """True when the event is new and now stored (as `status`, from `classify`); False when it was stored
-        before (a redelivery)."""
-        row = (
-            webhook_id,
-            event.event_id if event else None,
-            event.event_type if event else None,
-            event.incident_id if event else None,
-            event.service_id if event else None,
-            event.occurred_at if event else None,
-            body,
-            status,
-            reason,
-            _incident_key(event),
-        )
+        before (a redelivery).
+
+        A caller cancelled while it waits (its client hung up) cancels only its own future: the write it is part
+        of goes on for the others, and the writer skips answering a future nobody waits for any more."""
+        if event is None:
+            row: tuple[Any, ...] = (webhook_id, None, None, None, None, None, body, status, reason, None)
+        else:
+            row = (
+                webhook_id,
+                event.event_id,
+                event.event_type,
+                event.incident_id,
+                event.service_id,
+                event.occurred_at,
+                body,
+                status,
+                reason,
+                event.incident_key,
+            )
         pending = _Pending(row, event.event_id if event else None, asyncio.get_running_loop().create_future())
         self._queue.append(pending)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_all(), name="pagerduty-webhook-store")
-        return await asyncio.shield(
-            pending.stored
-        )  # a client that hangs up does not cancel the others' write
+        return await pending.stored
 
     async def _write_all(self) -> None:
         while self._queue:
@@ -141,10 +170,11 @@ class WebhookStore:
                 continue
             except BaseException:  # cancelled (shutdown): nobody learns "stored", so nobody answers 202
                 for pending in [*batch, *self._queue]:
-                    pending.stored.cancel()
+                    pending.stored.cancel()  # a no-op on a future already cancelled
                 raise
             for pending, stored in zip(batch, new, strict=True):
-                pending.stored.set_result(stored)
+                if not pending.stored.done():
+                    pending.stored.set_result(stored)
 
     async def _insert(self, batch: list[_Pending]) -> list[bool]:
         """Which webhooks of the batch were new. An event id stored before, or seen earlier in the same batch,
@@ -166,31 +196,76 @@ class WebhookStore:
         return new
 
 
-async def ingest(
-    request: Request, bot: BotContext, webhooks: WebhookStore, on_stored: Callable[[], None]
-) -> Response:
-    body = await request.body()  # bounded by the BodyLimit middleware
-    secrets = [secret.get_secret_value() for secret in bot.settings.pagerduty_webhook_secrets]
-    if not secrets:
-        log.warning("PagerDuty webhook refused: PAGERDUTY_WEBHOOK_SECRETS is not set")
-        return JSONResponse({"error": "webhook signing secrets are not configured"}, status_code=401)
-    if not verify_pagerduty_signature(secrets, body, request.headers.get("x-pagerduty-signature")):
-        return JSONResponse({"error": "invalid signature"}, status_code=401)
-    try:
-        event: WebhookEvent | None = parse_webhook(body)
-    except MalformedWebhook as exc:
-        log.warning("malformed PagerDuty webhook stored raw", extra={"reason": str(exc)})
-        event = None
-    event = storable(event)
-    status, reason = classify(event, bot.catalog)
-    try:
-        stored = await webhooks.store(body, request.headers.get("x-webhook-id"), event, status, reason)
-    except (psycopg.Error, PoolTimeout, OSError):
-        log.error(
-            "PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",
-            exc_info=True,
-        )
-        return JSONResponse({"error": "database unavailable, retry"}, status_code=503)
-    if stored and status == "pending":  # only a pending row is work for the delivery worker: wake it for that
-        on_stored()
-    return JSONResponse({"status": "accepted" if stored else "duplicate"}, status_code=202)
+ACCEPTED = Prebuilt.json(202, {"status": "accepted"})
+DUPLICATE = Prebuilt.json(202, {"status": "duplicate"})
+BAD_SIGNATURE = Prebuilt.json(401, {"error": "invalid signature"})
+NO_SECRETS = Prebuilt.json(401, {"error": "webhook signing secrets are not configured"})
+UNAVAILABLE = Prebuilt.json(503, {"error": "database unavailable, retry"})
+TOO_LARGE = too_large(PAGERDUTY_BODY_LIMIT)
+
+
+class WebhookRoute:
+    """POST /pagerduty/webhook as a bare ASGI app, ahead of Starlette (bot/server.py dispatches to it).
+
+    Read the body (at most PAGERDUTY_BODY_LIMIT), the two headers, verify, parse the envelope once, classify,
+    store, answer one of the prebuilt responses; `count` gets every answer's status for the requests metric.
+    Anything unexpected is counted as a 500 and raised to uvicorn, which answers 500 as Starlette did.
+    """
+
+    def __init__(
+        self,
+        bot: BotContext,
+        webhooks: WebhookStore,
+        on_stored: Callable[[], None],
+        count: Callable[[int], None],
+    ) -> None:
+        self.bot = bot
+        self.webhooks = webhooks
+        self.on_stored = on_stored
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await read_body(scope, receive, PAGERDUTY_BODY_LIMIT)
+            if body is None:
+                return  # the client hung up before its body arrived: nobody to answer
+            signature = webhook_id = None
+            for name, value in scope["headers"]:  # the first of each, as Starlette's Headers.get
+                if name == b"x-pagerduty-signature" and signature is None:
+                    signature = value.decode("latin-1")
+                elif name == b"x-webhook-id" and webhook_id is None:
+                    webhook_id = value.decode("latin-1")
+            response = await self.ingest(body, signature, webhook_id)
+        except BodyTooLarge:
+            response = TOO_LARGE
+        except Exception:
+            self.count(500)
+            raise
+        self.count(response.status)
+        await response.send(send)
+
+    async def ingest(self, body: bytes, signature: str | None, webhook_id: str | None) -> Prebuilt:
+        secrets = [secret.get_secret_value() for secret in self.bot.settings.pagerduty_webhook_secrets]
+        if not secrets:
+            log.warning("PagerDuty webhook refused: PAGERDUTY_WEBHOOK_SECRETS is not set")
+            return NO_SECRETS
+        if not verify_pagerduty_signature(secrets, body, signature):
+            return BAD_SIGNATURE
+        try:
+            event: WebhookEnvelope | None = parse_envelope(body)
+        except MalformedWebhook as exc:
+            log.warning("malformed PagerDuty webhook stored raw", extra={"reason": str(exc)})
+            event = None
+        event = storable(event)
+        status, reason = classify(event, self.bot.catalog)
+        try:
+            stored = await self.webhooks.store(body, webhook_id, event, status, reason)
+        except (psycopg.Error, PoolTimeout, OSError):
+            log.error(
+                "PagerDuty webhook not stored: database unavailable; answering 503 so PagerDuty retries",
+                exc_info=True,
+            )
+            return UNAVAILABLE
+        if stored and status == "pending":  # only a pending row is work for the delivery worker
+            self.on_stored()
+        return ACCEPTED if stored else DUPLICATE

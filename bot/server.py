@@ -32,8 +32,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot import slack_replays
+from bot.asgi import BodyTooLarge, read_body, too_large
 from bot.context import BotContext
-from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, WebhookStore, ingest
+from bot.pagerduty_ingest import PAGERDUTY_BODY_LIMIT, WebhookRoute, WebhookStore
 from bot.signing import verify_slack_request
 from bot.storage import Storage
 
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 SLACK_BODY_LIMIT = 1024 * 1024
+WEBHOOK_PATH = "/pagerduty/webhook"
 
 REQUESTS = Counter(
     "mira_http_requests_total", "HTTP requests by route and outcome (status code).", ["route", "outcome"]
@@ -72,26 +74,14 @@ class BodyLimit:
         if limit is None:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(scope, receive, send, limit)
+        try:
+            body = await read_body(scope, receive, limit)
+        except BodyTooLarge:
+            REQUESTS.labels(scope.get("path", ""), "413").inc()
+            await too_large(limit).send(send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _too_large(scope, receive, send, limit)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        if body is None:
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -104,10 +94,34 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    REQUESTS.labels(scope.get("path", ""), "413").inc()
-    response = JSONResponse({"error": f"request body larger than {limit} bytes"}, status_code=413)
-    await response(scope, receive, send)
+class RouteOutcomes:
+    """`mira_http_requests_total` for one route, each status's child looked up once: `labels()` takes a lock
+    and builds its key on every call, a cost the webhook route would pay thousands of times a second."""
+
+    def __init__(self, route: str) -> None:
+        self.route = route
+        self._children: dict[int, Any] = {}
+
+    def count(self, status: int) -> None:
+        child = self._children.get(status)
+        if child is None:
+            child = self._children[status] = REQUESTS.labels(self.route, str(status))
+        child.inc()
+
+
+class WebhookFirst:
+    """`POST /pagerduty/webhook` straight to its bare ASGI route (bot/pagerduty_ingest.py), everything else —
+    including the webhook path's other methods, answered 405 by Starlette as before — to `app`."""
+
+    def __init__(self, webhook: ASGIApp, app: ASGIApp) -> None:
+        self.webhook = webhook
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WEBHOOK_PATH and scope["method"] == "POST":
+            await self.webhook(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 def _slack_kind(request: Request) -> str:
@@ -179,17 +193,16 @@ def build_http_app(bolt: AsyncApp, bot: BotContext, on_webhook_stored: Callable[
                 await slack_replays.release(bot, claimed)
         return response
 
-    async def pagerduty_webhook(request: Request) -> Response:
-        return await ingest(request, bot, webhooks, on_webhook_stored)
-
+    webhook = WebhookRoute(bot, webhooks, on_webhook_stored, RouteOutcomes(WEBHOOK_PATH).count)
     app = Starlette(
         routes=[
             Route("/slack/events", counted("/slack/events", slack_events), methods=["POST"]),
-            Route("/pagerduty/webhook", counted("/pagerduty/webhook", pagerduty_webhook), methods=["POST"]),
+            Route(WEBHOOK_PATH, webhook, methods=["POST"]),  # reached by other methods only: their 405
             *_probe_routes(storage),
         ]
     )
-    return BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT, "/pagerduty/webhook": PAGERDUTY_BODY_LIMIT})
+    limited = BodyLimit(app, {"/slack/events": SLACK_BODY_LIMIT, WEBHOOK_PATH: PAGERDUTY_BODY_LIMIT})
+    return WebhookFirst(webhook, limited)
 
 
 def _probe_routes(storage: Storage) -> list[Route]:

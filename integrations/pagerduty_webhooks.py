@@ -39,10 +39,21 @@ What this relies on, from PagerDuty's developer docs (github.com/PagerDuty/devel
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from integrations.pagerduty_envelope import (
+    EVENT_DATA_TYPES,
+    MalformedWebhook,
+    decode_body,
+    read_envelope,
+)
+from integrations.pagerduty_envelope import as_object as _obj
+from integrations.pagerduty_envelope import as_text as _text
+from integrations.pagerduty_envelope import as_timestamp as _timestamp
+from integrations.pagerduty_envelope import ref_id as _ref_id
+from integrations.pagerduty_envelope import ref_name as _ref_name
 
 __all__ = [
     "EVENT_DATA_TYPES",
@@ -55,51 +66,8 @@ __all__ = [
     "parse_webhook",
 ]
 
-#: ``event_type`` -> the ``data.type`` PagerDuty documents for it (01-Overview.md, "Event Types").  Used only
-#: when ``data.type`` itself is missing; an event type not listed here is parsed generically.
-EVENT_DATA_TYPES: dict[str, str] = {
-    "incident.acknowledged": "incident",
-    "incident.annotated": "incident_note",
-    "incident.conference_bridge.updated": "incident_conference_bridge",
-    "incident.custom_field_values.updated": "incident_field_values",
-    "incident.delegated": "incident",
-    "incident.escalated": "incident",
-    "incident.incident_type.changed": "incident",
-    "incident.priority_updated": "incident",
-    "incident.reassigned": "incident",
-    "incident.reopened": "incident",
-    "incident.resolved": "incident",
-    "incident.responder.added": "incident_responder",
-    "incident.responder.replied": "incident_responder",
-    "incident.role.assigned": "incident_role_assignment",
-    "incident.service_updated": "incident",
-    "incident.status_update_published": "incident_status_update",
-    "incident.task.completed": "incident_task",
-    "incident.task.created": "incident_task",
-    "incident.task.updated": "incident_task",
-    "incident.triggered": "incident",
-    "incident.unacknowledged": "incident",
-    "incident.action_invocation.created": "incident_action_invocation",
-    "incident.action_invocation.terminated": "incident_action_invocation",
-    "incident.action_invocation.updated": "incident_action_invocation",
-    "incident.workflow.started": "incident_workflow_instance",
-    "incident.workflow.completed": "incident_workflow_instance",
-    "service.created": "service",
-    "service.custom_field_values.updated": "service_field_values",
-    "service.deleted": "service",
-    "service.updated": "service",
-}
-
 #: Event types whose ``data`` is a full incident object (so :attr:`WebhookEvent.incident` is set).
 INCIDENT_OBJECT_EVENTS: frozenset[str] = frozenset(t for t, d in EVENT_DATA_TYPES.items() if d == "incident")
-
-#: Longest timestamp string worth handing to ``fromisoformat`` (real ones are ~24 characters).
-_MAX_TIMESTAMP_CHARS = 64
-
-
-class MalformedWebhook(ValueError):
-    """The body is not a PagerDuty V3 envelope: not JSON, not an object, or ``event`` lacks a usable
-    ``id`` / ``event_type`` (non-empty strings) or ``occurred_at`` (an ISO 8601 string)."""
 
 
 @dataclass(frozen=True)
@@ -190,58 +158,25 @@ def parse_webhook(body: bytes) -> WebhookEvent:
     ``data.incident`` / ``data.service`` when present, and a snapshot when ``data.type == "incident"``.
     Timestamps are ISO 8601 (``Z`` or an offset) and come back in UTC; a naive one is taken as UTC.
     """
-    try:
-        payload = json.loads(body)
-    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        raise MalformedWebhook(f"body is not JSON ({type(exc).__name__})") from None
-    if not isinstance(payload, dict):
-        raise MalformedWebhook(f"body is a JSON {type(payload).__name__}, not an object")
-    event = payload.get("event")
-    if not isinstance(event, dict):
-        raise MalformedWebhook("no `event` object")
-    event_id = _text(event.get("id"))
-    if event_id is None:
-        raise MalformedWebhook("`event.id` is missing or not a non-empty string")
-    event_type = _text(event.get("event_type"))
-    if event_type is None:
-        raise MalformedWebhook("`event.event_type` is missing or not a non-empty string")
-    occurred_at = _timestamp(event.get("occurred_at"))
-    if occurred_at is None:
-        raise MalformedWebhook("`event.occurred_at` is missing or not an ISO 8601 timestamp")
-
+    payload = decode_body(body)
+    envelope = read_envelope(payload)  # the fields the route stored this webhook by, read the same way
+    event = payload["event"]
     data = _obj(event.get("data")) or {}
-    shape = _text(data.get("type")) or EVENT_DATA_TYPES.get(event_type)
+    shape = envelope.shape
     incident = _incident(data) if shape == "incident" else None
-    incident_ref = _obj(data.get("incident"))
     roles = _role_assignments(data) if shape == "incident_role_assignment" else ()
-    if incident_ref is None and shape == "incident_role_assignment":
-        # The role-assignment shape has no top-level `incident`: each assignment names it.
-        items = data.get("incident_role_assignments")
-        first = items[0] if isinstance(items, list) and items else None
-        incident_ref = _obj(first.get("incident")) if isinstance(first, dict) else None
-    incident_id = incident.id if incident else _text(incident_ref.get("id")) if incident_ref else None
-
-    service_id = incident.service_id if incident else None
-    service_name = incident.service_name if incident else None
-    if service_id is None:
-        service_id = _ref_id(data.get("service"))
-        service_name = _ref_name(data.get("service")) if shape != "service" else None
-    if service_id is None and incident_ref:
-        service_id = _ref_id(incident_ref.get("service"))
-    if service_id is None and shape == "service":
-        service_id = _text(data.get("id"))
 
     responder = shape == "incident_responder"
     return WebhookEvent(
-        event_id=event_id,
-        event_type=event_type,
+        event_id=envelope.event_id,
+        event_type=envelope.event_type,
         resource_type=_text(event.get("resource_type")),
-        occurred_at=occurred_at,
-        incident_id=incident_id,
-        service_id=service_id,
+        occurred_at=envelope.occurred_at,
+        incident_id=envelope.incident_id,
+        service_id=envelope.service_id,
         agent=_person(event.get("agent")),
         incident=incident,
-        service_name=service_name,
+        service_name=envelope.service_name,
         note=_text(data.get("content")) if shape == "incident_note" else None,
         status_update=_text(data.get("message")) if shape == "incident_status_update" else None,
         responder=_person(data.get("user")) if responder else None,
@@ -300,26 +235,6 @@ def _role_assignments(data: dict[str, Any]) -> tuple[RoleAssignment, ...]:
 # --- field readers: each takes any JSON value and never raises ------------------------------------------------
 
 
-def _obj(value: object) -> dict[str, Any] | None:
-    return value if isinstance(value, dict) else None
-
-
-def _text(value: object) -> str | None:
-    """A non-blank string, else None."""
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _ref_id(value: object) -> str | None:
-    ref = _obj(value)
-    return _text(ref.get("id")) if ref else None
-
-
-def _ref_name(value: object) -> str | None:
-    """A reference's ``summary`` (full objects: ``name``)."""
-    ref = _obj(value)
-    return (_text(ref.get("summary")) or _text(ref.get("name"))) if ref else None
-
-
 def _person(value: object) -> Person | None:
     ref = _obj(value)
     if ref is None:
@@ -335,21 +250,6 @@ def _person(value: object) -> Person | None:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str) or len(value) > _MAX_TIMESTAMP_CHARS:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00+01:00 has no UTC equivalent
-        return moment
 
 
 def _assignees(incident: dict[str, Any]) -> tuple[Person, ...]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from integrations.pagerduty_envelope import parse_envelope
 from integrations.pagerduty_webhooks import (
     EVENT_DATA_TYPES,
     INCIDENT_OBJECT_EVENTS,
@@ -529,9 +530,28 @@ def check(raw: bytes) -> None:
     try:
         event = parse_webhook(raw)
     except MalformedWebhook:
+        with pytest.raises(MalformedWebhook):
+            parse_envelope(raw)
         return
     assert isinstance(event, WebhookEvent)
     assert_well_typed(event)
+    assert_envelope_agrees(raw, event)
+
+
+def assert_envelope_agrees(raw: bytes, event: WebhookEvent) -> None:
+    """The route files a webhook by its envelope (bot/pagerduty_ingest.py); the worker acts on the full parse:
+    the two must read every filed field the same way, whatever the body holds."""
+    envelope = parse_envelope(raw)
+    assert envelope == (
+        event.event_id,
+        event.event_type,
+        event.occurred_at,
+        envelope.shape,
+        event.incident_id,
+        event.service_id,
+        event.service_name,
+        event.incident.incident_key if event.incident else None,
+    )
 
 
 SAMPLES = [
@@ -590,6 +610,23 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
         return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     keys = ["id", "type", "summary", "name", "incident", "service", "user", "data", "event", "x", "content"]
     return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randint(0, 5))}
+
+
+def test_the_envelope_reads_every_documented_shape_as_the_full_parse_does() -> None:
+    """Our payloads of every documented event type, and PagerDuty's own samples composed into each."""
+    for sample in SAMPLES:
+        check(pd.body(sample))
+    for row in pd_samples.event_types():
+        composed = pd_samples.compose(
+            row["event_type"],
+            event_id=f"evt-{row['event_type']}",
+            occurred_at=OCCURRED,
+            incident_id="PABC123",
+            service_id="PSVC001",
+            service_name="Mira Co-Pilot",
+        )
+        check(json.dumps(composed).encode())
+        assert parse_envelope(json.dumps(composed).encode()).shape == row["data_type"]
 
 
 def test_seeded_fuzz_every_field_of_every_documented_shape() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -44,6 +45,50 @@ async def test_a_nul_in_an_event_id_is_kept_as_malformed_not_answered_503(
     async with await psycopg.AsyncConnection.connect(database_url) as conn:
         rows = await (await conn.execute("SELECT status FROM pd_webhooks")).fetchall()
     assert rows == [("malformed",)]
+
+
+@pytest.mark.parametrize(
+    ("where", "hostile"),
+    [
+        (
+            "a NUL in the name of a service outside the catalog",
+            pd.event("incident.triggered", pd.incident(service_name="Not\u0000 Ours"), event_id="evt-bad"),
+        ),
+        (
+            "a NUL in the incident key",
+            pd.event("incident.triggered", pd.incident(incident_key="edge-503\u0000"), event_id="evt-bad"),
+        ),
+        (
+            "a lone surrogate in the event id (JSON may escape one; UTF-8 cannot encode it)",
+            pd.event("incident.triggered", pd.incident(), event_id="evt-\ud800"),
+        ),
+        (
+            "a lone surrogate in the service id",
+            pd.event("incident.triggered", pd.incident(service_id="P\udfff"), event_id="evt-bad"),
+        ),
+    ],
+)
+async def test_a_field_postgres_text_cannot_hold_is_kept_as_malformed_and_its_batch_is_stored(
+    bot: BotUnderTest,
+    database_url: str,
+    where: str,
+    hostile: dict,  # type: ignore[type-arg]
+) -> None:
+    """Found reading the route (issue 16): a NUL in the service name (quoted in an ignored row's reason) or in
+    the incident key (a column of its own), or a lone surrogate in any filed field, failed the whole
+    group-committed INSERT, so every webhook sharing the statement was answered 503 (500 for the surrogate),
+    and the hostile one again on every retry for two days."""
+    neighbours = [
+        pd.event("incident.triggered", pd.incident(id=f"PNB{n}", number=n), event_id=f"evt-nb-{n}")
+        for n in range(5)
+    ]
+    statuses = await asyncio.gather(*(_send(bot, event) for event in [hostile, *neighbours]))
+    assert statuses == [202] * 6, where
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        rows = await (await conn.execute("SELECT event_id, status FROM pd_webhooks")).fetchall()
+    assert sorted(rows, key=str) == sorted(
+        [(None, "malformed"), *((f"evt-nb-{n}", "pending") for n in range(5))], key=str
+    )
 
 
 async def test_a_nul_in_an_incident_title_is_delivered(bot: BotUnderTest, database_url: str) -> None:
