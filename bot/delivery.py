@@ -1,7 +1,8 @@
 """The delivery worker: drains stored PagerDuty events (the outbox) into Slack, on every replica at once.
 
 Each pass claims a batch of pending events with `FOR UPDATE SKIP LOCKED` and a lease (`claimed_until`), so replicas
-share the work and an event whose worker died is picked up again when its lease ends. A batch is whole incidents,
+share the work and an event whose worker died is picked up again when its lease ends (a pass renews it while it
+runs, bot/delivery_lease.py). A batch is whole incidents,
 the urgent first (a new incident, a change of state: `EventDelivery.urgent_event_types`), their events in order;
 the capability folds the whole batch at once (`EventDelivery.fold`: its state in a few statements, not a dozen per
 event), the events are delivered, and the delivered ones are marked in one statement at the end of the pass.
@@ -36,6 +37,7 @@ import redis.exceptions
 from prometheus_client import Counter
 from slack_sdk.errors import SlackApiError
 
+from bot import delivery_lease
 from bot.capabilities import EventDelivery
 from bot.context import BotContext
 from bot.scheduler import utc_now
@@ -314,7 +316,13 @@ class DeliveryWorker(Worker):
             ]
             if given_back:
                 await self._release(given_back)
-            handled = await self._deliver_all(mine, now) if mine else 0
+            if mine:
+                ids = [row["id"] for group in mine.values() for row in group]
+                lock_keys = [f"incident:{i}:lock" for i in held if i not in self._locked_in_postgres]
+                async with delivery_lease.kept(self.bot, ids, lock_keys, now, self.lease):
+                    handled = await self._deliver_all(mine, now)
+            else:
+                handled = 0
         finally:
             await asyncio.gather(*(self._unlock(incident_id) for incident_id in held))
         for step in self.hooks.periodic:
