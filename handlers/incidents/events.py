@@ -4,7 +4,9 @@ and which channels hear of it (`channels_for`)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +15,7 @@ from psycopg.rows import dict_row
 
 from bot.context import BotContext
 from handlers.incidents.model import IncidentView
+from integrations.pagerduty_envelope import decode_body
 from integrations.pagerduty_webhooks import IncidentSnapshot, WebhookEvent, parse_webhook
 
 log = logging.getLogger(__name__)
@@ -22,19 +25,37 @@ log = logging.getLogger(__name__)
 BIGINT = range(-(2**63), 2**63)
 
 
-def without_nul(value: Any) -> Any:
-    """Postgres text and jsonb cannot hold NUL characters; PagerDuty text never has them, a hostile payload might."""
+#: What Postgres text cannot hold: NUL, and a lone surrogate (UTF-8 cannot encode it; psycopg raises
+#: UnicodeEncodeError). Valid JSON carries either only as a `\u` escape (raw, it is a control character or
+#: invalid UTF-8, and the body is malformed), so a body without such an escape needs no cleaning.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def storable(value: Any) -> Any:
+    """`value` with every string (keys too) cleaned for Postgres text and Slack: NUL dropped, a lone surrogate
+    replaced by U+FFFD. PagerDuty text never has them; a hostile payload might, and one such title or note used
+    to fail the whole batch's fold on every attempt, its neighbours' incidents with it."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
     if isinstance(value, list):
-        return [without_nul(item) for item in value]
+        return [storable(item) for item in value]
     if isinstance(value, dict):
-        return {key: without_nul(item) for key, item in value.items()}
+        return {storable(key): storable(item) for key, item in value.items()}
     return value
 
 
+def event_from(body: bytes) -> WebhookEvent:
+    """The event of a stored webhook (kept byte for byte), its outside text made storable: the one place where
+    the delivery side turns a body into an event, so Postgres and Slack only ever see clean text. Raises
+    MalformedWebhook as `parse_webhook` does."""
+    if not _UNSTORABLE_ESCAPE.search(body):
+        return parse_webhook(body)
+    return parse_webhook(json.dumps(storable(decode_body(body))).encode())
+
+
 def snapshot_json(snapshot: IncidentSnapshot) -> dict[str, Any]:
-    return without_nul(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
+    return storable(_snapshot_fields(snapshot))  # type: ignore[no-any-return]
 
 
 def _snapshot_fields(snapshot: IncidentSnapshot) -> dict[str, Any]:
@@ -107,7 +128,7 @@ async def priority_before(bot: BotContext, event: WebhookEvent) -> str | None:
         )
         earlier = await cursor.fetchall()
     for (body,) in earlier:
-        parsed = parse_webhook(bytes(body))
+        parsed = event_from(bytes(body))
         if parsed.incident is not None:
             return parsed.incident.priority
     return None

@@ -27,9 +27,9 @@ from handlers.incidents.events import (
     STATUS_BY_EVENT,
     shown_state,
     snapshot_json,
+    storable,
     storable_number,
     triggered_at_of,
-    without_nul,
 )
 from integrations.pagerduty_webhooks import WebhookEvent
 
@@ -148,7 +148,7 @@ def fold_event(
         new["resolved_at"] = None
     if newer and snapshot is None and kind == "incident.conference_bridge.updated":
         # The bridge event carries the bridge, not the incident: the root shows the new one from now on.
-        bridge = without_nul(
+        bridge = storable(
             {"conference_url": event.conference_url, "conference_number": event.conference_number}
         )
         new.update(snapshot={**new["snapshot"], **bridge}, snapshot_at=when)

@@ -22,7 +22,7 @@ from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks, digest_thread, lines
 from handlers.incidents.coalesce import Line, fits, group_members, post_group
-from handlers.incidents.events import channels_for, priority_before, resolution_note, view_of
+from handlers.incidents.events import channels_for, event_from, priority_before, resolution_note, view_of
 from handlers.incidents.fold import Folded, apply_events
 from handlers.incidents.model import IncidentView, InGroup, RetryLater
 from handlers.incidents.pass_replies import PassReplies, Wanted
@@ -36,7 +36,7 @@ from handlers.incidents.threads import (
     mark_root_dirty,
 )
 from handlers.incidents.timers import schedule_timers, timer_plan
-from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent, parse_webhook
+from integrations.pagerduty_webhooks import MalformedWebhook, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ async def fold(bot: BotContext, bodies: list[bytes], now: datetime) -> Batch:
     events: list[WebhookEvent] = []
     for body in bodies:
         try:
-            event = parse_webhook(body)
+            event = event_from(body)
         except MalformedWebhook:
             continue
         if event.incident_id is not None:
@@ -191,7 +191,7 @@ async def deliver(
 ) -> None:
     """Deliver one stored event of a folded batch (folded on its own when the batch does not hold it): make sure
     each channel has its root, reply once."""
-    event = parse_webhook(body)
+    event = event_from(body)
     assert event.incident_id is not None
     if batch is not None and event.incident_id in batch.incidents:
         await _deliver(bot, budget, event, now, batch)
@@ -352,7 +352,7 @@ async def _group_again(
         async with bot.storage.pool.connection() as conn:
             cursor = await conn.execute("SELECT body FROM pd_webhooks WHERE event_id = ANY(%s)", (missing,))
             for (body,) in await cursor.fetchall():
-                event = parse_webhook(bytes(body))
+                event = event_from(bytes(body))
                 known[event.event_id] = event
     group = [await _line(bot, known[key], incident_id) for key, _ in members if key in known]
     if len(group) != len(members):

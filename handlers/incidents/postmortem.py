@@ -12,11 +12,10 @@ from bot.context import BotContext
 from bot.replies import permalink
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks, lines
-from handlers.incidents.events import resolution_note
+from handlers.incidents.events import event_from, resolution_note
 from handlers.incidents.model import IncidentView, TimelineEntry
 from handlers.incidents.pass_replies import PassReplies, post_once
 from handlers.incidents.threads import Root
-from integrations.pagerduty_webhooks import parse_webhook
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ async def timeline(bot: BotContext, incident_id: str) -> list[TimelineEntry]:
     entries = []
     resolution = await resolution_note(bot, incident_id)
     for (body,) in rows:
-        event = parse_webhook(bytes(body))
+        event = event_from(bytes(body))
         text = (
             "Triggered"
             if event.event_type == "incident.triggered"
