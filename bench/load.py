@@ -40,7 +40,11 @@ Request = tuple[
 ]  # body, headers (built at send time: Slack signs a timestamp)
 
 
-def slack_command_requests(spec: dict[str, Any], count: int, text: str) -> list[Request]:
+def slack_command_requests(
+    spec: dict[str, Any], count: int, text: str, label: str = "timed"
+) -> list[Request]:
+    """`count` signed slash commands; `label` keeps the warm-up's bodies apart from the timed ones (a body and
+    signature seen before, within the same second, is a replay the bot answers without running it)."""
     secret = spec["signing_secret"]
     requests: list[Request] = []
     for index in range(count):
@@ -56,8 +60,8 @@ def slack_command_requests(spec: dict[str, Any], count: int, text: str) -> list[
                 "command": spec["command"],
                 "text": text,
                 "api_app_id": "A0BENCH",
-                "response_url": f"{spec['response_url']}/{index}",
-                "trigger_id": f"{int(time.time())}.bench.{index}",
+                "response_url": f"{spec['response_url']}/{label}-{index}",
+                "trigger_id": f"{int(time.time())}.bench.{label}.{index}",
             }
         ).encode()
 
@@ -201,7 +205,9 @@ async def generate(spec: dict[str, Any]) -> dict[str, Any]:
     if kind == "slack_posts":
         return await slack_posts(spec)
     if kind == "slack_commands":
-        warmup = slack_command_requests(spec, int(spec.get("warmup", 0)), spec.get("warmup_text", "help"))
+        warmup = slack_command_requests(
+            spec, int(spec.get("warmup", 0)), spec.get("warmup_text", "help"), "warmup"
+        )
         timed = slack_command_requests(spec, int(spec["requests"]), spec.get("text", ""))
     elif kind == "pagerduty_webhooks":
         warmup = []
