@@ -344,14 +344,19 @@ class DeliveryWorker(Worker):
         delivered: list[dict[str, Any]] = []
         limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
 
-        async def one(group: list[dict[str, Any]]) -> int:
-            async with limit:
-                return await self._deliver_incident(group, now, folded, delivered)
+        busy = set(mine)  # incidents whose deliveries are under way: the `alongside` steps leave them be
+
+        async def one(incident_id: str, group: list[dict[str, Any]]) -> int:
+            try:
+                async with limit:
+                    return await self._deliver_incident(group, now, folded, delivered)
+            finally:
+                busy.discard(incident_id)
 
         stop = asyncio.Event()
-        side = asyncio.create_task(self._alongside(now, stop)) if self.hooks.alongside else None
+        side = asyncio.create_task(self._alongside(now, stop, busy)) if self.hooks.alongside else None
         try:
-            handled = await asyncio.gather(*(one(group) for group in mine.values()))
+            handled = await asyncio.gather(*(one(incident_id, group) for incident_id, group in mine.items()))
         finally:
             stop.set()
             if side is not None:
@@ -363,7 +368,7 @@ class DeliveryWorker(Worker):
                 await self._delivered(delivered, now)
         return sum(handled)
 
-    async def _alongside(self, now: datetime, stop: asyncio.Event) -> None:
+    async def _alongside(self, now: datetime, stop: asyncio.Event, busy: set[str]) -> None:
         """While the pass's deliveries last, every ALONGSIDE_EVERY the capability's `alongside` steps (the edits
         that show the incidents' state): on the pass's clock moved on by the time elapsed, as slack_once does."""
         started = time.monotonic()
@@ -375,7 +380,7 @@ class DeliveryWorker(Worker):
             at = now + timedelta(seconds=time.monotonic() - started)
             for step in self.hooks.alongside:
                 try:
-                    await step(self.bot, at)
+                    await step(self.bot, at, frozenset(busy))
                 except Exception:
                     log.warning("a step alongside the delivery failed; retrying", exc_info=True)
 

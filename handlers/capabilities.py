@@ -100,6 +100,14 @@ async def _edit_digests(bot: BotContext, now: datetime) -> None:
     await storm.flush_digests(bot, bot.budget, now, edits_only=True)
 
 
+async def _edit_digests_alongside(bot: BotContext, now: datetime, busy: frozenset[str]) -> None:
+    await _edit_digests(bot, now)  # a digest line shows its incident's state as folded at the batch's start
+
+
+async def _flush_roots_alongside(bot: BotContext, now: datetime, busy: frozenset[str]) -> int:
+    return await threads.flush_roots(bot, bot.budget, now, skip=busy)
+
+
 async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
     return await timers.fire_timers(bot, bot.budget, now)
 
@@ -115,7 +123,9 @@ INCIDENT_DELIVERY = EventDelivery(
     # A digest's edit shows the state of hundreds of incidents, a root's of one: the digests take the edit
     # allowance (and each channel's edit pace) first.
     periodic=(_edit_digests, _flush_roots, _flush_digests, _fire_timers),
-    alongside=(_edit_digests, _flush_roots),  # a long pass (many posts at Slack's pace) still shows state
+    # A long pass (many posts at Slack's pace) still shows state; an incident still being delivered is edited
+    # after the pass, so its edit never lands between its own posts.
+    alongside=(_edit_digests_alongside, _flush_roots_alongside),
     retry_quietly=(RetryLater,),
     urgent_event_types=pipeline.URGENT_EVENT_TYPES,
 )

@@ -21,6 +21,7 @@ P0 "Schedule post-mortem within 48 hours"; the escalation paths in each runbook.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -336,17 +337,19 @@ async def mark_digest_dirty(bot: BotContext, digest_id: int, now: datetime) -> N
 # --- debounced root edits, digests, timers: the worker's periodic steps ------------------------------------------
 
 
-async def flush_roots(bot: BotContext, budget: ChannelBudget, now: datetime) -> int:
+async def flush_roots(
+    bot: BotContext, budget: ChannelBudget, now: datetime, skip: Collection[str] = ()
+) -> int:
     """One chat.update per dirty root once its incident is quiet (or has waited long enough), the longest waiting
     first, as many as the workspace's edit allowance has left (`ChannelBudget.allow_update`, Slack's Tier 3): the
     rest stay dirty for a later pass, so edits never hold up delivery. An edit that fails marks the root dirty
-    again, so it is retried on the next pass instead of lost."""
+    again, so it is retried on the next pass instead of lost. `skip`: incidents a pass is still delivering."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
-            """SELECT * FROM incidents WHERE root_dirty_since IS NOT NULL
+            """SELECT * FROM incidents WHERE root_dirty_since IS NOT NULL AND NOT (id = ANY(%s))
                AND (last_event_at <= %s OR root_dirty_since <= %s) ORDER BY root_dirty_since, id""",
-            (now - DEBOUNCE_QUIET, now - DEBOUNCE_MAX),
+            (list(skip), now - DEBOUNCE_QUIET, now - DEBOUNCE_MAX),
         )
         dirty = await cursor.fetchall()
     edited = 0
