@@ -154,3 +154,12 @@ async def bot(
     """The real runtime behind a real uvicorn server on a loopback port."""
     async with running_bot(settings, catalog, slack) as under_test:
         yield under_test
+
+
+@pytest.fixture
+async def replicas(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+) -> AsyncIterator[tuple[BotUnderTest, BotUnderTest]]:
+    """Two runtimes on one Postgres, one Redis and the recording Slack server (with the module's `settings`)."""
+    async with running_bot(settings, catalog, slack) as one, running_bot(settings, catalog, slack) as two:
+        yield one, two

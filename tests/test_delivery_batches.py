@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -147,7 +146,8 @@ async def test_a_batch_folded_twice_leaves_the_same_incident(bot: BotUnderTest, 
     assert [row[1] for row in once] == ["resolved", "resolved", "resolved"]
 
 
-async def _send_all(bot: BotUnderTest, events: list[Event]) -> None:
+async def send_events(bot: BotUnderTest, events: list[Event]) -> None:
+    """Each event's body, signed as PagerDuty signs it, to the webhook route: stored (202)."""
     for event in events:
         response = await bot.client.post(
             "/pagerduty/webhook",
@@ -164,7 +164,7 @@ async def test_a_batch_whose_worker_died_before_marking_it_is_not_posted_again(
     delivered: when the lease ends, the events are delivered again and nothing reaches Slack twice."""
     now = datetime.now(UTC)
     events = incident_stream(20, start=now - timedelta(minutes=3))
-    await _send_all(bot, events)
+    await send_events(bot, events)
     now = datetime.now(UTC) + timedelta(seconds=1)  # every event stored by now is due
     for _ in range(10):
         if await bot.runtime.delivery.run_once(now) == 0:
@@ -186,21 +186,15 @@ async def test_a_batch_whose_worker_died_before_marking_it_is_not_posted_again(
     check_slack(bot.slack, events, in_order=True)
 
 
-@pytest.fixture
-async def replicas(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
-) -> AsyncIterator[tuple[BotUnderTest, BotUnderTest]]:
-    async with running_bot(settings, catalog, slack) as one, running_bot(settings, catalog, slack) as two:
-        yield one, two
-
-
 async def test_two_workers_and_a_redelivered_stream_post_every_event_once_in_order(
     replicas: tuple[BotUnderTest, BotUnderTest], database_url: str
 ) -> None:
     one, two = replicas
     now = datetime.now(UTC)
     events = incident_stream(40, start=now - timedelta(minutes=3))
-    await asyncio.gather(_send_all(one, events), _send_all(two, events))  # PagerDuty redelivers every event
+    await asyncio.gather(
+        send_events(one, events), send_events(two, events)
+    )  # PagerDuty redelivers every event
     now = datetime.now(UTC) + timedelta(seconds=1)
     for _ in range(20):
         counts = await asyncio.gather(one.runtime.delivery.run_once(now), two.runtime.delivery.run_once(now))

@@ -12,19 +12,17 @@ its lease and its incidents' locks while it runs (bot/delivery_lease.py): B find
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from bot.catalog import Catalog
 from bot.settings import Settings
-from bot.signing import sign_pagerduty_webhook
 from stand_ins.recording_slack import RecordingSlackServer
-from tests.faults.incident_stream import Event, check_slack, incident_stream
-from tests.harness import BotUnderTest, running_bot
+from tests.faults.incident_stream import check_slack, incident_stream
+from tests.harness import BotUnderTest
+from tests.test_delivery_batches import send_events
 from tests.test_incidents import SECRET_NEW
 
 LEASE = 1.0  # seconds: the events' lease and the incident's Redis lock, which B must outwait for real
@@ -42,14 +40,6 @@ def settings(settings: Settings) -> Settings:
             "stale_claim_seconds": STALE,
         }
     )
-
-
-@pytest.fixture
-async def replicas(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
-) -> AsyncIterator[tuple[BotUnderTest, BotUnderTest]]:
-    async with running_bot(settings, catalog, slack) as one, running_bot(settings, catalog, slack) as two:
-        yield one, two
 
 
 class PassRunningFor:
@@ -71,15 +61,6 @@ def _key(body: dict[str, Any]) -> str:
     return str(((body.get("metadata") or {}).get("event_payload") or {}).get("key", ""))
 
 
-async def _send(bot: BotUnderTest, event: Event) -> None:
-    response = await bot.client.post(
-        "/pagerduty/webhook",
-        content=event.body,
-        headers={"Content-Type": "application/json", **sign_pagerduty_webhook(SECRET_NEW, event.body)},
-    )
-    assert response.status_code == 202
-
-
 async def test_a_post_claimed_late_in_a_pass_that_outlived_its_lease_is_not_posted_again_by_another_worker(
     replicas: tuple[BotUnderTest, BotUnderTest], slack: RecordingSlackServer
 ) -> None:
@@ -87,10 +68,10 @@ async def test_a_post_claimed_late_in_a_pass_that_outlived_its_lease_is_not_post
     start = datetime.now(UTC) - timedelta(minutes=3)
     stream = incident_stream(1, start=start)
     trigger, resolve = stream[0], stream[-1]
-    await _send(a, trigger)
+    await send_events(a, [trigger])
     t0 = datetime.now(UTC) + timedelta(seconds=1)
     assert await a.runtime.delivery.run_once(t0) == 1  # the roots, in both channels
-    await _send(a, resolve)
+    await send_events(a, [resolve])
 
     # A's pass starts at t1 and reaches the resolve 5 s later; its first post (the resolve's reply in the alerts
     # thread) reaches Slack, which stores it only when released.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -204,14 +203,6 @@ async def test_digest_incidents_stay_in_the_digest_and_their_events_are_lines_of
         assert [m.text for m in own] == [":memo: Note by Alice Example: after"]
         _, lines = _digest_lines(slack, channel)
         assert lines[promoted] == [ACKED, NOTED]
-
-
-@pytest.fixture
-async def replicas(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
-) -> AsyncIterator[tuple[BotUnderTest, BotUnderTest]]:
-    async with running_bot(settings, catalog, slack) as one, running_bot(settings, catalog, slack) as two:
-        yield one, two
 
 
 def _replies_posted(slack: RecordingSlackServer) -> int:
