@@ -41,7 +41,7 @@ from slack_sdk.errors import SlackApiError
 from bot import delivery_lease
 from bot.capabilities import EventDelivery
 from bot.context import BotContext
-from bot.delivery_overlap import PASSES_AT_ONCE, Deliveries, overlapping
+from bot.delivery_overlap import PASSES_AT_MOST, Deliveries, overlapping
 from bot.scheduler import utc_now
 from bot.worker import Worker
 from integrations.pagerduty_webhooks import MalformedWebhook
@@ -96,7 +96,7 @@ class DeliveryWorker(Worker):
         self._locked_in_postgres: set[str] = set()
         # This worker's passes under way at once (the loop's, beside a long one, and the console's "run what is
         # due now"); they are kept apart as replicas are, by the claims and the incident locks.
-        self._passes = asyncio.Semaphore(PASSES_AT_ONCE)
+        self._passes = asyncio.Semaphore(PASSES_AT_MOST)
         self._deliveries = Deliveries(
             tuple(functools.partial(step, bot) for step in hooks.alongside), ALONGSIDE_EVERY
         )
@@ -384,4 +384,4 @@ class DeliveryWorker(Worker):
     async def run_pass(self) -> bool:
         """The loop's pass, and beside it the next while it lasts (bot/delivery_overlap.py). More may be waiting
         when the last pass handled events; events given back do not count (see run_once)."""
-        return await overlapping(self.run_once, self._stopping)
+        return await overlapping(self.run_once, self._stopping, lambda: self._deliveries.passes)

@@ -5,7 +5,7 @@ A pass ends with its slowest incident, and in a storm that is an incident whose 
 batch of them). Before issue 16's last change, every incident not in that pass waited for it, a storm digest's
 resolves among them, whose delivery needs no post of its own (one line edit): the worst incident's latest state
 was 45–66 s late in the storm benchmark, 40 s of which was this wait. So once a pass has run OVERLAP_AFTER, the
-worker's loop claims the next batch beside it, up to PASSES_AT_ONCE at once: as a second replica would claim it,
+worker's loop claims the next batch beside it, up to PASSES_AT_ONCE delivering at once: as a second replica would claim it,
 and kept apart from it the same way (the claims skip an incident whose earlier events another pass holds, the
 incident locks, the leases). A pass that ends within OVERLAP_AFTER, every pass outside a storm, runs alone as
 before.
@@ -27,24 +27,34 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: Passes delivering at once, and passes under way at all: a pass's periodic steps after its deliveries wait on
+#: Slack's pace too (a storm digest's thread reply takes its channel's next post slot, behind the long pass's
+#: posts), and a pass waiting there must not keep the next batch from being claimed.
 PASSES_AT_ONCE = 3
+PASSES_AT_MOST = 8
 OVERLAP_AFTER = timedelta(seconds=2)
 
 
 async def overlapping(
-    one_pass: Callable[[], Coroutine[Any, Any, int]], stopping: asyncio.Event, *, at_once: int = PASSES_AT_ONCE
+    one_pass: Callable[[], Coroutine[Any, Any, int]],
+    stopping: asyncio.Event,
+    delivering: Callable[[], int],
+    *,
+    at_once: int = PASSES_AT_ONCE,
+    at_most: int = PASSES_AT_MOST,
 ) -> bool:
     """Run passes until one finds nothing to do: a new one once the last has ended having handled events, or
-    beside it once it has run OVERLAP_AFTER (up to `at_once`); no new one once `stopping` is set. Returns when
-    every pass it started has ended: True when the last to end handled events (more may be waiting). A pass that
-    raises does not stop the others: the first error is raised once they have ended. Cancelled, it cancels the
-    passes it started (their events are taken over when their lease ends, as after a crash)."""
+    beside those under way every OVERLAP_AFTER while fewer than `at_once` are `delivering()` (and fewer than
+    `at_most` under way); no new one once `stopping` is set. Returns when every pass it started has ended: True
+    when the last to end handled events (more may be waiting). A pass that raises does not stop the others: the
+    first error is raised once they have ended. Cancelled, it cancels the passes it started (their events are
+    taken over when their lease ends, as after a crash)."""
     running: set[asyncio.Task[int]] = set()
     more = True
     errors: list[BaseException] = []
     try:
         while running or (more and not stopping.is_set()):
-            if more and not stopping.is_set() and len(running) < at_once:
+            if more and not stopping.is_set() and len(running) < at_most and delivering() < at_once:
                 running.add(asyncio.create_task(one_pass()))
             done, running = await asyncio.wait(
                 running, timeout=OVERLAP_AFTER.total_seconds(), return_when=asyncio.FIRST_COMPLETED
@@ -76,7 +86,7 @@ class Deliveries:
     ) -> None:
         self.steps, self.every = steps, every
         self.busy: set[str] = set()
-        self._passes = 0
+        self.passes = 0  # passes delivering now
         self._stop = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
 
@@ -84,7 +94,7 @@ class Deliveries:
     async def delivering(self, now: datetime, incidents: set[str]) -> AsyncIterator[set[str]]:
         """While a pass delivers `incidents` (the caller discards each from `busy` as its deliveries end)."""
         self.busy.update(incidents)
-        self._passes += 1
+        self.passes += 1
         if self._runner is None and self.steps:
             self._stop = asyncio.Event()
             self._runner = asyncio.create_task(self._alongside(now, self._stop))
@@ -92,8 +102,8 @@ class Deliveries:
             yield self.busy
         finally:
             self.busy.difference_update(incidents)
-            self._passes -= 1
-            if self._passes == 0 and self._runner is not None:
+            self.passes -= 1
+            if self.passes == 0 and self._runner is not None:
                 runner, self._runner = self._runner, None
                 self._stop.set()
                 await runner  # never cancelled mid-step: a step ends what it began (an edit, a post)

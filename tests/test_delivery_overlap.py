@@ -91,7 +91,7 @@ async def test_passes_run_beside_a_long_one_up_to_the_limit_and_an_error_waits_f
         finally:
             running -= 1
 
-    assert await overlapping(one_pass, asyncio.Event(), at_once=2) is False
+    assert await overlapping(one_pass, asyncio.Event(), lambda: running, at_once=2) is False
     assert (started, most) == (4, 2)  # the short ones ran beside the long one, never more than two at once
 
     finished: list[str] = []
@@ -105,5 +105,5 @@ async def test_passes_run_beside_a_long_one_up_to_the_limit_and_an_error_waits_f
         raise RuntimeError("a pass failed")
 
     with pytest.raises(RuntimeError, match="a pass failed"):
-        await overlapping(failing_or_slow, asyncio.Event(), at_once=2)
+        await overlapping(failing_or_slow, asyncio.Event(), lambda: 0, at_once=2)
     assert finished == ["slow started", "slow ended"]  # the failure did not cancel the pass beside it
