@@ -239,9 +239,8 @@ class DeliveryWorker(Worker):
             if locks is None:
                 return None
             if incident_id in self._locked_in_postgres:
-                return (
-                    False  # another pass of this worker holds it (a session's advisory locks are reentrant)
-                )
+                # Another pass of this worker holds it: a session's advisory locks are reentrant.
+                return False
             held = await locks.try_lock(f"incident:{incident_id}")
             if held:
                 self._locked_in_postgres.add(incident_id)

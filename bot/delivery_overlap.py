@@ -4,10 +4,10 @@ A pass ends with its slowest incident, and in a storm that is an incident whose 
 (a resolve, its post-mortem draft and link, at about one post a second in each channel: half a minute for a
 batch of them). Before issue 16's last change, every incident not in that pass waited for it, a storm digest's
 resolves among them, whose delivery needs no post of its own (one line edit): the worst incident's latest state
-was 45–66 s late in the storm benchmark, 40 s of which was this wait. So once a pass has run OVERLAP_AFTER, the
-worker's loop claims the next batch beside it, up to PASSES_AT_ONCE delivering at once: as a second replica would claim it,
-and kept apart from it the same way (the claims skip an incident whose earlier events another pass holds, the
-incident locks, the leases). A pass that ends within OVERLAP_AFTER, every pass outside a storm, runs alone as
+was 40–66 s late in the storm benchmark, and the digest's lines were edited last of all. So once a pass has run
+OVERLAP_AFTER, the worker's loop claims the next batch beside it, up to PASSES_AT_ONCE delivering at once: as a
+second replica would claim it, and kept apart from it the same way (the claims skip an incident whose earlier
+events another pass holds, the incident locks, the leases). A pass that ends within OVERLAP_AFTER, every pass outside a storm, runs alone as
 before.
 
 The edits alongside (`EventDelivery.alongside`) run once per worker while any pass delivers, not once per pass,

@@ -21,7 +21,7 @@ from handlers.handoff import pagerduty_test as handoff_pd_test
 from handlers.health import command as health
 from handlers.incidents import buttons as incident_buttons
 from handlers.incidents import escalate as incident_escalate
-from handlers.incidents import pipeline, storm, threads, timers
+from handlers.incidents import pipeline, root_edits, storm, timers
 from handlers.incidents.model import RetryLater
 from handlers.latency import command as latency
 from handlers.next_steps import action as next_steps
@@ -89,7 +89,7 @@ async def _finish(bot: BotContext, batch: pipeline.Batch, now: datetime) -> None
 
 
 async def _flush_roots(bot: BotContext, now: datetime, busy: frozenset[str]) -> int:
-    return await threads.flush_roots(bot, bot.budget, now, skip=busy)
+    return await root_edits.flush_roots(bot, bot.budget, now, skip=busy)
 
 
 async def _flush_digests(bot: BotContext, now: datetime, busy: frozenset[str]) -> None:

@@ -1,6 +1,6 @@
-"""A delivery pass that waits on Slack's pace does not hold back the rest of the outbox: once it has run a while, the
-worker's loop claims the next batch beside it (bot/delivery_overlap.py). In the 2,000-event storm benchmark a
-batch of resolved incidents posting their post-mortem drafts at one post a second kept every storm digest line
+"""A delivery pass that waits on Slack's pace does not hold back the rest of the outbox: once it has run a while,
+the worker's loop claims the next batch beside it (bot/delivery_overlap.py). In the 2,000-event storm benchmark a
+batch of resolved incidents posting their post-mortem drafts at one post a second kept the storm digest's lines
 waiting for half a minute. Real route, Postgres, Redis and the recording Slack server (the bot paces itself at 1
 post/s/channel); the worker's own loop pass, on an injected clock."""
 

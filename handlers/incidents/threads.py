@@ -7,7 +7,7 @@ replica never posts twice. A claim whose post began but has no `ts` after STALE_
 worker that died: the message is looked up in Slack by its metadata before it is posted again (bot/slack_once.py).
 The root shows the incident as of its newest `occurred_at`, so events that arrive out of order (a resolve before
 its trigger) still leave the right root. Root edits are debounced: a burst of events marks the root dirty and one
-chat.update follows (`flush_roots`). During a storm a new incident joins the channel's digest (storm.py) instead.
+chat.update follows (root_edits.py). During a storm a new incident joins the channel's digest (storm.py) instead.
 
 The rest of the capability: events.py (the incident's state), storm.py, timers.py (SLA nudges), postmortem.py,
 buttons.py (Acknowledge / Resolve / Note in PagerDuty), escalate.py, lines.py (the words of each reply),
@@ -21,7 +21,6 @@ P0 "Schedule post-mortem within 48 hours"; the escalation paths in each runbook.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,14 +31,11 @@ from bot import slack_once
 from bot.context import BotContext
 from bot.slack_budget import ChannelBudget
 from handlers.incidents import blocks
-from handlers.incidents.events import view_of
 from handlers.incidents.model import IncidentView, InGroup, RetryLater
 
 log = logging.getLogger(__name__)
 
 
-DEBOUNCE_QUIET = timedelta(seconds=1)  # a root is edited once its incident has been quiet this long…
-DEBOUNCE_MAX = timedelta(seconds=5)  # …or has waited this long
 STORM_WINDOW = timedelta(minutes=1)
 
 
@@ -331,69 +327,4 @@ async def mark_digest_dirty(bot: BotContext, digest_id: int, now: datetime) -> N
     async with bot.storage.autocommit() as conn:
         await conn.execute(
             "UPDATE storm_digests SET dirty_since = COALESCE(dirty_since, %s) WHERE id = %s", (now, digest_id)
-        )
-
-
-# --- debounced root edits, digests, timers: the worker's periodic steps ------------------------------------------
-
-
-async def flush_roots(
-    bot: BotContext, budget: ChannelBudget, now: datetime, skip: Collection[str] = ()
-) -> int:
-    """One chat.update per dirty root once its incident is quiet (or has waited long enough), the longest waiting
-    first, as many as the workspace's edit allowance has left (`ChannelBudget.allow_update`, Slack's Tier 3): the
-    rest stay dirty for a later pass, so edits never hold up delivery. An edit that fails marks the root dirty
-    again, so it is retried on the next pass instead of lost. `skip`: incidents a pass is still delivering."""
-    async with bot.storage.pool.connection() as conn:
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            """SELECT * FROM incidents WHERE root_dirty_since IS NOT NULL AND NOT (id = ANY(%s))
-               AND (last_event_at <= %s OR root_dirty_since <= %s) ORDER BY root_dirty_since, id""",
-            (list(skip), now - DEBOUNCE_QUIET, now - DEBOUNCE_MAX),
-        )
-        dirty = await cursor.fetchall()
-    edited = 0
-    for row in dirty:
-        async with bot.storage.pool.connection() as conn:
-            claimed = await conn.execute(
-                "UPDATE incidents SET root_dirty_since = NULL WHERE id = %s AND root_dirty_since = %s",
-                (row["id"], row["root_dirty_since"]),
-            )
-            if claimed.rowcount != 1:
-                continue
-            roots = await (
-                await conn.execute(
-                    """SELECT channel_id, ts, in_digest FROM incident_roots
-                       WHERE incident_id = %s AND ts IS NOT NULL""",
-                    (row["id"],),
-                )
-            ).fetchall()
-        view = view_of(bot, row)
-        fallback = blocks.fallback_text(view)
-        try:
-            for channel_id, ts, in_digest in roots:
-                text, attachments = blocks.render_root(view, now, from_digest=in_digest is not None)
-                if not await budget.allow_update():
-                    await _mark_dirty_at(bot, view.id, row["root_dirty_since"])  # keeps its place in line
-                    return edited
-                await slack_once.update(
-                    bot, budget, channel_id, ts, fallback=fallback, text=text, attachments=attachments
-                )
-                edited += 1
-        except Exception as exc:
-            if slack_once.permanently_refused(exc):  # even the fallback: another try would be refused too
-                log.error("root edit refused by Slack", exc_info=True, extra={"incident": view.id})
-                continue
-            log.warning(
-                "root edit failed; retrying on the next pass", exc_info=True, extra={"incident": view.id}
-            )
-            await mark_root_dirty(bot, view.id, now)
-    return edited
-
-
-async def _mark_dirty_at(bot: BotContext, incident_id: str, since: datetime) -> None:
-    async with bot.storage.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE incidents SET root_dirty_since = LEAST(COALESCE(root_dirty_since, %s), %s) WHERE id = %s",
-            (since, since, incident_id),
         )
