@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import psycopg
 import pytest
 from pydantic import SecretStr
 
 from bot.catalog import Catalog
 from bot.delivery_overlap import overlapping
 from bot.settings import Settings
+from handlers.incidents import root_edits
+from handlers.incidents.fold import apply_events
+from integrations.pagerduty_webhooks import parse_webhook
 from stand_ins.recording_slack import RecordingSlackServer
+from tests import pd_payloads as pd
 from tests.harness import running_bot
 from tests.test_incidents import ALERTS, SECRET_NEW, T0, send
-from tests.test_storm_digest_thread import _ack, _drain, _note, _roots, _trigger
+from tests.test_storm_digest_thread import _ack, _drain, _note, _resolve, _roots, _trigger
 
 BUSY, LATE = (
     710,
@@ -107,3 +112,65 @@ async def test_passes_run_beside_a_long_one_up_to_the_limit_and_an_error_waits_f
     with pytest.raises(RuntimeError, match="a pass failed"):
         await overlapping(failing_or_slow, asyncio.Event(), lambda: 0, at_once=2)
     assert finished == ["slow started", "slow ended"]  # the failure did not cancel the pass beside it
+
+
+async def _blocked_behind(database_url: str, holder: int) -> int:
+    """How many sessions wait, directly or in line behind another, on the locks of session `holder`."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        row = await (
+            await conn.execute(
+                """WITH direct AS (SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid)))
+                   SELECT count(*) FROM pg_stat_activity
+                   WHERE pid IN (SELECT pid FROM direct)
+                      OR pg_blocking_pids(pid) && ARRAY(SELECT pid FROM direct)""",
+                (holder,),
+            )
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_root_edit_shows_a_resolve_folded_between_reading_the_dirty_roots_and_claiming_one(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, database_url: str
+) -> None:
+    """Seen in the storm benchmark once passes ran side by side: `flush_roots` read an acknowledged incident as
+    dirty, another pass folded its resolve (which keeps the older mark), and the claim then cleared the mark
+    while the edit showed the row as first read: "Acknowledged" for good. The claim returns the row as it is."""
+    signed = settings.model_copy(update={"pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)]})
+    async with running_bot(signed, catalog, slack) as bot:
+        number, incident_id = 720, "PSD0720"
+        assert await send(bot, _trigger(number, T0)) == 202
+        await _drain(bot, T0 + timedelta(seconds=10))
+        root_ts = _roots(slack, ALERTS)[number].ts
+        acked_at = T0 + timedelta(seconds=20)
+        assert await send(bot, _ack(number, acked_at)) == 202
+        assert await bot.runtime.delivery.run_once(acked_at) == 1  # its root dirty, not edited yet: not quiet
+        edit_at = acked_at + timedelta(seconds=10)
+        resolve = parse_webhook(pd.body(_resolve(number, acked_at + timedelta(seconds=5))))
+        runtime = bot.runtime.bot
+
+        async with await psycopg.AsyncConnection.connect(database_url) as holder, holder.transaction():
+            locked = await holder.execute("SELECT 1 FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
+            assert locked.rowcount == 1
+            fold = asyncio.create_task(apply_events(runtime, [resolve], edit_at))
+            for _ in range(200):
+                if await _blocked_behind(database_url, holder.info.backend_pid) == 1:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the fold did not wait for the row")
+            edits = asyncio.create_task(root_edits.flush_roots(runtime, runtime.budget, edit_at))
+            for _ in range(200):  # read the acknowledged row as dirty, and wait to claim it behind the fold
+                if await _blocked_behind(database_url, holder.info.backend_pid) == 2:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the edit did not wait behind the fold")
+        await fold
+        assert await edits == 2  # both channels' roots
+
+        shown = [
+            c.body["text"]
+            for c in slack.calls_to("chat.update", channel=ALERTS)
+            if c.body.get("ts") == root_ts
+        ]
+        assert shown and shown[-1].startswith("Resolved:"), shown
