@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 #: Passes delivering at once, and passes under way at all: a pass's periodic steps after its deliveries wait on
 #: Slack's pace too (a storm digest's thread reply takes its channel's next post slot, behind the long pass's
 #: posts), and a pass waiting there must not keep the next batch from being claimed.
-PASSES_AT_ONCE = 3
-PASSES_AT_MOST = 8
+PASSES_AT_ONCE = 6
+PASSES_AT_MOST = 12
 OVERLAP_AFTER = timedelta(seconds=2)
 
 
