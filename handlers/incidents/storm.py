@@ -80,15 +80,23 @@ async def digest_views(bot: BotContext, digest_id: int) -> list[IncidentView]:
 async def render_digest(
     bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime
 ) -> None:
-    """Post the dirty digest, or edit it when the workspace's edit allowance has room (else it stays dirty)."""
-    if digest["ts"] is not None and not await budget.allow_update():
-        return
+    """Post the dirty digest, or edit it when the workspace's edit allowance has room (else it stays dirty).
+    Claimed before the allowance is asked: with the worker's passes side by side (bot/delivery_overlap.py) several
+    try the same digest at once, and each loser of the claim spent an edit of the minute's allowance for nothing,
+    which left the roots' resolves waiting for the next minute in the storm benchmark."""
     async with bot.storage.pool.connection() as conn:
         claimed = await conn.execute(
             "UPDATE storm_digests SET dirty_since = NULL WHERE id = %s AND dirty_since = %s",
             (digest["id"], digest["dirty_since"]),
         )
         if claimed.rowcount != 1:
+            return
+        if digest["ts"] is not None and not await budget.allow_update():
+            await conn.execute(  # keeps its place in line, as a root's edit does
+                """UPDATE storm_digests SET dirty_since = LEAST(COALESCE(dirty_since, %s), %s)
+                   WHERE id = %s""",
+                (digest["dirty_since"], digest["dirty_since"], digest["id"]),
+            )
             return
     try:
         await _show_digest(bot, budget, digest, now)
