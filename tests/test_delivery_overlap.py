@@ -16,8 +16,9 @@ from pydantic import SecretStr
 from bot.catalog import Catalog
 from bot.delivery_overlap import overlapping
 from bot.settings import Settings
-from handlers.incidents import root_edits
+from handlers.incidents import root_edits, storm
 from handlers.incidents.fold import apply_events
+from handlers.incidents.threads import mark_digest_dirty
 from integrations.pagerduty_webhooks import parse_webhook
 from stand_ins.recording_slack import RecordingSlackServer
 from tests import pd_payloads as pd
@@ -30,6 +31,7 @@ BUSY, LATE = (
     711,
 )  # BUSY: an acknowledgement and six notes (seven posts per channel); LATE: a new incident
 NOTES = 6
+UPDATES_KEY = "slack:budget:workspace:update"  # bot/slack_budget.py: the minute's chat.update count
 
 
 async def test_an_incident_stored_while_a_long_pass_posts_is_delivered_beside_it_not_after_it(
@@ -174,3 +176,39 @@ async def test_a_root_edit_shows_a_resolve_folded_between_reading_the_dirty_root
             if c.body.get("ts") == root_ts
         ]
         assert shown and shown[-1].startswith("Resolved:"), shown
+
+
+async def test_two_passes_trying_one_digest_edit_spend_one_edit_of_the_minute_not_two(
+    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, database_url: str
+) -> None:
+    """Every pass ends with the digest edits, and passes side by side try the same dirty digest at once: only the
+    one that claims it may take an edit from the workspace's minute allowance. Each loser took one too, and in
+    the storm benchmark the minute ran out with half its edits unmade: the roots' resolves waited a minute."""
+    stormy = settings.model_copy(
+        update={
+            "pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)],
+            "storm_threshold": 3,
+            "slack_posts_per_second": 1000.0,
+        }
+    )
+    async with running_bot(stormy, catalog, slack) as bot:
+        for n, number in enumerate(range(730, 740)):
+            assert await send(bot, _trigger(number, T0 + timedelta(seconds=n))) == 202
+        await _drain(bot, T0 + timedelta(seconds=20))
+        runtime = bot.runtime.bot
+        async with await psycopg.AsyncConnection.connect(database_url) as conn:
+            rows = await (await conn.execute("SELECT id FROM storm_digests ORDER BY id")).fetchall()
+        assert len(rows) == 2  # one digest in each channel
+        at = T0 + timedelta(minutes=1)
+        for (digest_id,) in rows:
+            await mark_digest_dirty(runtime, digest_id, at)
+        edits_before = len(slack.calls_to("chat.update"))
+        used_before = int(await runtime.storage.redis.get(UPDATES_KEY) or 0)
+
+        later = at + timedelta(seconds=5)
+        await asyncio.gather(
+            *(storm.flush_digests(runtime, runtime.budget, later, edits_only=True) for _ in "ab")
+        )
+
+        assert len(slack.calls_to("chat.update")) - edits_before == 2  # each digest edited once
+        assert int(await runtime.storage.redis.get(UPDATES_KEY) or 0) - used_before == 2
