@@ -2,6 +2,12 @@
 (fold.py, threads.mark_root_dirty) and one chat.update per root follows, within Slack's Tier 3 allowance for the
 workspace.
 
+In a storm the allowance (about 50 edits a minute for the workspace) is what bounds how soon each root shows
+its incident's state: an edit showing an acknowledgement while the incident's resolve already waits in the outbox
+spends one of them on a state about to change (the 2,000-event storm needed 56 edits in its first minute, and
+four resolves waited for the next). So an incident whose later events wait, not claimed yet, is edited once they
+are delivered, at most DEBOUNCE_BACKLOG later, showing them too.
+
 Each edit renders the incident as its claim returns it, never as first listed: another pass or replica may
 fold a newer state in between (see `flush_roots`).
 """
@@ -23,8 +29,11 @@ from handlers.incidents.threads import mark_root_dirty
 
 log = logging.getLogger(__name__)
 
-DEBOUNCE_QUIET = timedelta(seconds=1)  # a root is edited once its incident has been quiet this long…
-DEBOUNCE_MAX = timedelta(seconds=5)  # …or has waited this long
+#: A root is edited once its incident has been quiet DEBOUNCE_QUIET, or has waited DEBOUNCE_MAX; but while later
+#: events of it wait in the outbox, not claimed yet, up to DEBOUNCE_BACKLOG, so that its edit shows them too.
+DEBOUNCE_QUIET = timedelta(seconds=1)
+DEBOUNCE_MAX = timedelta(seconds=5)
+DEBOUNCE_BACKLOG = timedelta(seconds=30)
 
 
 async def flush_roots(
@@ -33,13 +42,23 @@ async def flush_roots(
     """One chat.update per dirty root once its incident is quiet (or has waited long enough), the longest waiting
     first, as many as the workspace's edit allowance has left (`ChannelBudget.allow_update`, Slack's Tier 3): the
     rest stay dirty for a later pass, so edits never hold up delivery. An edit that fails marks the root dirty
-    again, so it is retried on the next pass instead of lost. `skip`: incidents a pass is still delivering."""
+    again, so it is retried on the next pass instead of lost. `skip`: incidents a pass is still delivering; one
+    whose later events wait in the outbox, not claimed yet, waits for them up to DEBOUNCE_BACKLOG."""
     async with bot.storage.pool.connection() as conn:
         cursor = conn.cursor(row_factory=dict_row)
         await cursor.execute(
-            """SELECT * FROM incidents WHERE root_dirty_since IS NOT NULL AND NOT (id = ANY(%s))
-               AND (last_event_at <= %s OR root_dirty_since <= %s) ORDER BY root_dirty_since, id""",
-            (list(skip), now - DEBOUNCE_QUIET, now - DEBOUNCE_MAX),
+            """SELECT * FROM incidents i WHERE root_dirty_since IS NOT NULL AND NOT (id = ANY(%(skip)s))
+               AND ((last_event_at <= %(quiet)s OR root_dirty_since <= %(max)s) AND NOT EXISTS (
+                        SELECT 1 FROM pd_webhooks w WHERE w.incident_id = i.id AND w.status = 'pending'
+                        AND (w.claimed_until IS NULL OR w.claimed_until < %(now)s))
+                    OR root_dirty_since <= %(backlog)s) ORDER BY root_dirty_since, id""",
+            {
+                "skip": list(skip),
+                "quiet": now - DEBOUNCE_QUIET,
+                "max": now - DEBOUNCE_MAX,
+                "now": now,
+                "backlog": now - DEBOUNCE_BACKLOG,
+            },
         )
         dirty = await cursor.fetchall()
     edited = 0
