@@ -1,18 +1,17 @@
 """Delivery passes side by side: a pass that waits on Slack does not hold back the rest of the outbox.
 
 A pass ends with its slowest incident, and in a storm that is an incident whose posts wait on its channel's pace
-(a resolve, its post-mortem draft and link, at about one post a second in each channel: half a minute for a
-batch of them). Before issue 16's last change, every incident not in that pass waited for it, a storm digest's
-resolves among them, whose delivery needs no post of its own (one line edit): the worst incident's latest state
-was 40–66 s late in the storm benchmark, and the digest's lines were edited last of all. So once a pass has run
-OVERLAP_AFTER, the worker's loop claims the next batch beside it, up to PASSES_AT_ONCE delivering at once: as a
-second replica would claim it, and kept apart from it the same way (the claims skip an incident whose earlier
-events another pass holds, the incident locks, the leases). A pass that ends within OVERLAP_AFTER, every pass outside a storm, runs alone as
-before.
+(a resolve, its post-mortem draft and link, at about one post a second per channel: half a minute for a batch of
+them). Every incident not in that pass waited for it, a storm digest's incidents among them, whose delivery posts
+nothing of its own (their lines are edited): in the 2,000-event storm benchmark the digests went unedited for
+25–40 s at a time. So once a pass has run OVERLAP_AFTER, the worker's loop claims the next batch beside it, up to
+PASSES_AT_ONCE delivering at once, as a second replica would claim it, and kept apart from it the same way (an
+incident whose earlier events another pass holds is given back, the incident locks, the leases). A pass that
+ends within OVERLAP_AFTER, every pass outside a storm, runs alone as before.
 
 The edits alongside (`EventDelivery.alongside`) run once per worker while any pass delivers, not once per pass,
-given every incident any pass is still delivering (`Deliveries.busy`): a root is never edited between its own
-posts, whichever pass holds it.
+given every incident any pass is still delivering (`Deliveries.busy`), as the periodic steps after each pass are:
+a root is never edited between its own posts, whichever pass holds it.
 """
 
 from __future__ import annotations
