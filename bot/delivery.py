@@ -109,7 +109,7 @@ class DeliveryWorker(Worker):
         claimed events are always its earliest. An event waits while an earlier event of its incident is backing
         off after a failure, so a thread never shows a later event before an earlier one. (An incident whose
         earlier events another pass holds is given back by `_not_mine`: skipping it here, with `claimed_until`,
-        made this statement's plan slow enough to halve the drain of a 5,000-trigger storm.)"""
+        made this statement slow enough to halve the drain of a 5,000-trigger storm.)"""
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """WITH eligible AS (
