@@ -53,15 +53,14 @@ class EventDelivery:
     `ts`); `periodic` run after every batch (debounced edits, digests, timers);
     `alongside` run every ALONGSIDE_EVERY while a batch's deliveries last longer than that (a batch that posts
     many messages waits on Slack's per-channel pace for a minute: the edits that show the incidents' state, which
-    Slack paces apart, need not wait behind it). Both are given the incidents whose deliveries are still under way
-    in any of the worker's passes (their edits wait for those to end, so what an incident's posts and edits do in
-    Slack keeps one order). `urgent_event_types` are delivered before the rest (a new
+    Slack paces apart, need not wait behind it), given the incidents whose deliveries are still under way (their
+    edits wait for the batch's end, so what an incident's posts and edits do in Slack keeps one order). `urgent_event_types` are delivered before the rest (a new
     incident, a change of its state), each incident's events still in order."""
 
     deliver: Callable[[BotContext, bytes, datetime, Any], Awaitable[None]]
     fold: Callable[[BotContext, list[bytes], datetime], Awaitable[Any]] | None = None
     finish: Callable[[BotContext, Any, datetime], Awaitable[None]] | None = None
-    periodic: tuple[Callable[[BotContext, datetime, frozenset[str]], Awaitable[object]], ...] = ()
+    periodic: tuple[Callable[[BotContext, datetime], Awaitable[object]], ...] = ()
     alongside: tuple[Callable[[BotContext, datetime, frozenset[str]], Awaitable[object]], ...] = ()
     retry_quietly: tuple[type[Exception], ...] = ()
     urgent_event_types: tuple[str, ...] = ()

@@ -17,8 +17,7 @@ retried as is, and the incident's later events go on. Lease and stale-claim wind
 (DELIVERY_LEASE_SECONDS, STALE_CLAIM_SECONDS).
 Then the periodic steps run: debounced root edits, storm digests, SLA timers. A pass that lasts (its posts wait
 on Slack's per-channel pace) runs the capability's `alongside` steps every ALONGSIDE_EVERY meanwhile: the edits
-that show the incidents' state do not wait for the pass to end; and the loop claims the next batch beside it
-(bot/delivery_overlap.py), so the rest of the outbox does not wait for it either. What an event means is the
+that show the incidents' state do not wait for the pass to end. What an event means is the
 incidents capability's business: the worker calls the hooks it registered (bot/capabilities.py, EventDelivery),
 and runs on the shared worker loop (bot/worker.py). The clock is injected for tests.
 """
@@ -27,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -41,7 +40,6 @@ from slack_sdk.errors import SlackApiError
 from bot import delivery_lease
 from bot.capabilities import EventDelivery
 from bot.context import BotContext
-from bot.delivery_overlap import PASSES_AT_MOST, Deliveries, overlapping
 from bot.scheduler import utc_now
 from bot.worker import Worker
 from integrations.pagerduty_webhooks import MalformedWebhook
@@ -94,22 +92,17 @@ class DeliveryWorker(Worker):
         self.lease = timedelta(seconds=bot.settings.delivery_lease_seconds)
         # Incidents locked through `Storage.locks` because Redis did not answer.
         self._locked_in_postgres: set[str] = set()
-        # This worker's passes under way at once (the loop's, beside a long one, and the console's "run what is
-        # due now"); they are kept apart as replicas are, by the claims and the incident locks.
-        self._passes = asyncio.Semaphore(PASSES_AT_MOST)
-        self._deliveries = Deliveries(
-            tuple(functools.partial(step, bot) for step in hooks.alongside), ALONGSIDE_EVERY
-        )
+        # Serialises this worker's own passes (the loop and the console's "run what is due now"); replicas are
+        # kept apart by the claims, not by this.
+        self._pass = asyncio.Lock()
 
     async def _claim(self, now: datetime) -> list[dict[str, Any]]:
         """Claim due events for one lease: whole incidents (their first PER_INCIDENT waiting events, in order),
         the urgent incidents first (`EventDelivery.urgent_event_types`: a new incident, a change of state) and
         the rest after. An event ranks with the most urgent event of its incident that follows it (a note queued
         before a resolve goes with the resolve), so an incident ranks by its most urgent waiting event and its
-        claimed events are always its earliest. An event waits while an earlier event of its incident is backing
-        off after a failure, so a thread never shows a later event before an earlier one. (An incident whose
-        earlier events another pass holds is given back by `_not_mine`: skipping it here, with `claimed_until`,
-        made this statement slow enough to halve the drain of a 5,000-trigger storm.)"""
+        claimed events are always its earliest. An event waits while an earlier event of its incident is backing off after a
+        failure, so a thread never shows a later event before an earlier one."""
         async with self.bot.storage.pool.connection() as conn:
             cursor = await conn.execute(
                 """WITH eligible AS (
@@ -239,9 +232,6 @@ class DeliveryWorker(Worker):
             locks = self.bot.storage.locks
             if locks is None:
                 return None
-            if incident_id in self._locked_in_postgres:
-                # Another pass of this worker holds it: a session's advisory locks are reentrant.
-                return False
             held = await locks.try_lock(f"incident:{incident_id}")
             if held:
                 self._locked_in_postgres.add(incident_id)
@@ -297,7 +287,7 @@ class DeliveryWorker(Worker):
         """One pass: deliver what is due, then the periodic steps. Returns the number of events handled (events
         given back because another worker holds their incident do not count, so the loop waits for its next poll
         instead of claiming them again at once)."""
-        async with self._passes:
+        async with self._pass:
             return await self._pass_once(now or self.clock())
 
     async def _pass_once(self, now: datetime) -> int:
@@ -336,7 +326,7 @@ class DeliveryWorker(Worker):
         finally:
             await asyncio.gather(*(self._unlock(incident_id) for incident_id in held))
         for step in self.hooks.periodic:
-            await step(self.bot, now, frozenset(self._deliveries.busy))
+            await step(self.bot, now)
         return handled
 
     async def _deliver_all(self, mine: dict[str, list[dict[str, Any]]], now: datetime) -> int:
@@ -354,34 +344,46 @@ class DeliveryWorker(Worker):
         delivered: list[dict[str, Any]] = []
         limit = asyncio.Semaphore(CONCURRENT_INCIDENTS)
 
-        # Incidents whose deliveries are under way: the `alongside` steps (and other passes' periodic steps)
-        # leave their roots be until their deliveries end.
-        async with self._deliveries.delivering(now, set(mine)) as busy:
+        busy = set(mine)  # incidents whose deliveries are under way: the `alongside` steps leave them be
 
-            async def one(incident_id: str, group: list[dict[str, Any]]) -> int:
-                try:
-                    async with limit:
-                        return await self._deliver_incident(group, now, folded, delivered)
-                finally:
-                    busy.discard(incident_id)
-
+        async def one(incident_id: str, group: list[dict[str, Any]]) -> int:
             try:
-                handled = await asyncio.gather(
-                    *(one(incident_id, group) for incident_id, group in mine.items())
-                )
+                async with limit:
+                    return await self._deliver_incident(group, now, folded, delivered)
             finally:
-                await self._finish_pass(folded, delivered, now)
+                busy.discard(incident_id)
+
+        stop = asyncio.Event()
+        side = asyncio.create_task(self._alongside(now, stop, busy)) if self.hooks.alongside else None
+        try:
+            handled = await asyncio.gather(*(one(incident_id, group) for incident_id, group in mine.items()))
+        finally:
+            stop.set()
+            if side is not None:
+                await side  # never cancelled mid-step: a step ends what it began (an edit, a post)
+            try:
+                if self.hooks.finish is not None and folded is not None:
+                    await self.hooks.finish(self.bot, folded, now)
+            finally:
+                await self._delivered(delivered, now)
         return sum(handled)
 
-    async def _finish_pass(self, folded: Any, delivered: list[dict[str, Any]], now: datetime) -> None:
-        """What the pass writes once for all its events: the capability's `finish`, then the delivered marks."""
-        try:
-            if self.hooks.finish is not None and folded is not None:
-                await self.hooks.finish(self.bot, folded, now)
-        finally:
-            await self._delivered(delivered, now)
+    async def _alongside(self, now: datetime, stop: asyncio.Event, busy: set[str]) -> None:
+        """While the pass's deliveries last, every ALONGSIDE_EVERY the capability's `alongside` steps (the edits
+        that show the incidents' state): on the pass's clock moved on by the time elapsed, as slack_once does."""
+        started = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ALONGSIDE_EVERY.total_seconds())
+            if stop.is_set():
+                return
+            at = now + timedelta(seconds=time.monotonic() - started)
+            for step in self.hooks.alongside:
+                try:
+                    await step(self.bot, at, frozenset(busy))
+                except Exception:
+                    log.warning("a step alongside the delivery failed; retrying", exc_info=True)
 
     async def run_pass(self) -> bool:
-        """The loop's pass, and beside it the next while it lasts (bot/delivery_overlap.py). More may be waiting
-        when the last pass handled events; events given back do not count (see run_once)."""
-        return await overlapping(self.run_once, self._stopping, lambda: self._deliveries.passes)
+        # More may be waiting when this pass handled events; events given back do not count (see run_once).
+        return bool(await self.run_once())

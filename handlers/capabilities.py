@@ -88,20 +88,27 @@ async def _finish(bot: BotContext, batch: pipeline.Batch, now: datetime) -> None
     await pipeline.finish(bot, batch)
 
 
-async def _flush_roots(bot: BotContext, now: datetime, busy: frozenset[str]) -> int:
-    return await root_edits.flush_roots(bot, bot.budget, now, skip=busy)
+async def _flush_roots(bot: BotContext, now: datetime) -> int:
+    return await root_edits.flush_roots(bot, bot.budget, now)
 
 
-async def _flush_digests(bot: BotContext, now: datetime, busy: frozenset[str]) -> None:
+async def _flush_digests(bot: BotContext, now: datetime) -> None:
     await storm.flush_digests(bot, bot.budget, now)
 
 
-async def _edit_digests(bot: BotContext, now: datetime, busy: frozenset[str]) -> None:
-    # A digest line shows its incident's state as folded at its batch's start: no need to wait for its posts.
+async def _edit_digests(bot: BotContext, now: datetime) -> None:
     await storm.flush_digests(bot, bot.budget, now, edits_only=True)
 
 
-async def _fire_timers(bot: BotContext, now: datetime, busy: frozenset[str]) -> list[tuple[str, str]]:
+async def _edit_digests_alongside(bot: BotContext, now: datetime, busy: frozenset[str]) -> None:
+    await _edit_digests(bot, now)  # a digest line shows its incident's state as folded at the batch's start
+
+
+async def _flush_roots_alongside(bot: BotContext, now: datetime, busy: frozenset[str]) -> int:
+    return await root_edits.flush_roots(bot, bot.budget, now, skip=busy)
+
+
+async def _fire_timers(bot: BotContext, now: datetime) -> list[tuple[str, str]]:
     return await timers.fire_timers(bot, bot.budget, now)
 
 
@@ -118,7 +125,7 @@ INCIDENT_DELIVERY = EventDelivery(
     periodic=(_edit_digests, _flush_roots, _flush_digests, _fire_timers),
     # A long pass (many posts at Slack's pace) still shows state; an incident still being delivered is edited
     # after the pass, so its edit never lands between its own posts.
-    alongside=(_edit_digests, _flush_roots),
+    alongside=(_edit_digests_alongside, _flush_roots_alongside),
     retry_quietly=(RetryLater,),
     urgent_event_types=pipeline.URGENT_EVENT_TYPES,
 )
