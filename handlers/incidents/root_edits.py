@@ -67,7 +67,7 @@ async def flush_roots(
         async with bot.storage.pool.connection() as conn:
             # The claim returns the incident as it is now. A fold that committed since the SELECT above kept the
             # older mark (COALESCE): editing the row as selected would show a state already past and clear the
-            # mark of the newer one (a resolve never shown: seen with delivery passes side by side; two replicas too).
+            # mark of the newer one (a resolve never shown: seen with delivery passes side by side; replicas too).
             claim = conn.cursor(row_factory=dict_row)
             await claim.execute(
                 """UPDATE incidents SET root_dirty_since = NULL WHERE id = %s AND root_dirty_since = %s
