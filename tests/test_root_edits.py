@@ -17,6 +17,7 @@ import asyncio
 from datetime import timedelta
 
 import psycopg
+import pytest
 from pydantic import SecretStr
 
 from bot.catalog import Catalog
@@ -32,6 +33,11 @@ from tests.test_incidents import ALERTS, SECRET_NEW, T0, send
 from tests.test_storm_digest_thread import _ack, _drain, _resolve, _roots, _trigger
 
 UPDATES_KEY = "slack:budget:workspace:update"  # bot/slack_budget.py: the minute's chat.update count
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)]})
 
 
 def _edits(slack: RecordingSlackServer, ts: str) -> list[str]:
@@ -51,33 +57,29 @@ async def _acknowledged_with_a_resolve_waiting(bot: BotUnderTest, number: int) -
 
 
 async def test_a_root_is_edited_once_its_waiting_events_are_delivered_not_before(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+    bot: BotUnderTest, slack: RecordingSlackServer
 ) -> None:
-    signed = settings.model_copy(update={"pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)]})
-    async with running_bot(signed, catalog, slack) as bot:
-        root_ts = await _acknowledged_with_a_resolve_waiting(bot, 740)
-        runtime = bot.runtime.bot
-        quiet = T0 + timedelta(seconds=30)  # the acknowledgement is 10 s old: quiet, but the resolve waits
-        assert await root_edits.flush_roots(runtime, runtime.budget, quiet) == 0
-        assert _edits(slack, root_ts) == []
+    root_ts = await _acknowledged_with_a_resolve_waiting(bot, 740)
+    runtime = bot.runtime.bot
+    quiet = T0 + timedelta(seconds=30)  # the acknowledgement is 10 s old: quiet, but the resolve waits
+    assert await root_edits.flush_roots(runtime, runtime.budget, quiet) == 0
+    assert _edits(slack, root_ts) == []
 
-        await _drain(bot, quiet + timedelta(seconds=1))  # the resolve delivered, then the edit
-        assert [text.split(":")[0] for text in _edits(slack, root_ts)] == ["Resolved"]
+    await _drain(bot, quiet + timedelta(seconds=1))  # the resolve delivered, then the edit
+    assert [text.split(":")[0] for text in _edits(slack, root_ts)] == ["Resolved"]
 
 
 async def test_a_root_waits_for_its_incidents_backlog_no_longer_than_the_backlog_debounce(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer
+    bot: BotUnderTest, slack: RecordingSlackServer
 ) -> None:
-    signed = settings.model_copy(update={"pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)]})
-    async with running_bot(signed, catalog, slack) as bot:
-        root_ts = await _acknowledged_with_a_resolve_waiting(bot, 741)
-        runtime = bot.runtime.bot
-        dirty_since = T0 + timedelta(seconds=20)
-        almost = dirty_since + root_edits.DEBOUNCE_BACKLOG - timedelta(seconds=1)
-        assert await root_edits.flush_roots(runtime, runtime.budget, almost) == 0
-        waited = dirty_since + root_edits.DEBOUNCE_BACKLOG
-        assert await root_edits.flush_roots(runtime, runtime.budget, waited) == 2  # both channels' roots
-        assert [text.split(":")[0] for text in _edits(slack, root_ts)] == ["Acknowledged"]
+    root_ts = await _acknowledged_with_a_resolve_waiting(bot, 741)
+    runtime = bot.runtime.bot
+    dirty_since = T0 + timedelta(seconds=20)
+    almost = dirty_since + root_edits.DEBOUNCE_BACKLOG - timedelta(seconds=1)
+    assert await root_edits.flush_roots(runtime, runtime.budget, almost) == 0
+    waited = dirty_since + root_edits.DEBOUNCE_BACKLOG
+    assert await root_edits.flush_roots(runtime, runtime.budget, waited) == 2  # both channels' roots
+    assert [text.split(":")[0] for text in _edits(slack, root_ts)] == ["Acknowledged"]
 
 
 async def _blocked_behind(database_url: str, holder: int) -> int:
@@ -96,50 +98,46 @@ async def _blocked_behind(database_url: str, holder: int) -> int:
 
 
 async def test_a_root_edit_shows_a_resolve_folded_between_reading_the_dirty_roots_and_claiming_one(
-    settings: Settings, catalog: Catalog, slack: RecordingSlackServer, database_url: str
+    bot: BotUnderTest, slack: RecordingSlackServer, database_url: str
 ) -> None:
     """`flush_roots` read an acknowledged incident as dirty, another replica (or, as seen in the storm benchmark,
     a delivery pass beside it) folded its resolve, which keeps the older mark, and the claim then cleared the mark
     while the edit showed the row as first read: "Acknowledged" for good. The claim returns the row as it is."""
-    signed = settings.model_copy(update={"pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)]})
-    async with running_bot(signed, catalog, slack) as bot:
-        number, incident_id = 720, "PSD0720"
-        assert await send(bot, _trigger(number, T0)) == 202
-        await _drain(bot, T0 + timedelta(seconds=10))
-        root_ts = _roots(slack, ALERTS)[number].ts
-        acked_at = T0 + timedelta(seconds=20)
-        assert await send(bot, _ack(number, acked_at)) == 202
-        assert await bot.runtime.delivery.run_once(acked_at) == 1  # its root dirty, not edited yet: not quiet
-        edit_at = acked_at + timedelta(seconds=10)
-        resolve = parse_webhook(pd.body(_resolve(number, acked_at + timedelta(seconds=5))))
-        runtime = bot.runtime.bot
+    number, incident_id = 720, "PSD0720"
+    assert await send(bot, _trigger(number, T0)) == 202
+    await _drain(bot, T0 + timedelta(seconds=10))
+    root_ts = _roots(slack, ALERTS)[number].ts
+    acked_at = T0 + timedelta(seconds=20)
+    assert await send(bot, _ack(number, acked_at)) == 202
+    assert await bot.runtime.delivery.run_once(acked_at) == 1  # its root dirty, not edited yet: not quiet
+    edit_at = acked_at + timedelta(seconds=10)
+    resolve = parse_webhook(pd.body(_resolve(number, acked_at + timedelta(seconds=5))))
+    runtime = bot.runtime.bot
 
-        async with await psycopg.AsyncConnection.connect(database_url) as holder, holder.transaction():
-            locked = await holder.execute("SELECT 1 FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
-            assert locked.rowcount == 1
-            fold = asyncio.create_task(apply_events(runtime, [resolve], edit_at))
-            for _ in range(200):
-                if await _blocked_behind(database_url, holder.info.backend_pid) == 1:
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("the fold did not wait for the row")
-            edits = asyncio.create_task(root_edits.flush_roots(runtime, runtime.budget, edit_at))
-            for _ in range(200):  # read the acknowledged row as dirty, and wait to claim it behind the fold
-                if await _blocked_behind(database_url, holder.info.backend_pid) == 2:
-                    break
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("the edit did not wait behind the fold")
-        await fold
-        assert await edits == 2  # both channels' roots
+    async with await psycopg.AsyncConnection.connect(database_url) as holder, holder.transaction():
+        locked = await holder.execute("SELECT 1 FROM incidents WHERE id = %s FOR UPDATE", (incident_id,))
+        assert locked.rowcount == 1
+        fold = asyncio.create_task(apply_events(runtime, [resolve], edit_at))
+        for _ in range(200):
+            if await _blocked_behind(database_url, holder.info.backend_pid) == 1:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the fold did not wait for the row")
+        edits = asyncio.create_task(root_edits.flush_roots(runtime, runtime.budget, edit_at))
+        for _ in range(200):  # read the acknowledged row as dirty, and wait to claim it behind the fold
+            if await _blocked_behind(database_url, holder.info.backend_pid) == 2:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the edit did not wait behind the fold")
+    await fold
+    assert await edits == 2  # both channels' roots
 
-        shown = [
-            c.body["text"]
-            for c in slack.calls_to("chat.update", channel=ALERTS)
-            if c.body.get("ts") == root_ts
-        ]
-        assert shown and shown[-1].startswith("Resolved:"), shown
+    shown = [
+        c.body["text"] for c in slack.calls_to("chat.update", channel=ALERTS) if c.body.get("ts") == root_ts
+    ]
+    assert shown and shown[-1].startswith("Resolved:"), shown
 
 
 async def test_two_tries_at_one_digest_edit_spend_one_edit_of_the_minute_not_two(
@@ -149,13 +147,7 @@ async def test_two_tries_at_one_digest_edit_spend_one_edit_of_the_minute_not_two
     dirty digest at once: only the one that claims it may take an edit from the workspace's minute allowance. Each
     loser took one too, and with delivery passes side by side the storm benchmark's minute ran out with half its
     edits unmade: the roots' resolves waited a minute."""
-    stormy = settings.model_copy(
-        update={
-            "pagerduty_webhook_secrets": [SecretStr(SECRET_NEW)],
-            "storm_threshold": 3,
-            "slack_posts_per_second": 1000.0,
-        }
-    )
+    stormy = settings.model_copy(update={"storm_threshold": 3, "slack_posts_per_second": 1000.0})
     async with running_bot(stormy, catalog, slack) as bot:
         for n, number in enumerate(range(730, 740)):
             assert await send(bot, _trigger(number, T0 + timedelta(seconds=n))) == 202
