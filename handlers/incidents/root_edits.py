@@ -4,12 +4,13 @@ workspace.
 
 In a storm the allowance (about 50 edits a minute for the workspace) is what bounds how soon each root shows
 its incident's state: an edit showing an acknowledgement while the incident's resolve already waits in the outbox
-spends one of them on a state about to change (the 2,000-event storm needed 56 edits in its first minute, and
-four resolves waited for the next). So an incident whose later events wait, not claimed yet, is edited once they
-are delivered, at most DEBOUNCE_BACKLOG later, showing them too.
+spends one of them on a state about to change (with delivery passes side by side, tried in issue 16, the
+2,000-event storm needed 56 edits in its first minute, and four resolves waited for the next). So an incident
+whose later events wait, not claimed yet, is edited once they are delivered, at most DEBOUNCE_BACKLOG later,
+showing them too.
 
-Each edit renders the incident as its claim returns it, never as first listed: another pass or replica may
-fold a newer state in between (see `flush_roots`).
+Each edit renders the incident as its claim returns it, never as first listed: another replica may fold a newer
+state in between (see `flush_roots`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ async def flush_roots(
         async with bot.storage.pool.connection() as conn:
             # The claim returns the incident as it is now. A fold that committed since the SELECT above kept the
             # older mark (COALESCE): editing the row as selected would show a state already past and clear the
-            # mark of the newer one (a resolve never shown: seen with delivery passes side by side; replicas too).
+            # mark of the newer one (a resolve never shown: seen with delivery passes side by side).
             claim = conn.cursor(row_factory=dict_row)
             await claim.execute(
                 """UPDATE incidents SET root_dirty_since = NULL WHERE id = %s AND root_dirty_since = %s
