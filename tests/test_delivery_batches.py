@@ -192,9 +192,8 @@ async def test_two_workers_and_a_redelivered_stream_post_every_event_once_in_ord
     one, two = replicas
     now = datetime.now(UTC)
     events = incident_stream(40, start=now - timedelta(minutes=3))
-    await asyncio.gather(
-        send_events(one, events), send_events(two, events)
-    )  # PagerDuty redelivers every event
+    # PagerDuty redelivers every event.
+    await asyncio.gather(send_events(one, events), send_events(two, events))
     now = datetime.now(UTC) + timedelta(seconds=1)
     for _ in range(20):
         counts = await asyncio.gather(one.runtime.delivery.run_once(now), two.runtime.delivery.run_once(now))

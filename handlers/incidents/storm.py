@@ -81,9 +81,9 @@ async def render_digest(
     bot: BotContext, budget: ChannelBudget, digest: dict[str, Any], now: datetime
 ) -> None:
     """Post the dirty digest, or edit it when the workspace's edit allowance has room (else it stays dirty).
-    Claimed before the allowance is asked: two replicas, or a pass and the edits alongside another, may try the
-    same digest at once, and each loser of the claim spent an edit of the minute's allowance for nothing (with
-    delivery passes side by side, tried in issue 16, the storm's resolves waited a minute for the next one)."""
+    Claimed before the allowance is asked: two replicas may try the same digest at once, and each loser of the
+    claim spent an edit of the minute's allowance for nothing (with delivery passes side by side, tried in issue 16,
+    the storm's resolves waited a minute for the next one)."""
     async with bot.storage.pool.connection() as conn:
         claimed = await conn.execute(
             "UPDATE storm_digests SET dirty_since = NULL WHERE id = %s AND dirty_since = %s",
